@@ -1,0 +1,244 @@
+"""The model directory contract, shared by the trainer, the model store, the server and the stack.
+
+A model directory holds one ONNX file and ``manifest.json``. This module is the single
+definition of that manifest: it imports nothing outside the standard library so that the
+server image, the model-store CLI and the Pulumi program can all read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+_CHUNK = 1024 * 1024
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+"""Model names: RFC 1123 labels, so they fit blob paths, image tags and Kubernetes labels."""
+VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
+"""Model versions: characters valid in an image tag; ``latest`` is reserved for the pointer."""
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+RESERVED_VERSIONS = frozenset({"latest"})
+
+
+class ManifestError(ValueError):
+    """A model directory or manifest that breaks the contract; the message names the field."""
+
+
+class Datatype(str, Enum):
+    """Tensor datatypes of the Open Inference Protocol."""
+
+    BOOL = "BOOL"
+    UINT8 = "UINT8"
+    UINT16 = "UINT16"
+    UINT32 = "UINT32"
+    UINT64 = "UINT64"
+    INT8 = "INT8"
+    INT16 = "INT16"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FP16 = "FP16"
+    FP32 = "FP32"
+    FP64 = "FP64"
+    BYTES = "BYTES"
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output of the model; ``-1`` in ``shape`` is a variable dimension."""
+
+    name: str
+    datatype: Datatype
+    shape: tuple[int, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> TensorSpec:
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"{where} must be an object with name, datatype and shape")
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise ManifestError(f"{where}.name must be a non-empty string, got {name!r}")
+        try:
+            datatype = Datatype(data.get("datatype"))
+        except ValueError:
+            allowed = ", ".join(d.value for d in Datatype)
+            raise ManifestError(
+                f"{where}.datatype {data.get('datatype')!r} is not one of: {allowed}"
+            ) from None
+        shape = data.get("shape")
+        if (
+            not isinstance(shape, list)
+            or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 and d != 0 for d in shape)
+        ):
+            raise ManifestError(
+                f"{where}.shape must be a non-empty list of positive ints or -1, got {shape!r}"
+            )
+        return cls(name=name, datatype=datatype, shape=tuple(shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype.value, "shape": list(self.shape)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelManifest:
+    """What ``manifest.json`` says about the model file beside it."""
+
+    name: str
+    version: str
+    model_file: str
+    sha256: str
+    size: int
+    framework: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    created_at: str
+    source_revision: str
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    trained_with: str = ""
+
+    def __post_init__(self) -> None:
+        validate_name(self.name, "name")
+        validate_version(self.version, "version")
+        if not SHA256_RE.match(self.sha256):
+            raise ManifestError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if "/" in self.model_file or self.model_file in ("", ".", "..", MANIFEST_FILE):
+            raise ManifestError(
+                f"model_file must be a plain file name beside {MANIFEST_FILE}, got {self.model_file!r}"
+            )
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ManifestError(f"size must be a positive number of bytes, got {self.size!r}")
+        if not self.inputs or not self.outputs:
+            raise ManifestError("inputs and outputs must each list at least one tensor")
+
+    @property
+    def ref(self) -> str:
+        """``name@version``, the form the model store's CLI takes."""
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelManifest:
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"{MANIFEST_FILE} must hold a JSON object")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ManifestError(
+                f"schema must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
+            )
+        required = ("name", "version", "model_file", "sha256", "size", "framework",
+                    "inputs", "outputs", "created_at", "source_revision")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ManifestError(f"{MANIFEST_FILE} is missing: {', '.join(missing)}")
+        for key in ("inputs", "outputs"):
+            if not isinstance(data[key], Sequence) or isinstance(data[key], str):
+                raise ManifestError(f"{key} must be a list of tensors")
+        metrics = data.get("metrics", {})
+        if not isinstance(metrics, Mapping) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()
+        ):
+            raise ManifestError(f"metrics must map names to numbers, got {metrics!r}")
+        for key in ("name", "version", "model_file", "sha256", "framework", "created_at",
+                    "source_revision"):
+            if not isinstance(data[key], str):
+                raise ManifestError(f"{key} must be a string, got {data[key]!r}")
+        return cls(
+            name=data["name"],
+            version=data["version"],
+            model_file=data["model_file"],
+            sha256=data["sha256"],
+            size=data["size"],
+            framework=data["framework"],
+            inputs=tuple(TensorSpec.from_dict(t, f"inputs[{i}]") for i, t in enumerate(data["inputs"])),
+            outputs=tuple(TensorSpec.from_dict(t, f"outputs[{i}]") for i, t in enumerate(data["outputs"])),
+            created_at=data["created_at"],
+            source_revision=data["source_revision"],
+            metrics=dict(metrics),
+            trained_with=str(data.get("trained_with", "")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "model_file": self.model_file,
+            "sha256": self.sha256,
+            "size": self.size,
+            "framework": self.framework,
+            "trained_with": self.trained_with,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "created_at": self.created_at,
+            "source_revision": self.source_revision,
+            "metrics": dict(self.metrics),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def validate_name(value: str, key: str = "name") -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ManifestError(
+            f"{key} {value!r} is not allowed: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def validate_version(value: str, key: str = "version") -> str:
+    if not isinstance(value, str) or not VERSION_RE.match(value) or value in RESERVED_VERSIONS:
+        raise ManifestError(
+            f"{key} {value!r} is not allowed: use 1-63 of letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit; 'latest' is reserved"
+        )
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large models never sit whole in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(model_dir: Path | str) -> ModelManifest:
+    """Parse ``manifest.json`` in ``model_dir`` without touching the model file."""
+    path = Path(model_dir) / MANIFEST_FILE
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"no {MANIFEST_FILE} in {model_dir}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path} is not valid JSON: {exc}") from None
+    return ModelManifest.from_dict(data)
+
+
+def load_model_dir(model_dir: Path | str) -> ModelManifest:
+    """Read the manifest and check the model file's size and sha256 against it."""
+    manifest = read_manifest(model_dir)
+    model_path = Path(model_dir) / manifest.model_file
+    if not model_path.is_file():
+        raise ManifestError(f"{model_path} named by {MANIFEST_FILE} does not exist")
+    size = model_path.stat().st_size
+    if size != manifest.size:
+        raise ManifestError(
+            f"{model_path} is {size} bytes but {MANIFEST_FILE} says {manifest.size}"
+        )
+    actual = sha256_file(model_path)
+    if actual != manifest.sha256:
+        raise ManifestError(
+            f"sha256 mismatch for {model_path}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"
+        )
+    return manifest
