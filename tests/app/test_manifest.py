@@ -1,0 +1,105 @@
+"""The model directory contract: what a valid manifest is, and what each violation says."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from modelserver.manifest import (
+    MANIFEST_FILE,
+    Datatype,
+    ManifestError,
+    ModelManifest,
+    TensorSpec,
+    load_model_dir,
+    read_manifest,
+)
+
+
+def _write_model_dir(path: Path, payload: bytes = b"onnx-bytes", **overrides) -> dict:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.onnx").write_bytes(payload)
+    data = {
+        "schema": 1,
+        "name": "digits",
+        "version": "1.0.0",
+        "model_file": "model.onnx",
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+        "framework": "onnx",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}],
+        "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}],
+        "created_at": "2026-11-23T00:00:00Z",
+        "source_revision": "abc123",
+        "metrics": {"accuracy": 0.97},
+    }
+    data.update(overrides)
+    (path / MANIFEST_FILE).write_text(json.dumps(data))
+    return data
+
+
+def test_valid_directory_round_trips(tmp_path: Path) -> None:
+    data = _write_model_dir(tmp_path)
+    manifest = load_model_dir(tmp_path)
+    assert manifest.ref == "digits@1.0.0"
+    assert manifest.inputs == (TensorSpec("input", Datatype.FP32, (-1, 64)),)
+    assert ModelManifest.from_dict(json.loads(manifest.to_json())) == manifest
+    assert manifest.to_dict()["sha256"] == data["sha256"]
+
+
+def test_sha256_mismatch_names_both_digests(tmp_path: Path) -> None:
+    _write_model_dir(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"onnx-bytez")  # same size, other content
+    with pytest.raises(ManifestError, match="sha256 mismatch .* file has [0-9a-f]{64}, manifest.json says"):
+        load_model_dir(tmp_path)
+
+
+def test_size_mismatch_is_reported(tmp_path: Path) -> None:
+    _write_model_dir(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"short")
+    with pytest.raises(ManifestError, match="is 5 bytes but manifest.json says 10"):
+        load_model_dir(tmp_path)
+
+
+def test_missing_manifest_and_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="no manifest.json in"):
+        read_manifest(tmp_path)
+    _write_model_dir(tmp_path)
+    (tmp_path / "model.onnx").unlink()
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_model_dir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"name": "Digits_V1"}, "name 'Digits_V1' is not allowed: use 1-63 lowercase"),
+        ({"version": "latest"}, "'latest' is reserved"),
+        ({"version": "1.0/2"}, "version '1.0/2' is not allowed"),
+        ({"sha256": "abc"}, "sha256 must be 64 lowercase hex digits"),
+        ({"model_file": "../x.onnx"}, "model_file must be a plain file name"),
+        ({"schema": 2}, "schema must be 1, got 2"),
+        ({"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1]}]}, r"inputs\[0\].datatype 'FLOAT' is not one of: BOOL"),
+        ({"outputs": [{"name": "y", "datatype": "FP32", "shape": [0]}]}, r"outputs\[0\].shape must be"),
+        ({"metrics": {"accuracy": "high"}}, "metrics must map names to numbers"),
+    ],
+)
+def test_invalid_fields_name_the_field_and_the_rule(tmp_path: Path, override: dict, message: str) -> None:
+    _write_model_dir(tmp_path, **override)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(tmp_path)
+
+
+def test_missing_keys_are_listed(tmp_path: Path) -> None:
+    tmp_path.joinpath(MANIFEST_FILE).write_text(json.dumps({"schema": 1, "name": "digits"}))
+    with pytest.raises(ManifestError, match="missing: version, model_file, sha256"):
+        read_manifest(tmp_path)
+
+
+def test_invalid_json_is_reported(tmp_path: Path) -> None:
+    tmp_path.joinpath(MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        read_manifest(tmp_path)
