@@ -1,0 +1,24 @@
+"""The model store: publish, list and fetch versioned model directories on Azure Blob Storage."""
+
+from modelstore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    IntegrityError,
+    InvalidInput,
+    ModelStoreError,
+    NotFound,
+)
+from modelstore.store import FetchResult, ModelStore, VersionInfo, parse_ref
+
+__all__ = [
+    "AccessDenied",
+    "AlreadyExists",
+    "FetchResult",
+    "IntegrityError",
+    "InvalidInput",
+    "ModelStore",
+    "ModelStoreError",
+    "NotFound",
+    "VersionInfo",
+    "parse_ref",
+]

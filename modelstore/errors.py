@@ -1,0 +1,43 @@
+"""The model store's errors: one small hierarchy, each class carrying the CLI exit code it maps to.
+
+Every message says what is wrong and what to do about it; none ever contains a key, a SAS token
+or a connection string (only the account URL and container name are named).
+"""
+
+from __future__ import annotations
+
+
+class ModelStoreError(Exception):
+    """Base of every model-store failure."""
+
+    exit_code = 1
+
+
+class InvalidInput(ModelStoreError):
+    """A bad model directory, reference, destination or configuration."""
+
+    exit_code = 2
+
+
+class NotFound(ModelStoreError):
+    """The container, model or version does not exist."""
+
+    exit_code = 3
+
+
+class IntegrityError(ModelStoreError):
+    """Bytes whose sha256 or size do not match the manifest."""
+
+    exit_code = 4
+
+
+class AccessDenied(ModelStoreError):
+    """No credential, a rejected credential or a missing role assignment."""
+
+    exit_code = 5
+
+
+class AlreadyExists(ModelStoreError):
+    """A published version is immutable: publishing it again is refused."""
+
+    exit_code = 6
