@@ -1,0 +1,267 @@
+"""ModelService: the model server on Kubernetes, reachable on a public URL.
+
+Creates a namespace enforcing the *restricted* Pod Security Standard, a NetworkPolicy admitting
+only the server port, a Deployment (rolling update
+that never drops below the desired replicas, startup/readiness/liveness probes on the server's
+Open Inference Protocol health endpoints, requests and limits, non-root read-only pods without a
+service-account token), a PodDisruptionBudget, a HorizontalPodAutoscaler on CPU, and a LoadBalancer
+Service carrying the Azure DNS label. With a DNS zone configured, an A record points at the
+Service's public IP too.
+
+Pass the Kubernetes provider through ``opts`` (``providers=[cluster.provider]``) and the AcrPull
+role assignment through ``depends_on`` so pods are not scheduled before the kubelet may pull.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import dns
+
+APP_PORT = 8080
+"""Port the model server listens on."""
+APP_UID = 10001
+"""Non-root uid the image runs as."""
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+MODEL_MOUNT = "/opt/model"
+DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
+
+
+@dataclass
+class DnsZoneArgs:
+    zone_name: str
+    """Existing Azure DNS zone, e.g. ``models.example.com``."""
+    resource_group_name: pulumi.Input[str]
+    """Resource group of the zone."""
+    record_name: str
+    """Relative record name inside the zone."""
+    ttl: int = 300
+
+
+@dataclass
+class ModelServiceArgs:
+    image: pulumi.Input[str]
+    """Image reference pinned by digest (``...@sha256:...``)."""
+    model_name: str
+    """Model name (labels, container name)."""
+    model_version: str
+    """Model version (labels)."""
+    dns_label: str
+    """Azure DNS label of the public IP (RFC 1123)."""
+    location: str
+    """Azure region, for the ``<label>.<region>.cloudapp.azure.com`` name."""
+    namespace: str = "modelship"
+    replicas: int = 2
+    max_replicas: int = 5
+    target_cpu_utilization: int = 70
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+    dns_zone: DnsZoneArgs | None = None
+    """Also create an A record in this zone; None: the cloudapp name only."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """Resources the Deployment must wait for (the AcrPull role assignment)."""
+
+    def __post_init__(self) -> None:
+        if self.replicas < 2:
+            raise ValueError(
+                f"replicas must be >= 2 for a rolling update without downtime, got {self.replicas}"
+            )
+        if self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be >= replicas ({self.replicas})")
+        if not 1 <= self.target_cpu_utilization <= 100:
+            raise ValueError(f"target_cpu_utilization must be 1-100, got {self.target_cpu_utilization}")
+        if isinstance(self.image, str) and "@sha256:" not in self.image:
+            raise ValueError(f"image must be pinned by digest (name@sha256:...), got {self.image!r}")
+
+
+class ModelService(pulumi.ComponentResource):
+    """Namespace, NetworkPolicy, Deployment, PDB, HPA, LoadBalancer Service and optional A record."""
+
+    url: pulumi.Output[str]
+    """Public URL of the service."""
+    public_ip: pulumi.Output[str]
+    """Public IP of the LoadBalancer."""
+
+    def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelship:serving:ModelService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = {
+            "app.kubernetes.io/name": "modelship",
+            "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/component": "model-server",
+        }
+        pod_labels = {
+            **labels,
+            "modelship.io/model-name": args.model_name,
+            "modelship.io/model-version": args.model_version,
+        }
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.namespace,
+                labels={
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            ),
+            opts=child,
+        )
+        ns = self.namespace.metadata.name
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deploy",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=pod_labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                    spec=self._pod_spec(args),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+        )
+        self.pdb = k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                min_available=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            ),
+            opts=child,
+        )
+        self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name,
+                ),
+                min_replicas=args.replicas,
+                max_replicas=args.max_replicas,
+                metrics=[k8s.autoscaling.v2.MetricSpecArgs(
+                    type="Resource",
+                    resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                        name="cpu",
+                        target=k8s.autoscaling.v2.MetricTargetArgs(
+                            type="Utilization", average_utilization=args.target_cpu_utilization,
+                        ),
+                    ),
+                )],
+            ),
+            opts=child,
+        )
+        # Only the server port is reachable, whoever asks (the Azure load balancer keeps client IPs).
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=APP_PORT, protocol="TCP")],
+                )],
+            ),
+            opts=child,
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=ns,
+                labels=labels,
+                annotations={DNS_LABEL_ANNOTATION: args.dns_label},
+            ),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer",
+                selector=labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP")],
+            ),
+            opts=child,
+        )
+        self.public_ip = self.service.status.apply(_ingress_ip)
+
+        self.record: dns.RecordSet | None = None
+        if args.dns_zone is not None:
+            zone = args.dns_zone
+            self.record = dns.RecordSet(
+                f"{name}-a",
+                zone_name=zone.zone_name,
+                resource_group_name=zone.resource_group_name,
+                relative_record_set_name=zone.record_name,
+                record_type="A",
+                ttl=zone.ttl,
+                a_records=[dns.ARecordArgs(ipv4_address=self.public_ip)],
+                opts=child,
+            )
+            self.url = pulumi.Output.from_input(f"http://{zone.record_name}.{zone.zone_name}")
+        else:
+            self.url = pulumi.Output.from_input(f"http://{args.dns_label}.{args.location}.cloudapp.azure.com")
+        self.register_outputs({"url": self.url, "publicIp": self.public_ip})
+
+    @staticmethod
+    def _pod_spec(args: ModelServiceArgs) -> k8s.core.v1.PodSpecArgs:
+        def probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+            return k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http"),
+                period_seconds=period,
+                timeout_seconds=2,
+                failure_threshold=failures,
+            )
+
+        return k8s.core.v1.PodSpecArgs(
+            # The server calls no Kubernetes API: no token mounted.
+            automount_service_account_token=False,
+            enable_service_links=False,
+            termination_grace_period_seconds=30,
+            security_context=k8s.core.v1.PodSecurityContextArgs(
+                run_as_non_root=True,
+                run_as_user=APP_UID,
+                run_as_group=APP_UID,
+                fs_group=APP_UID,
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+            ),
+            containers=[k8s.core.v1.ContainerArgs(
+                name="server",
+                image=args.image,
+                image_pull_policy="IfNotPresent",
+                ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=APP_PORT, protocol="TCP")],
+                env=[k8s.core.v1.EnvVarArgs(name="MODELSHIP_MODEL_DIR", value=MODEL_MOUNT)],
+                resources=k8s.core.v1.ResourceRequirementsArgs(
+                    requests={"cpu": args.cpu_request, "memory": args.memory_request},
+                    limits={"cpu": args.cpu_limit, "memory": args.memory_limit},
+                ),
+                # Model load can take a while; startup gives it up to 5 minutes before liveness counts.
+                startup_probe=probe(READY_PATH, period=5, failures=60),
+                readiness_probe=probe(READY_PATH, period=5, failures=3),
+                liveness_probe=probe(LIVE_PATH, period=10, failures=3),
+                security_context=k8s.core.v1.SecurityContextArgs(
+                    allow_privilege_escalation=False,
+                    read_only_root_filesystem=True,
+                    run_as_non_root=True,
+                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                ),
+                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+            )],
+            # The root filesystem is read-only; the server and its libraries still need /tmp.
+            volumes=[k8s.core.v1.VolumeArgs(
+                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi"),
+            )],
+        )
+
+
+def _ingress_ip(status: object) -> str:
+    ingress = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
+    for entry in ingress:
+        if getattr(entry, "ip", None):
+            return entry.ip
+    return ""

@@ -1,0 +1,200 @@
+"""The whole modelship stack: resource group, model store, registry, cluster, image and service.
+
+``build_stack(settings, project_root)`` is what ``__main__.py`` calls and what
+:func:`components.testing.run_stack` runs under mocks. It is deterministic given the settings and
+the files under ``project_root``: the model is fetched by the pipeline *before* ``pulumi up``
+(``modelship-models fetch NAME@VERSION app/model``) and only its manifest is read here. With no
+model fetched yet the platform is still created and a warning says how to publish and fetch one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pulumi
+from modelserver.manifest import MANIFEST_FILE
+from pulumi_azure_native import resources
+
+from components.build_spec import BuildSpec, make_build_spec
+from components.cluster import KubernetesCluster, KubernetesClusterArgs
+from components.image import ModelImage, ModelImageArgs
+from components.registry import ContainerRegistry, ContainerRegistryArgs
+from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
+from components.store import ModelStore, ModelStoreArgs
+
+if TYPE_CHECKING:
+    from settings import Settings
+
+
+class ModelMismatchError(ValueError):
+    """The fetched model is not the one the stack's config asks for."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The outcome of looking at the model directory."""
+
+    spec: BuildSpec | None
+    """Build description; None when no model has been fetched."""
+    reason: str = ""
+    """Why there is no image (for the warning and the ``modelStatus`` output)."""
+
+
+def resolve_revision(configured: str | None, project_root: Path) -> str:
+    """Config ``revision``, else ``GITHUB_SHA``/``BUILD_SOURCEVERSION`` (12 chars), else git, else 'dev'."""
+    if configured:
+        return configured
+    for var in ("GITHUB_SHA", "BUILD_SOURCEVERSION"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value[:12]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=project_root, capture_output=True,
+            text=True, timeout=10, check=True,
+        )
+        return out.stdout.strip() or "dev"
+    except (OSError, subprocess.SubprocessError):
+        return "dev"
+
+
+def choose_model(settings: Settings, project_root: Path, revision: str) -> ModelChoice:
+    """Read the fetched model's manifest; check it against ``modelName``/``modelVersion``."""
+    model_dir = (project_root / settings.model_dir).resolve()
+    if not (model_dir / MANIFEST_FILE).is_file():
+        wanted = f"{settings.model_name}@{settings.model_version}"
+        store = f"https://{settings.storage_account_name}.blob.core.windows.net"
+        return ModelChoice(None, (
+            f"no model in {settings.model_dir} ({MANIFEST_FILE} missing): the platform is created "
+            f"but no image or service. Publish a model directory (e.g. `python -m training.train_digits "
+            f"--out build/model --name {settings.model_name} --version 1.0.0`) with `modelship-models "
+            f"publish build/model --account-url {store} --container {settings.model_container}`, "
+            f"fetch it with `modelship-models fetch {wanted} {settings.model_dir} --account-url {store} "
+            f"--container {settings.model_container}`, then run `pulumi up` again."
+        ))
+    spec = make_build_spec(project_root / "app", revision=revision, base_image=settings.base_image,
+                           model_dir=model_dir)
+    manifest = spec.manifest
+    if manifest.name != settings.model_name:
+        raise ModelMismatchError(
+            f"config key 'modelName' is {settings.model_name!r} but {settings.model_dir}/{MANIFEST_FILE} "
+            f"holds model {manifest.name!r}; fetch the right model or change modelName"
+        )
+    if settings.model_version != "latest" and manifest.version != settings.model_version:
+        raise ModelMismatchError(
+            f"config key 'modelVersion' is {settings.model_version!r} but {settings.model_dir}/"
+            f"{MANIFEST_FILE} holds version {manifest.version!r}; run `modelship-models fetch "
+            f"{settings.model_name}@{settings.model_version} {settings.model_dir}` or set modelVersion"
+        )
+    return ModelChoice(spec)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+class ModelshipStack(pulumi.ComponentResource):
+    """Every resource of one modelship environment, as children of one component."""
+
+    outputs: dict[str, pulumi.Input[object]]
+    """Stack outputs (camelCase) for ``pulumi.export``."""
+
+    def __init__(self, name: str, settings: Settings, project_root: Path, revision: str,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelship:stack:Modelship", name, None, opts)
+        choice = choose_model(settings, project_root, revision)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.resource_group = resources.ResourceGroup(
+            f"{name}-rg", resource_group_name=settings.resource_group_name,
+            location=settings.location, opts=child,
+        )
+        rg = self.resource_group.name
+        self.store = ModelStore(f"{name}-store", ModelStoreArgs(
+            resource_group_name=rg, account_name=settings.storage_account_name,
+            location=settings.location, container_name=settings.model_container,
+            sku=settings.storage_sku.value, retention_days=settings.blob_retention_days,
+        ), opts=child)
+        self.registry = ContainerRegistry(f"{name}-registry", ContainerRegistryArgs(
+            resource_group_name=rg, registry_name=settings.registry_name,
+            location=settings.location, sku=settings.registry_sku.value,
+        ), opts=child)
+        self.cluster = KubernetesCluster(f"{name}-cluster", KubernetesClusterArgs(
+            resource_group_name=rg, cluster_name=settings.cluster_name, location=settings.location,
+            registry_id=self.registry.registry_id, kubernetes_version=settings.kubernetes_version,
+            vm_size=settings.node_vm_size, min_count=settings.node_min_count,
+            max_count=settings.node_max_count, network_policy=settings.network_policy.value,
+            kubelogin_mode=settings.kubelogin_mode.value,
+        ), opts=child)
+
+        self.outputs: dict[str, pulumi.Input[object]] = {
+            "resourceGroupName": rg,
+            "storageAccountName": self.store.account_name,
+            "blobEndpoint": self.store.blob_endpoint,
+            "modelContainer": self.store.container_name,
+            "registryLoginServer": self.registry.login_server,
+            "clusterName": self.cluster.cluster_name,
+            "kubeconfig": self.cluster.kubeconfig,
+        }
+        self.image: ModelImage | None = None
+        self.service: ModelService | None = None
+        if choice.spec is None:
+            pulumi.log.warn(choice.reason, resource=self)
+            self.outputs["modelStatus"] = choice.reason
+        else:
+            self._deploy_model(name, settings, project_root, choice.spec)
+        self.register_outputs(self.outputs)
+
+    def _deploy_model(self, name: str, settings: Settings, project_root: Path, spec: BuildSpec) -> None:
+        manifest = spec.manifest
+        self.image = ModelImage(f"{name}-image", ModelImageArgs(
+            login_server=self.registry.login_server,
+            repository=f"modelship/{manifest.name}",
+            tag=spec.tag,
+            context=_relative(spec.context, project_root),
+            dockerfile=_relative(spec.dockerfile, project_root),
+            build_args=spec.build_args,
+        ), opts=pulumi.ResourceOptions(parent=self, depends_on=[
+            a for a in (self.registry.push_assignment,) if a is not None
+        ]))
+        zone = None
+        if settings.dns_zone_name:
+            zone = DnsZoneArgs(zone_name=settings.dns_zone_name,
+                               resource_group_name=settings.zone_resource_group,
+                               record_name=settings.dns_label)
+        self.service = ModelService(f"{name}-service", ModelServiceArgs(
+            image=self.image.image_ref,
+            model_name=manifest.name,
+            model_version=manifest.version,
+            dns_label=settings.dns_label,
+            location=settings.location,
+            namespace=settings.namespace,
+            replicas=settings.replicas,
+            max_replicas=settings.max_replicas,
+            target_cpu_utilization=settings.target_cpu_utilization,
+            cpu_request=settings.cpu_request,
+            cpu_limit=settings.cpu_limit,
+            memory_request=settings.memory_request,
+            memory_limit=settings.memory_limit,
+            dns_zone=zone,
+            depends_on=[a for a in (self.cluster.acr_pull,) if a is not None],
+        ), opts=pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider]))
+        self.outputs.update({
+            "model": f"{manifest.name}@{manifest.version}",
+            "imageRef": self.image.image_ref,
+            "url": self.service.url,
+        })
+
+
+def build_stack(settings: Settings, project_root: Path | str, revision: str | None = None) -> ModelshipStack:
+    """Create the whole stack for ``settings``; files are read relative to ``project_root``."""
+    root = Path(project_root)
+    rev = revision or resolve_revision(settings.revision, root)
+    return ModelshipStack("modelship", settings, root, rev)

@@ -1,0 +1,94 @@
+"""ModelStore: the storage account and private container the models live in.
+
+Locked down for identity-only access: HTTPS only, TLS 1.2 minimum, no public blob access and shared
+keys disabled, so every reader and writer authenticates with Entra ID (the pipeline's identity, a
+workload identity) and no account key or SAS exists to leak. Versioning and soft delete keep an
+overwritten or deleted model recoverable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import storage
+
+
+@dataclass
+class ModelStoreArgs:
+    resource_group_name: pulumi.Input[str]
+    """Resource group of the account."""
+    account_name: str
+    """Globally unique storage account name (3-24 lowercase letters and digits)."""
+    location: pulumi.Input[str]
+    """Azure region."""
+    container_name: str = "models"
+    """Private container the model store CLI writes ``NAME/VERSION/`` prefixes into."""
+    sku: str = "Standard_LRS"
+    """Redundancy SKU."""
+    retention_days: int = 7
+    """Soft-delete retention for blobs and containers."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.retention_days <= 365:
+            raise ValueError(f"retention_days must be 1-365, got {self.retention_days}")
+
+
+class ModelStore(pulumi.ComponentResource):
+    """Storage account + blob service policy + private container for model files."""
+
+    account_name: pulumi.Output[str]
+    """Name of the storage account."""
+    blob_endpoint: pulumi.Output[str]
+    """Primary blob endpoint, ``https://<account>.blob.core.windows.net/``."""
+    container_name: pulumi.Output[str]
+    """Name of the private model container."""
+
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelship:store:ModelStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.account = storage.StorageAccount(
+            f"{name}-account",
+            account_name=args.account_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind=storage.Kind.STORAGE_V2,
+            sku=storage.SkuArgs(name=args.sku),
+            enable_https_traffic_only=True,
+            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
+            allow_blob_public_access=False,
+            # Identity only: no account keys, hence no SAS signed with them either.
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            allow_cross_tenant_replication=False,
+            opts=child,
+        )
+        retention = storage.DeleteRetentionPolicyArgs(enabled=True, days=args.retention_days)
+        self.blob_service = storage.BlobServiceProperties(
+            f"{name}-blobs",
+            account_name=self.account.name,
+            resource_group_name=args.resource_group_name,
+            blob_services_name="default",
+            is_versioning_enabled=True,
+            delete_retention_policy=retention,
+            container_delete_retention_policy=retention,
+            opts=child,
+        )
+        self.container = storage.BlobContainer(
+            f"{name}-container",
+            account_name=self.account.name,
+            resource_group_name=args.resource_group_name,
+            container_name=args.container_name,
+            public_access=storage.PublicAccess.NONE,
+            opts=child,
+        )
+
+        self.account_name = self.account.name
+        self.blob_endpoint = self.account.primary_endpoints.apply(lambda e: e.blob)
+        self.container_name = self.container.name
+        self.register_outputs({
+            "accountName": self.account_name,
+            "blobEndpoint": self.blob_endpoint,
+            "containerName": self.container_name,
+        })

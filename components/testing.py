@@ -1,0 +1,375 @@
+"""Recording Pulumi mocks: run the modelship program offline and see every resource it declares.
+
+Used by the component tests, the policy-pack tests and the offline ``plan`` command. No network, no
+credentials, no Pulumi CLI: the Python SDK's mock monitor answers every registration.
+
+API
+---
+``run_stack(settings, project_root=..., model_dir=None, revision="0123456789ab", preview=False)``
+    Build the whole stack (``components.stack.build_stack``) under fresh :class:`RecordingMocks`,
+    wait until every output is resolved, and return a :class:`StackRun`: a ``list`` of
+    :class:`RecordedResource` in registration order, plus ``.outputs`` (stack outputs, resolved
+    values), ``.secret_outputs`` (names of outputs that are secret), ``.invokes`` (list of
+    :class:`RecordedInvoke`) and ``.warnings`` (messages logged with ``pulumi.log.warn``).
+    ``model_dir``: a model directory to use instead of ``<project_root>/<settings.model_dir>``; it is
+    copied with a copy of ``app/`` into a temporary project so the build spec sees it at
+    ``app/model`` (the repository's ``app/model`` is never touched). Works in pytest and plain scripts;
+    do not call it inside a ``@pulumi.runtime.test`` function. ``revision`` is fixed by default so
+    runs are reproducible; pass ``revision=None`` to resolve it like ``pulumi up`` does (config,
+    CI environment, git).
+
+``RecordingMocks()``
+    ``pulumi.runtime.Mocks`` that records resources (``.resources``) and invokes (``.invokes``) and
+    fabricates realistic outputs (Azure ids, ACR login server, AKS kubelet identity and an exec-format
+    kubeconfig, LoadBalancer IP, docker-build digest). ``call`` raises :class:`UnmockedInvokeError` on
+    any invoke token not in ``INVOKES``, so a new invoke cannot slip by unmocked.
+
+``install_mocks(mocks=None, preview=False) -> RecordingMocks``
+    ``pulumi.runtime.set_mocks`` with a :class:`RecordingMonitor`, which also records each resource's
+    URN, parent URN, explicit dependencies and provider reference.
+
+``RecordedResource`` fields: ``type``, ``name``, ``urn``, ``parent`` (URN or ""), ``custom``,
+``provider`` (provider reference ``urn::id`` or ""), ``dependencies`` (URNs), ``inputs`` and
+``outputs`` (camelCase dicts, secrets unwrapped), ``secret_inputs`` (paths of inputs that were
+secret), ``id``. Helpers: ``by_type(run, token)``,
+``one(run, token)``, ``children_of(run, urn)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+
+if TYPE_CHECKING:
+    from settings import Settings
+
+SUBSCRIPTION_ID = "00000000-1111-2222-3333-444444444444"
+"""Subscription id returned by the mocked ``getClientConfig``."""
+TENANT_ID = "11111111-2222-3333-4444-555555555555"
+CLIENT_OBJECT_ID = "99999999-8888-7777-6666-555555555555"
+"""Object id of the (mocked) identity running the deployment."""
+KUBELET_OBJECT_ID = "kubelet-0000-1111-2222-333333333333"
+"""Object id of the mocked AKS kubelet identity."""
+LOAD_BALANCER_IP = "20.50.60.70"
+AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+"""The fixed AKS AAD server application id kubelogin asks tokens for."""
+
+GET_CLIENT_CONFIG = "azure-native:authorization:getClientConfig"
+LIST_USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
+INVOKES = frozenset({GET_CLIENT_CONFIG, LIST_USER_CREDENTIALS})
+"""Every invoke token the program may make; anything else is an error."""
+
+
+class UnmockedInvokeError(RuntimeError):
+    """The program made an invoke that the mocks do not know."""
+
+
+@dataclasses.dataclass
+class RecordedResource:
+    """One resource (custom or component) as the program registered it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    custom: bool
+    id: str = ""
+    urn: str = ""
+    parent: str = ""
+    provider: str = ""
+    dependencies: list[str] = dataclasses.field(default_factory=list)
+    secret_inputs: set[str] = dataclasses.field(default_factory=set)
+    """Paths (``kubeconfig``, ``spec.x[0]``) of inputs that were secret."""
+
+    @property
+    def is_kubernetes_object(self) -> bool:
+        """A Kubernetes API object (not the Kubernetes provider itself)."""
+        return self.custom and self.type.startswith("kubernetes:")
+
+
+@dataclasses.dataclass
+class RecordedInvoke:
+    token: str
+    args: dict[str, Any]
+
+
+class StackRun(list):
+    """``list[RecordedResource]`` plus what else the run produced."""
+
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    invokes: list[RecordedInvoke]
+    warnings: list[str]
+
+
+def exec_kubeconfig(server: str = "https://modelship-aks.hcp.westeurope.azmk8s.io:443") -> str:
+    """An AKS exec-format user kubeconfig (what ``format=exec`` returns), as YAML text."""
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: {server}\n"
+        "  name: modelship-aks\n"
+        "contexts:\n- context:\n    cluster: modelship-aks\n    user: clusterUser_modelship\n"
+        "  name: modelship-aks\ncurrent-context: modelship-aks\n"
+        "users:\n- name: clusterUser_modelship\n  user:\n    exec:\n"
+        "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+        "      command: kubelogin\n"
+        "      args: [get-token, --login, devicecode, --server-id, " + AKS_SERVER_ID + ", --client-id,"
+        " 80faf920-1908-4b52-b5ef-a8e7bedfc67a, --tenant-id, " + TENANT_ID + ", --environment,"
+        " AzurePublicCloud]\n"
+        "      env: null\n      installHint: install kubelogin\n      provideClusterInfo: false\n"
+    )
+
+
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _unsecret(value: Any, path: str = "", secrets: set[str] | None = None) -> Any:
+    """Copy ``value`` with Pulumi's secret envelopes removed, noting each secret's path."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            if secrets is not None:
+                secrets.add(path)
+            return _unsecret(value.get("value"), path, secrets)
+        return {k: _unsecret(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsecret(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return copy.deepcopy(value)
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Mocks that record and fabricate; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.resources: list[RecordedResource] = []
+        self.invokes: list[RecordedInvoke] = []
+        self._lock = threading.Lock()
+        self._current = threading.local()
+
+    # -- invokes -------------------------------------------------------------------------------
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        with self._lock:
+            self.invokes.append(RecordedInvoke(args.token, _unsecret(dict(args.args))))
+        if args.token == GET_CLIENT_CONFIG:
+            return {"clientId": "pipeline-client-id", "objectId": CLIENT_OBJECT_ID,
+                    "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}
+        if args.token == LIST_USER_CREDENTIALS:
+            if args.args.get("format") != "exec":
+                raise UnmockedInvokeError(f"{LIST_USER_CREDENTIALS} mocked only for format=exec")
+            server = f"https://{args.args.get('resourceName')}.hcp.westeurope.azmk8s.io:443"
+            value = base64.b64encode(exec_kubeconfig(server).encode()).decode()
+            return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
+        raise UnmockedInvokeError(
+            f"invoke {args.token!r} is not mocked; add it to components.testing.INVOKES and "
+            "RecordingMocks.call"
+        )
+
+    # -- resources -----------------------------------------------------------------------------
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        secret_paths: set[str] = set()
+        inputs = _unsecret(dict(args.inputs), secrets=secret_paths)
+        rid, outputs = self._fabricate(args.typ, args.name, inputs)
+        record = RecordedResource(type=args.typ, name=args.name, inputs=inputs, outputs=outputs,
+                                  custom=bool(args.custom), id=rid or "", provider=args.provider or "",
+                                  secret_inputs=secret_paths)
+        request = getattr(self._current, "request", None)
+        if request is not None:
+            record.parent = request.parent
+            record.dependencies = list(request.dependencies)
+            self._current.record = record
+        with self._lock:
+            self.resources.append(record)
+        return rid, outputs
+
+    def _fabricate(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = copy.deepcopy(inputs)
+        if not typ.startswith("azure-native:"):
+            return self._fabricate_other(typ, name, inputs, out)
+        rg = inputs.get("resourceGroupName", "rg")
+        base = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{rg}/providers"
+        if typ == "azure-native:resources:ResourceGroup":
+            out["name"] = inputs.get("resourceGroupName", name)
+            return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{out['name']}", out
+        if typ == "azure-native:storage:StorageAccount":
+            acct = out["name"] = inputs.get("accountName", name)
+            out["primaryEndpoints"] = {"blob": f"https://{acct}.blob.core.windows.net/"}
+            return f"{base}/Microsoft.Storage/storageAccounts/{acct}", out
+        if typ == "azure-native:storage:BlobContainer":
+            out["name"] = inputs.get("containerName", name)
+            return (f"{base}/Microsoft.Storage/storageAccounts/{inputs.get('accountName')}/blobServices/"
+                    f"default/containers/{out['name']}"), out
+        if typ == "azure-native:storage:BlobServiceProperties":
+            out["name"] = "default"
+            account = inputs.get("accountName")
+            return f"{base}/Microsoft.Storage/storageAccounts/{account}/blobServices/default", out
+        if typ == "azure-native:containerregistry:Registry":
+            reg = out["name"] = inputs.get("registryName", name)
+            out["loginServer"] = f"{reg.lower()}.azurecr.io"
+            return f"{base}/Microsoft.ContainerRegistry/registries/{reg}", out
+        if typ == "azure-native:containerservice:ManagedCluster":
+            cluster = out["name"] = inputs.get("resourceName", name)
+            out["fqdn"] = f"{cluster}.hcp.{inputs.get('location')}.azmk8s.io"
+            out["identityProfile"] = {"kubeletidentity": {
+                "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client-id",
+                "resourceId": f"{base}/Microsoft.ManagedIdentity/userAssignedIdentities/{cluster}-agentpool",
+            }}
+            out["oidcIssuerProfile"] = {"enabled": True,
+                                        "issuerURL": f"https://oidc.example/{TENANT_ID}/{cluster}/"}
+            return f"{base}/Microsoft.ContainerService/managedClusters/{cluster}", out
+        if typ == "azure-native:authorization:RoleAssignment":
+            out["name"] = _digest(inputs)[:32]
+            scope = inputs.get("scope")
+            return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{out['name']}", out
+        if typ == "azure-native:dns:RecordSet":
+            rel = inputs.get("relativeRecordSetName", name)
+            out["name"] = rel
+            out["fqdn"] = f"{rel}.{inputs.get('zoneName')}."
+            return f"{base}/Microsoft.Network/dnszones/{inputs.get('zoneName')}/A/{rel}", out
+        out.setdefault("name", name)
+        return f"{base}/{typ}/{name}", out
+
+    def _fabricate_other(self, typ: str, name: str, inputs: dict[str, Any],
+                         out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if typ == "docker-build:index:Image":
+            digest = "sha256:" + _digest(inputs)
+            tags = inputs.get("tags") or []
+            out["digest"] = digest
+            out["contextHash"] = _digest(inputs.get("context"), inputs.get("buildArgs"))
+            out["ref"] = f"{tags[0]}@{digest}" if tags else ""
+            return f"{name}-id", out
+        if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):
+            meta = out.setdefault("metadata", {})
+            # Mimic Pulumi auto-naming: logical name plus a stable suffix.
+            meta.setdefault("name", f"{name}-{_digest(typ, name)[:8]}")
+            if typ == "kubernetes:core/v1:Service":
+                out["status"] = {"loadBalancer": {"ingress": [{"ip": LOAD_BALANCER_IP}]}}
+            ns = meta.get("namespace")
+            return (f"{ns}/{meta['name']}" if ns else meta["name"]), out
+        return f"{name}-id", out
+
+
+class RecordingMonitor(MockMonitor):
+    """Mock monitor that adds URN, parent and dependencies to each :class:`RecordedResource`."""
+
+    def __init__(self, mocks: RecordingMocks):
+        super().__init__(mocks)
+        self._recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        local = self._recording._current
+        local.request, local.record = request, None
+        try:
+            response = super().RegisterResource(request)
+        finally:
+            record, local.request, local.record = local.record, None, None
+        if record is not None:
+            record.urn = response.urn
+        return response
+
+
+class _WarningHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
+                  logger: logging.Logger | None = None) -> RecordingMocks:
+    """Install recording mocks for the current process (project ``modelship``, stack ``dev``)."""
+    mocks = mocks or RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="modelship", stack="dev", preview=preview,
+                             monitor=RecordingMonitor(mocks), logger=logger)
+    return mocks
+
+
+def _stage_project(project_root: Path, settings: Settings, model_dir: Path, tmp: Path) -> Path:
+    staged = tmp / "project"
+    shutil.copytree(project_root / "app", staged / "app",
+                    ignore=shutil.ignore_patterns("model", "__pycache__", "wheels"))
+    target = staged / settings.model_dir
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(model_dir, target)
+    return staged
+
+
+def run_stack(settings: Settings, *, project_root: Path | str | None = None,
+              model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
+              preview: bool = False) -> StackRun:
+    """Run the whole program under fresh recording mocks; see the module docstring."""
+    from components.stack import build_stack
+
+    root = Path(project_root) if project_root is not None else Path(__file__).resolve().parent.parent
+    handler = _WarningHandler()
+    logger = logging.getLogger(f"modelship.mocks.{id(handler)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    mocks = install_mocks(preview=preview, logger=logger)
+    result: dict[str, Any] = {}
+
+    def program(project: Path) -> pulumi.Output[Any]:
+        stack = build_stack(settings, project, revision=revision)
+        names = list(stack.outputs)
+        outs = [pulumi.Output.from_input(stack.outputs[n]) for n in names]
+
+        async def secrets() -> set[str]:
+            return {n for n, o in zip(names, outs, strict=True) if await o.is_secret()}
+
+        secret_names = pulumi.Output.from_input(_as_future(secrets()))
+        return pulumi.Output.all(pulumi.Output.all(*outs), secret_names).apply(
+            lambda pair: result.update(outputs=dict(zip(names, pair[0], strict=True)), secret=pair[1])
+        )
+
+    with tempfile.TemporaryDirectory(prefix="modelship-plan-") as tmp:
+        project = _stage_project(root, settings, Path(model_dir), Path(tmp)) if model_dir else root
+        pulumi.runtime.test(program)(project)
+
+    run = StackRun(mocks.resources)
+    run.outputs = result.get("outputs", {})
+    run.secret_outputs = result.get("secret", set())
+    run.invokes = list(mocks.invokes)
+    run.warnings = list(handler.messages)
+    return run
+
+
+def _as_future(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.ensure_future(coro)
+
+
+def by_type(resources: Iterable[RecordedResource], type_token: str) -> list[RecordedResource]:
+    """All recorded resources of ``type_token``."""
+    return [r for r in resources if r.type == type_token]
+
+
+def one(resources: Iterable[RecordedResource], type_token: str) -> RecordedResource:
+    """The single recorded resource of ``type_token`` (error if zero or several)."""
+    found = by_type(resources, type_token)
+    if len(found) != 1:
+        raise AssertionError(f"expected one {type_token}, found {len(found)}")
+    return found[0]
+
+
+def children_of(resources: Iterable[RecordedResource], urn: str) -> list[RecordedResource]:
+    """Direct children of the resource with ``urn``."""
+    return [r for r in resources if r.parent == urn]

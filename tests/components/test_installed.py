@@ -1,0 +1,61 @@
+"""``components`` is a library: installed outside the repository, it composes a ModelService alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    target = sys.argv[1]
+    sys.path.insert(0, target)
+    import pulumi
+    import components
+    from components import ModelService, ModelServiceArgs
+    from components.testing import install_mocks
+
+    assert components.__file__.startswith(target), components.__file__
+    repo = sys.argv[2]
+    assert not {repo, repo + "/app", ""} & set(sys.path), sys.path
+    mocks = install_mocks()
+    image = "acr.azurecr.io/modelship/digits:r-digits-1@sha256:" + "b" * 64
+
+    @pulumi.runtime.test
+    def compose():
+        svc = ModelService("svc", ModelServiceArgs(image=image, model_name="digits", model_version="1",
+                                                   dns_label="digits", location="westeurope"))
+        return svc.url.apply(print)
+
+    compose()
+    print(sorted({r.type for r in mocks.resources if r.custom}))
+''')
+
+
+def test_installed_copy_composes_a_model_service(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-compile", "--target", str(target), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    assert (target / "components" / "service.py").is_file()
+    assert (target / "modelserver" / "manifest.py").is_file()
+    # -I: no cwd, no PYTHONPATH, no user site; run from an empty directory outside the repo.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", SCRIPT, str(target), str(ROOT)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "http://digits.westeurope.cloudapp.azure.com"
+    assert lines[-1] == str(sorted([
+        "kubernetes:apps/v1:Deployment", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+        "kubernetes:core/v1:Namespace", "kubernetes:core/v1:Service",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "kubernetes:policy/v1:PodDisruptionBudget",
+    ]))

@@ -1,0 +1,44 @@
+"""``__main__.py`` as Pulumi runs it: config in, stack out; bad config stops before any resource."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pulumi
+import pytest
+from pulumi.runtime.config import set_all_config
+
+from components.testing import RecordingMocks
+from settings import SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = {"modelship:storageAccountName": "modelshipdev01", "modelship:registryName": "modelshipacr01",
+          "modelship:dnsLabel": "modelship-dev", "modelship:revision": "abc123"}
+
+
+@pytest.fixture(autouse=True)
+def clean_config():
+    yield
+    set_all_config({})
+
+
+@pulumi.runtime.test
+def test_main_builds_the_stack_from_config(mocks: RecordingMocks) -> pulumi.Output:
+    set_all_config(CONFIG)
+    program = runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    assert program["settings"].storage_account_name == "modelshipdev01"
+
+    def check(endpoint: str) -> None:
+        assert endpoint == "https://modelshipdev01.blob.core.windows.net/"
+        assert {r.type for r in mocks.resources} >= {"modelship:stack:Modelship",
+                                                     "azure-native:containerservice:ManagedCluster"}
+
+    return program["stack"].outputs["blobEndpoint"].apply(check)
+
+
+def test_bad_config_fails_before_any_resource(mocks: RecordingMocks) -> None:
+    set_all_config({**CONFIG, "modelship:registryName": "my-registry"})
+    with pytest.raises(SettingsError, match="config key 'registryName': value 'my-registry' is not allowed"):
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    assert mocks.resources == [] and mocks.invokes == []

@@ -1,0 +1,118 @@
+"""Settings: every key validated before any resource exists; errors name key, value and rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from settings import KEYS, KubeloginMode, NetworkPolicy, RegistrySku, Settings, SettingsError, StorageSku
+from tests.components.conftest import BASE, make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeConfig:
+    """What ``pulumi.Config`` offers the loader: ``get(key) -> str | None``."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = values
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+
+def test_defaults_and_types() -> None:
+    s = make_settings()
+    assert s.storage_sku is StorageSku.STANDARD_LRS and s.registry_sku is RegistrySku.BASIC
+    assert s.network_policy is NetworkPolicy.AZURE and s.kubelogin_mode is KubeloginMode.AZURECLI
+    assert (s.replicas, s.max_replicas, s.node_min_count, s.node_max_count) == (2, 5, 1, 3)
+    assert (s.model_dir, s.model_name, s.model_version) == ("app/model", "digits", "latest")
+    assert s.kubernetes_version is None and s.dns_zone_name is None and s.revision is None
+
+
+def test_load_reads_strings_from_pulumi_config() -> None:
+    cfg = FakeConfig({**BASE, "replicas": "3", "maxReplicas": "6", "registrySku": "Premium",
+                      "location": "West Europe", "kubernetesVersion": ""})
+    s = Settings.load(cfg)
+    assert (s.replicas, s.max_replicas, s.location) == (3, 6, "westeurope")
+    assert s.registry_sku is RegistrySku.PREMIUM
+    assert s.kubernetes_version is None
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), [
+    ("storageAccountName", "Model_Store", "3-24 lowercase letters and digits"),
+    ("storageAccountName", "ab", "3-24 lowercase letters and digits"),
+    ("storageAccountName", "a" * 25, "3-24 lowercase letters and digits"),
+    ("registryName", "my-registry", "5-50 letters and digits"),
+    ("registryName", "acr", "5-50 letters and digits"),
+    ("dnsLabel", "Model_Ship", "RFC 1123 label"),
+    ("dnsLabel", "-modelship", "RFC 1123 label"),
+    ("dnsLabel", "a" * 64, "RFC 1123 label"),
+    ("namespace", "Bad.NS", "RFC 1123 label"),
+    ("modelContainer", "a--b", "blob container name"),
+    ("replicas", 1, "from 2 to 50"),
+    ("replicas", "two", "from 2 to 50"),
+    ("nodeMinCount", 0, "from 1 to 100"),
+    ("nodeMaxCount", 101, "from 1 to 100"),
+    ("blobRetentionDays", 400, "from 1 to 365"),
+    ("targetCpuUtilization", 5, "from 10 to 95"),
+    ("storageSku", "Premium_LRS", "allowed: Standard_LRS, Standard_ZRS"),
+    ("registrySku", "Gold", "allowed: Basic, Standard, Premium"),
+    ("networkPolicy", "cilium", "allowed: azure, calico"),
+    ("kubeloginMode", "devicecode", "allowed: azurecli, workloadidentity, spn, msi"),
+    ("kubernetesVersion", "latest", "MAJOR.MINOR"),
+    ("cpuRequest", "lots", "CPU quantity"),
+    ("memoryLimit", "512MB", "memory quantity"),
+    ("dnsZoneName", "Models.Example.COM.", "lowercase DNS zone"),
+    ("modelVersion", "v 2", "'latest' or 1-63"),
+    ("revision", "abc def", "1-40 letters"),
+])
+def test_bad_values_name_key_value_and_rule(key: str, value: object, rule: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        make_settings(**{key: value})
+    message = str(err.value)
+    assert f"config key '{key}'" in message
+    assert repr(value) in message
+    assert rule in message
+
+
+def test_relations_between_keys() -> None:
+    with pytest.raises(SettingsError, match=r"'nodeMaxCount': value 1 .*>= nodeMinCount \(2\)"):
+        make_settings(nodeMinCount=2, nodeMaxCount=1)
+    with pytest.raises(SettingsError, match=r"'maxReplicas': value 3 .*>= replicas \(4\)"):
+        make_settings(replicas=4, maxReplicas=3)
+    with pytest.raises(SettingsError, match=r"'dnsZoneResourceGroup'.*only together with dnsZoneName"):
+        make_settings(dnsZoneResourceGroup="dns-rg")
+
+
+def test_required_and_unknown_keys() -> None:
+    with pytest.raises(SettingsError, match=r"'registryName': value None .*required"):
+        Settings.from_mapping({"storageAccountName": "abc123", "dnsLabel": "x"})
+    with pytest.raises(SettingsError, match=r"'replica': .*known keys: .*replicas"):
+        make_settings(replica=3)
+
+
+def test_pulumi_yaml_declares_every_key_with_type_default_description() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "modelship"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    declared = project["config"]
+    assert list(declared) == [k.name for k in KEYS]
+    for key in KEYS:
+        entry = declared[key.name]
+        assert entry["type"] in ("string", "integer") and entry["description"]
+        assert ("default" in entry) is (not key.required), key.name
+        if not key.required:
+            # The defaults the CLI shows are the ones Settings applies.
+            assert entry["default"] == ("" if key.default is None else key.default), key.name
+
+
+def test_dev_stack_sets_every_key_and_is_valid() -> None:
+    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    values = {k.split(":", 1)[1]: v for k, v in stack.items() if k.startswith("modelship:")}
+    assert set(values) == {k.name for k in KEYS}
+    s = Settings.load(FakeConfig({k: str(v) for k, v in values.items()}))
+    assert s.storage_account_name == "modelshipdevmodels01"
