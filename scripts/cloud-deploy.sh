@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The cloud delivery steps shared by azure-pipelines.yml and .github/workflows/deploy.yml.
+#
+#   scripts/cloud-deploy.sh preview    pulumi preview with the policy pack (pull requests and main)
+#   scripts/cloud-deploy.sh deploy     fetch the model, pulumi up with the policy pack, smoke test;
+#                                      a failed smoke test rolls back to the last good revision
+#   scripts/cloud-deploy.sh rollback   redeploy the last good revision (also run by hand)
+#   scripts/cloud-deploy.sh fetch-model | smoke | record-good
+#                                      the single steps, for pipelines that run `pulumi up` themselves
+#
+# Runs where Azure is already signed in (AzureCLI@2 / azure/login with workload identity) and the
+# ARM_* variables for Pulumi's azure-native provider are set. No secret is read from a file.
+#
+# Environment:
+#   PULUMI_STACK         stack to use (required), e.g. dev
+#   PULUMI_BACKEND_URL   state backend, e.g. azblob://pulumi-state?storage_account=modelshipstate
+#                        (empty: the CLI's current login, e.g. Pulumi Cloud)
+#   PYTHON               interpreter with the project installed (default: python)
+#   SMOKE_TIMEOUT        seconds to wait for the endpoint to be ready (default: 300)
+#   MODELSHIP_ROLLBACK   0 disables the automatic rollback after a failed smoke test (default: 1)
+set -euo pipefail
+
+cmd="${1:-}"
+PYTHON="${PYTHON:-python}"
+SMOKE_TIMEOUT="${SMOKE_TIMEOUT:-300}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GOOD_MARK="modelship-last-good"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'cloud-deploy: error: %s\n' "$*" >&2; exit 1; }
+
+[ -n "${PULUMI_STACK:-}" ] || die "PULUMI_STACK is not set (the stack to deploy, e.g. dev)"
+command -v pulumi >/dev/null || die "the pulumi CLI is not on PATH"
+
+login() {
+  if [ -n "${PULUMI_BACKEND_URL:-}" ]; then
+    say "pulumi login ${PULUMI_BACKEND_URL%%\?*}"
+    pulumi login --non-interactive "$PULUMI_BACKEND_URL" >/dev/null
+  fi
+  pulumi stack select --non-interactive "$PULUMI_STACK"
+}
+
+policy_venv() {
+  # The policy pack runs in its own virtualenv (PulumiPolicy.yaml: virtualenv: venv).
+  local dir="$1/policy"
+  if [ ! -x "$dir/venv/bin/python" ]; then
+    say "policy pack virtualenv"
+    "$PYTHON" -m venv "$dir/venv"
+    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check -r "$dir/requirements.txt"
+  fi
+}
+
+output() {  # a stack output, or a clear failure naming it
+  pulumi stack output "$1" 2>/dev/null || die "stack $PULUMI_STACK has no output '$1' (deploy the stack once, see docs/pipelines.md)"
+}
+
+config() { pulumi config get "$1" 2>/dev/null || echo "$2"; }
+
+fetch_model() {  # into $1/app/model: the model named by the stack config (modelName@modelVersion)
+  local dir="$1" ref store
+  ref="$(config modelName digits)@$(config modelVersion latest)"
+  if ! store="$(pulumi stack output blobEndpoint 2>/dev/null)" || [ -z "$store" ]; then
+    say "stack $PULUMI_STACK has no model store yet: this first 'pulumi up' creates it (no model is deployed)"
+    say "then publish a model (modelship-models publish) and run the pipeline again"
+    return 0
+  fi
+  say "pull model $ref"
+  rm -rf "${dir:?}/app/model"
+  MODELSHIP_STORE_URL="$store" MODELSHIP_STORE_CONTAINER="$(output modelContainer)" \
+    modelship-models fetch --quiet "$ref" "$dir/app/model"
+}
+
+smoke() {  # the stack's url must serve exactly the model@version the stack says it deployed
+  local url model wanted
+  if ! url="$(pulumi stack output url 2>/dev/null)" || [ -z "$url" ]; then
+    die "stack $PULUMI_STACK serves no model: $(pulumi stack output modelStatus 2>/dev/null || echo 'no url output')"
+  fi
+  model="$(output model)"                       # name@version baked into the deployed image
+  wanted="$(config modelVersion latest)"
+  if [ "$wanted" != latest ] && [ "${model#*@}" != "$wanted" ]; then
+    die "the stack deployed $model but config modelVersion is $wanted"
+  fi
+  say "smoke test $model at $url"
+  (cd "$ROOT" && "$PYTHON" -m delivery.smoke --url "$url" --model "${model%@*}" \
+    --expect-version "${model#*@}" --timeout "$SMOKE_TIMEOUT" --interval 5)
+}
+
+mark_blob() {  # az storage blob <verb> on the state container's "last good" marker
+  local url="${PULUMI_BACKEND_URL:-}" account container verb="$1"; shift
+  case "$url" in azblob://*) ;; *) return 3 ;; esac
+  account="$(sed -n 's/.*[?&]storage_account=\([^&]*\).*/\1/p' <<<"$url")"
+  container="${url#azblob://}"; container="${container%%[/?]*}"
+  [ -n "$account" ] || return 3
+  az storage blob "$verb" --auth-mode login --only-show-errors --account-name "$account" \
+    --container-name "$container" --name "$GOOD_MARK/$PULUMI_STACK" "$@"
+}
+
+record_good() {
+  local sha; sha="$(git -C "$ROOT" rev-parse HEAD)"
+  if mark_blob upload --overwrite --data "$sha" >/dev/null; then
+    say "recorded $sha as the last good revision of $PULUMI_STACK"
+  else
+    say "warning: could not record the last good revision (backend is not azblob?)"
+  fi
+}
+
+rollback() {
+  local sha tmp file
+  file="$(mktemp)"
+  mark_blob download --file "$file" >/dev/null 2>&1 || die "no last good revision recorded for $PULUMI_STACK: nothing to roll back to"
+  sha="$(tr -d '[:space:]' <"$file")"; rm -f "$file"
+  [[ "$sha" =~ ^[0-9a-f]{40}$ ]] || die "the recorded last good revision is not a git sha: '$sha'"
+  [ "$sha" != "$(git -C "$ROOT" rev-parse HEAD)" ] || die "the failing revision is the last good one: roll forward instead"
+  say "roll back $PULUMI_STACK to $sha"
+  tmp="$(mktemp -d)"
+  git -C "$ROOT" worktree add --detach "$tmp/src" "$sha" >/dev/null
+  (
+    cd "$tmp/src"
+    pulumi stack select --non-interactive "$PULUMI_STACK"  # the selection is per project directory
+    # That revision's own environment: Pulumi.yaml runs the program from <project>/.venv.
+    "$PYTHON" -m venv .venv
+    reqs=(); [ -f requirements-dev.txt ] && reqs=(-r requirements-dev.txt)
+    .venv/bin/pip install --quiet --disable-pip-version-check "${reqs[@]}" -e .
+    export PATH="$PWD/.venv/bin:$PATH"
+    policy_venv "$tmp/src"
+    fetch_model "$tmp/src"
+    pulumi up --yes --non-interactive --policy-pack policy --message "rollback to $sha"
+    ROOT="$tmp/src" smoke
+  )
+  git -C "$ROOT" worktree remove --force "$tmp/src"
+  rm -rf "$tmp"
+  say "rolled back: $PULUMI_STACK serves revision $sha again"
+}
+
+cd "$ROOT"
+case "$cmd" in
+  preview)
+    login
+    policy_venv "$ROOT"
+    pulumi preview --non-interactive --diff --policy-pack policy
+    ;;
+  deploy)
+    login
+    policy_venv "$ROOT"
+    fetch_model "$ROOT"
+    say "pulumi up"
+    pulumi up --yes --non-interactive --policy-pack policy
+    if smoke; then
+      record_good
+    else
+      say "smoke test FAILED"
+      if [ "${MODELSHIP_ROLLBACK:-1}" != 0 ]; then
+        # A child process, so that `set -e` holds inside the rollback (it does not under `||`).
+        bash "$ROOT/scripts/cloud-deploy.sh" rollback || say "ROLLBACK FAILED: see docs/pipelines.md (manual rollback)"
+      fi
+      die "deploy failed its smoke test"
+    fi
+    ;;
+  rollback)
+    login
+    rollback
+    ;;
+  fetch-model)
+    login
+    fetch_model "$ROOT"
+    ;;
+  smoke)
+    login
+    smoke
+    ;;
+  record-good)
+    login
+    record_good
+    ;;
+  *)
+    die "unknown command '${cmd}': use preview, deploy, rollback, fetch-model, smoke or record-good"
+    ;;
+esac

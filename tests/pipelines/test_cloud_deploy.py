@@ -1,0 +1,237 @@
+"""scripts/cloud-deploy.sh, the steps both pipelines run, with recording stand-ins for the
+``pulumi``, ``modelship-models`` and ``az`` CLIs and a V2 server on 127.0.0.1 for the real smoke
+test (``python -m delivery.smoke``). Checks what a deploy does, in which order, and what a failed
+smoke test leads to."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+FAKE_PULUMI = r"""#!/usr/bin/env bash
+echo "pulumi $*" >> "$CALLS"
+case "$1" in
+  stack)
+    if [ "$2" = output ]; then
+      var="FAKE_OUT_$3"
+      [ -f "$CALLS.rolled-back" ] && [ -n "$(eval echo "\${FAKE_ROLLED_$3:-}")" ] && var="FAKE_ROLLED_$3"
+      [ -n "${!var:-}" ] || { echo "error: no output $3" >&2; exit 255; }
+      echo "${!var}"
+    fi ;;
+  config)
+    var="FAKE_CFG_$3"; [ -n "${!var:-}" ] || exit 255
+    echo "${!var}" ;;
+  up)
+    case "$*" in *"rollback to"*) touch "$CALLS.rolled-back" ;; esac
+    exit "${FAKE_UP_RC:-0}" ;;
+esac
+exit 0
+"""
+FAKE_MODELS = r"""#!/usr/bin/env bash
+echo "modelship-models $* url=$MODELSHIP_STORE_URL container=$MODELSHIP_STORE_CONTAINER" >> "$CALLS"
+"""
+FAKE_AZ = r"""#!/usr/bin/env bash
+echo "az $*" >> "$CALLS"
+case "$*" in
+  *download*)
+    [ -n "${FAKE_GOOD_SHA:-}" ] || exit 1
+    while [ $# -gt 0 ]; do [ "$1" = --file ] && echo "$FAKE_GOOD_SHA" > "$2"; shift; done ;;
+esac
+"""
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+# venv creation is recorded and faked (no network); everything else runs the real interpreter.
+if [ "$1 $2" = "-m venv" ]; then
+  echo "python -m venv $3" >> "$CALLS"
+  mkdir -p "$3/bin"
+  printf '#!/bin/sh\necho "pip $*" >> "$CALLS"\n' > "$3/bin/pip"; chmod +x "$3/bin/pip"
+  exit 0
+fi
+exec REAL_PYTHON "$@"
+"""
+
+
+class _V2(BaseHTTPRequestHandler):
+    def _send(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._send({"ready": True} if self.path.endswith("/ready") else {"name": "digits", "versions": ["2"]})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send({"model_name": "digits", "model_version": "2",
+                    "outputs": [{"name": "label", "datatype": "INT64", "shape": [1], "data": [0]}]})
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _V2)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _exe(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def deploy(tmp_path, server):
+    """A checkout with the script, stand-in CLIs on PATH; returns run(command, **env) -> (proc, calls)."""
+    if not shutil.which("git"):
+        pytest.fail("git is required")
+    root = tmp_path / "repo"
+    _exe(root / "scripts" / "cloud-deploy.sh", (REPO / "scripts" / "cloud-deploy.sh").read_text())
+    (root / "delivery").symlink_to(REPO / "delivery")
+    _exe(root / "policy" / "venv" / "bin" / "python", "#!/bin/sh\n")  # the pack's venv exists already
+    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "-C", str(root)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "scripts", "delivery"], check=True)
+    subprocess.run([*git, "commit", "-qm", "good"], check=True)
+    good = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    (root / "CHANGE").write_text("new\n")
+    subprocess.run([*git, "add", "CHANGE"], check=True)
+    subprocess.run([*git, "commit", "-qm", "new"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    bin_dir = tmp_path / "bin"
+    _exe(bin_dir / "pulumi", FAKE_PULUMI)
+    _exe(bin_dir / "modelship-models", FAKE_MODELS)
+    _exe(bin_dir / "az", FAKE_AZ)
+    _exe(bin_dir / "python", FAKE_PYTHON.replace("REAL_PYTHON", sys.executable))
+    calls = tmp_path / "calls.log"
+
+    def run(command: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+        calls.write_text("")
+        Path(f"{calls}.rolled-back").unlink(missing_ok=True)
+        base = {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path), "CALLS": str(calls),
+            "PULUMI_STACK": "dev", "PULUMI_BACKEND_URL": "azblob://pulumi-state?storage_account=modelshipstate",
+            "PYTHON": str(bin_dir / "python"), "SMOKE_TIMEOUT": "5",
+            "FAKE_OUT_blobEndpoint": "https://modelshipmodels.blob.core.windows.net/",
+            "FAKE_OUT_modelContainer": "models", "FAKE_OUT_url": server, "FAKE_OUT_model": "digits@2",
+        }
+        proc = subprocess.run(["bash", str(root / "scripts" / "cloud-deploy.sh"), command],
+                              env={**base, **env}, capture_output=True, text=True, timeout=60)
+        return proc, calls.read_text().splitlines()
+
+    run.root, run.sha, run.good = root, sha, good  # type: ignore[attr-defined]
+    return run
+
+
+def _index(calls: list[str], prefix: str) -> int:
+    return next(i for i, c in enumerate(calls) if c.startswith(prefix))
+
+
+def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
+    proc, calls = deploy("deploy")
+    assert proc.returncode == 0, proc.stderr
+    login = _index(calls, "pulumi login --non-interactive azblob://pulumi-state?storage_account=modelshipstate")
+    select = _index(calls, "pulumi stack select --non-interactive dev")
+    fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
+    store = "url=https://modelshipmodels.blob.core.windows.net/ container=models"
+    assert calls[fetch].endswith(f"{deploy.root}/app/model {store}")
+    up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
+    record = _index(calls, "az storage blob upload --auth-mode login")
+    assert login < select < fetch < up < record
+    assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
+           f"--overwrite --data {deploy.sha}" in calls[record]
+    assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
+
+
+def test_failed_smoke_fails_the_deploy_and_tries_the_rollback(deploy):
+    proc, calls = deploy("deploy", FAKE_OUT_model="digits@3")  # the server still serves version 2
+    assert proc.returncode == 1
+    assert "FAILED: wrong model version: expected digits@3" in proc.stderr
+    assert "no last good revision recorded for dev: nothing to roll back to" in proc.stderr
+    assert "deploy failed its smoke test" in proc.stderr
+    assert any("az storage blob download" in c for c in calls)
+    assert not any("az storage blob upload" in c for c in calls)
+
+
+def test_failed_smoke_redeploys_the_last_good_revision(deploy):
+    proc, calls = deploy("deploy", FAKE_OUT_model="digits@3", FAKE_ROLLED_model="digits@2",
+                         FAKE_GOOD_SHA=deploy.good)
+    assert proc.returncode == 1  # the deploy failed, even though the rollback worked
+    assert f"roll back dev to {deploy.good}" in proc.stderr
+    assert f"rolled back: dev serves revision {deploy.good} again" in proc.stderr
+    assert "deploy failed its smoke test" in proc.stderr
+    first_up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
+    rollback_up = calls.index(f"pulumi up --yes --non-interactive --policy-pack policy "
+                              f"--message rollback to {deploy.good}")
+    worktree_fetch = [c for c in calls[first_up:rollback_up]
+                      if c.startswith("modelship-models fetch") and str(deploy.root) not in c]
+    assert worktree_fetch, "the rollback pulls the model of the good revision into its own checkout"
+    assert first_up < rollback_up
+    assert not any("az storage blob upload" in c for c in calls)  # a failed deploy is never "good"
+    worktrees = subprocess.run(["git", "-C", str(deploy.root), "worktree", "list"], capture_output=True,
+                               text=True).stdout.splitlines()
+    assert len(worktrees) == 1
+
+
+def test_rollback_refuses_when_the_good_revision_is_the_failing_one(deploy):
+    proc, _ = deploy("rollback", FAKE_GOOD_SHA=deploy.sha)
+    assert proc.returncode == 1
+    assert "the failing revision is the last good one: roll forward instead" in proc.stderr
+
+
+def test_failed_up_stops_before_the_smoke_test(deploy):
+    proc, calls = deploy("deploy", FAKE_UP_RC="1")
+    assert proc.returncode != 0
+    assert not any(c.startswith("az ") for c in calls)
+    assert "smoke test" not in proc.stderr
+
+
+def test_pinned_version_must_be_what_the_stack_deployed(deploy):
+    proc, _ = deploy("deploy", FAKE_CFG_modelVersion="5")
+    assert proc.returncode == 1
+    assert "the stack deployed digits@2 but config modelVersion is 5" in proc.stderr
+
+
+def test_first_deploy_without_a_store_skips_the_fetch_and_fails_with_the_reason(deploy):
+    proc, calls = deploy("deploy", FAKE_OUT_blobEndpoint="", FAKE_OUT_url="",
+                         FAKE_OUT_modelStatus="no model at app/model")
+    assert proc.returncode == 1
+    assert not any(c.startswith("modelship-models") for c in calls)
+    assert "has no model store yet" in proc.stderr
+    assert "serves no model: no model at app/model" in proc.stderr
+
+
+def test_preview_runs_the_policy_pack_and_changes_nothing(deploy):
+    proc, calls = deploy("preview")
+    assert proc.returncode == 0, proc.stderr
+    assert "pulumi preview --non-interactive --diff --policy-pack policy" in calls
+    assert not any(c.startswith(("pulumi up", "modelship-models", "az ")) for c in calls)
+
+
+def test_missing_stack_and_unknown_command_fail_clearly(deploy):
+    proc, _ = deploy("deploy", PULUMI_STACK="")
+    assert proc.returncode == 1 and "PULUMI_STACK is not set" in proc.stderr
+    proc, _ = deploy("destroy")
+    assert proc.returncode == 1 and "unknown command 'destroy'" in proc.stderr

@@ -1,0 +1,189 @@
+"""Each CrossGuard rule, called through its ``validate`` callable as the analyzer would call it.
+
+A compliant resource of every governed type passes every rule; one broken property at a time
+makes exactly the rule that owns it fire, with a message naming the property.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+from pulumi_policy import EnforcementLevel
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
+
+from policy import rules
+from policy.rules import POLICIES, check_resource
+
+DIGEST = "sha256:" + "ab" * 32
+POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"
+
+
+def _container(name: str = "server") -> dict:
+    return {
+        "name": name,
+        "image": f"modelship.azurecr.io/modelship@{DIGEST}",
+        "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False},
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}, "requests": {"cpu": "250m"}},
+    }
+
+
+GOOD: dict[str, dict] = {
+    rules.STORAGE_ACCOUNT: {"allowBlobPublicAccess": False, "minimumTlsVersion": "TLS1_2",
+                            "allowSharedKeyAccess": False, "enableHttpsTrafficOnly": True,
+                            "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+    rules.BLOB_CONTAINER: {"publicAccess": "None", "containerName": "models"},
+    rules.REGISTRY: {"adminUserEnabled": False, "sku": {"name": "Basic"}},
+    rules.MANAGED_CLUSTER: {"enableRBAC": True, "identity": {"type": "SystemAssigned"},
+                            "dnsPrefix": "modelship"},
+    "kubernetes:apps/v1:Deployment": {
+        "metadata": {"name": "digits"},
+        "spec": {"replicas": 2, "template": {"spec": {
+            "securityContext": {"runAsUser": 10001},
+            "containers": [_container()]}}},
+    },
+    rules.SERVICE: {"metadata": {"annotations": {rules.DNS_LABEL_ANNOTATION: "modelship-dev"}},
+                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}},
+}
+
+
+def _set(props: dict, path: str, value) -> dict:
+    """Copy of ``props`` with the dotted ``path`` set to ``value`` (``DELETE`` removes it)."""
+    out = copy.deepcopy(props)
+    *parents, last = path.split(".")
+    node = out
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+DELETE = object()
+POD = "spec.template.spec"
+C0 = f"{POD}.containers.0"
+
+# (resource type, property path, bad value, the rule that must fire, words its message must hold)
+BREAKS = [
+    (rules.STORAGE_ACCOUNT, "allowBlobPublicAccess", True, "storage-no-public-blob-access",
+     "allowBlobPublicAccess must be false"),
+    (rules.STORAGE_ACCOUNT, "allowBlobPublicAccess", DELETE, "storage-no-public-blob-access", "got None"),
+    (rules.BLOB_CONTAINER, "publicAccess", "Blob", "storage-no-public-blob-access", "publicAccess"),
+    (rules.STORAGE_ACCOUNT, "minimumTlsVersion", "TLS1_0", "storage-tls-1-2", "TLS1_2, TLS1_3"),
+    (rules.STORAGE_ACCOUNT, "minimumTlsVersion", DELETE, "storage-tls-1-2", "minimumTlsVersion"),
+    (rules.STORAGE_ACCOUNT, "enableHttpsTrafficOnly", False, "storage-tls-1-2", "enableHttpsTrafficOnly"),
+    (rules.STORAGE_ACCOUNT, "allowSharedKeyAccess", True, "storage-shared-key-disabled",
+     "allowSharedKeyAccess must be false"),
+    (rules.STORAGE_ACCOUNT, "allowSharedKeyAccess", DELETE, "storage-shared-key-disabled", "got None"),
+    (rules.REGISTRY, "adminUserEnabled", True, "acr-admin-disabled", "adminUserEnabled"),
+    (rules.MANAGED_CLUSTER, "enableRBAC", False, "aks-rbac-managed-identity", "enableRBAC must be true"),
+    (rules.MANAGED_CLUSTER, "enableRBAC", DELETE, "aks-rbac-managed-identity", "enableRBAC"),
+    (rules.MANAGED_CLUSTER, "identity", DELETE, "aks-rbac-managed-identity", "identity.type"),
+    (rules.MANAGED_CLUSTER, "identity.type", "None", "aks-rbac-managed-identity", "managed identity"),
+    (rules.MANAGED_CLUSTER, "servicePrincipalProfile", {"clientId": "x", "secret": "s"},
+     "aks-rbac-managed-identity", "servicePrincipalProfile.secret"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.runAsNonRoot", False,
+     "containers-non-root-read-only-limits", "runAsNonRoot must be true"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.runAsNonRoot", DELETE,
+     "containers-non-root-read-only-limits", "runAsNonRoot"),
+    ("kubernetes:apps/v1:Deployment", f"{POD}.securityContext.runAsUser", 0,
+     "containers-non-root-read-only-limits", "runAsUser must not be 0"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.readOnlyRootFilesystem", False,
+     "containers-non-root-read-only-limits", "readOnlyRootFilesystem must be true"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.resources.limits.memory", DELETE,
+     "containers-non-root-read-only-limits", "limits must set memory"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.resources", DELETE,
+     "containers-non-root-read-only-limits", "limits must set cpu and memory"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.image", "modelship.azurecr.io/modelship:latest",
+     "images-pinned-by-digest", "pinned by digest"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.image", "modelship.azurecr.io/modelship@sha256:abc",
+     "images-pinned-by-digest", "sha256"),
+    (rules.SERVICE, "metadata.annotations", {}, "loadbalancer-dns-label", rules.DNS_LABEL_ANNOTATION),
+    (rules.SERVICE, "metadata.annotations", {rules.DNS_LABEL_ANNOTATION: ""}, "loadbalancer-dns-label",
+     "must name a DNS label"),
+]
+
+
+def test_pack_has_every_mandatory_rule_once():
+    names = [p.name for p in POLICIES]
+    assert len(names) == len(set(names))
+    assert set(names) == {
+        "storage-no-public-blob-access", "storage-tls-1-2", "storage-shared-key-disabled",
+        "acr-admin-disabled", "aks-rbac-managed-identity", "containers-non-root-read-only-limits",
+        "images-pinned-by-digest", "loadbalancer-dns-label",
+    }
+    assert all(p.enforcement_level is EnforcementLevel.MANDATORY for p in POLICIES)
+
+
+@pytest.mark.parametrize("resource_type", sorted(GOOD))
+def test_compliant_resource_passes_every_rule(resource_type):
+    assert check_resource(resource_type, "good", GOOD[resource_type]) == []
+
+
+@pytest.mark.parametrize(("resource_type", "path", "value", "policy", "words"), BREAKS,
+                         ids=[f"{b[3]}:{b[1].split('.')[-1]}={'unset' if b[2] is DELETE else b[2]}"
+                              for b in BREAKS])
+def test_one_broken_property_fires_its_rule(resource_type, path, value, policy, words):
+    violations = check_resource(resource_type, "bad", _set(GOOD[resource_type], path, value))
+    assert {v.policy for v in violations} == {policy}, violations
+    assert any(words in v.message and "bad" in v.message for v in violations), violations
+
+
+def test_acr_admin_unset_is_the_api_default_false():
+    assert check_resource(rules.REGISTRY, "acr", _set(GOOD[rules.REGISTRY], "adminUserEnabled", DELETE)) == []
+
+
+def test_pod_level_non_root_covers_the_containers():
+    props = _set(GOOD["kubernetes:apps/v1:Deployment"], f"{C0}.securityContext.runAsNonRoot", DELETE)
+    props = _set(props, f"{POD}.securityContext.runAsNonRoot", True)
+    assert check_resource("kubernetes:apps/v1:Deployment", "d", props) == []
+
+
+def test_init_containers_and_other_workload_kinds_are_checked():
+    bad = _container("init")
+    bad["image"] = "busybox:1.36"
+    props = _set(GOOD["kubernetes:apps/v1:Deployment"], f"{POD}.initContainers", [bad])
+    violations = check_resource("kubernetes:apps/v1:Deployment", "d", props)
+    assert [v.policy for v in violations] == ["images-pinned-by-digest"]
+    assert "initContainers[0] (init)" in violations[0].message
+
+    cron = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
+        {"name": "job", "image": "busybox:1.36"}]}}}}}}
+    fired = {v.policy for v in check_resource("kubernetes:batch/v1:CronJob", "cron", cron)}
+    assert fired == {"containers-non-root-read-only-limits", "images-pinned-by-digest"}
+
+
+def test_clusterip_service_needs_no_dns_label():
+    props = {"metadata": {}, "spec": {"type": "ClusterIP"}}
+    assert check_resource(rules.SERVICE, "internal", props) == []
+
+
+def test_unknown_value_during_preview_is_deferred_not_passed():
+    """An image digest not known at preview raises the SDK's UnknownValueError (the analyzer defers)."""
+    props = _set(GOOD["kubernetes:apps/v1:Deployment"], f"{C0}.image", UNKNOWN_STRING_VALUE)
+    with pytest.raises(UnknownValueError):
+        check_resource("kubernetes:apps/v1:Deployment", "d", props)
+
+
+def test_unrelated_resources_are_ignored():
+    assert check_resource("azure-native:resources:ResourceGroup", "rg", {"location": "westeurope"}) == []
+
+
+def test_pack_entry_point_wraps_all_rules_as_mandatory():
+    """__main__.py blocks serving gRPC when run, so check what it builds from its source."""
+    tree = ast.parse((POLICY_DIR / "__main__.py").read_text())
+    calls = [n for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "PolicyPack"]
+    assert len(calls) == 1
+    kwargs = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
+    assert kwargs == {"name": "'modelship'", "enforcement_level": "EnforcementLevel.MANDATORY",
+                      "policies": "POLICIES"}
+    yaml_text = (POLICY_DIR / "PulumiPolicy.yaml").read_text()
+    assert "name: python" in yaml_text and "virtualenv: venv" in yaml_text
+    requirements = (POLICY_DIR / "requirements.txt").read_text()
+    assert "pulumi-policy==" in requirements

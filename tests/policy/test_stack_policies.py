@@ -1,0 +1,113 @@
+"""The policy pack run over the resources the real Pulumi program declares (recording mocks).
+
+The default stack must pass every mandatory rule; a deliberately bad configuration, made by
+mutating one recorded input, must make exactly the rule that owns it fire.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+
+from components.testing import RecordedResource, run_stack
+from policy.rules import POLICIES, check_resource
+from settings import Settings
+
+GOVERNED = {
+    "azure-native:storage:StorageAccount", "azure-native:storage:BlobContainer",
+    "azure-native:containerregistry:Registry", "azure-native:containerservice:ManagedCluster",
+    "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service",
+}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> list[RecordedResource]:
+    from training.train_digits import train
+
+    model_dir = tmp_path_factory.mktemp("policy") / "model"
+    train(model_dir, "digits", "1.2.3")
+    settings = Settings.from_mapping({"storageAccountName": "modelshipmodels", "registryName": "modelshipacr",
+                                      "dnsLabel": "modelship-dev"})
+    return [r for r in run_stack(settings, model_dir=model_dir) if r.custom]
+
+
+def _one(recorded: list[RecordedResource], token: str) -> RecordedResource:
+    (found,) = [r for r in recorded if r.type == token]
+    return found
+
+
+def _pod(props: dict) -> dict:
+    return props["spec"]["template"]["spec"]
+
+
+def test_default_stack_declares_every_governed_type(recorded):
+    assert {r.type for r in recorded} >= GOVERNED
+    service = _one(recorded, "kubernetes:core/v1:Service")
+    assert service.inputs["spec"]["type"] == "LoadBalancer"  # so the DNS-label rule really applies
+
+
+def test_default_stack_has_no_violation(recorded):
+    violations = [v for r in recorded for v in check_resource(r.type, r.name, r.inputs)]
+    assert violations == []
+
+
+def _set_container(key: str, value) -> Callable[[dict], None]:
+    def mutate(props: dict) -> None:
+        _pod(props)["containers"][0]["securityContext"][key] = value
+        _pod(props).setdefault("securityContext", {}).pop("runAsNonRoot", None)
+    return mutate
+
+
+def _drop_limits(props: dict) -> None:
+    del _pod(props)["containers"][0]["resources"]["limits"]
+
+
+def _tag_only_image(props: dict) -> None:
+    container = _pod(props)["containers"][0]
+    container["image"] = container["image"].split("@")[0]
+
+
+def _service_principal(props: dict) -> None:
+    del props["identity"]
+    props["servicePrincipalProfile"] = {"clientId": "app-id", "secret": "s3cret"}
+
+
+BAD = [
+    ("azure-native:storage:StorageAccount", lambda p: p.update(allowBlobPublicAccess=True),
+     "storage-no-public-blob-access"),
+    ("azure-native:storage:BlobContainer", lambda p: p.update(publicAccess="Container"),
+     "storage-no-public-blob-access"),
+    ("azure-native:storage:StorageAccount", lambda p: p.update(minimumTlsVersion="TLS1_1"),
+     "storage-tls-1-2"),
+    ("azure-native:storage:StorageAccount", lambda p: p.pop("allowSharedKeyAccess"),
+     "storage-shared-key-disabled"),
+    ("azure-native:containerregistry:Registry", lambda p: p.update(adminUserEnabled=True),
+     "acr-admin-disabled"),
+    ("azure-native:containerservice:ManagedCluster", lambda p: p.update(enableRBAC=False),
+     "aks-rbac-managed-identity"),
+    ("azure-native:containerservice:ManagedCluster", _service_principal, "aks-rbac-managed-identity"),
+    ("kubernetes:apps/v1:Deployment", _set_container("runAsNonRoot", False),
+     "containers-non-root-read-only-limits"),
+    ("kubernetes:apps/v1:Deployment", _set_container("readOnlyRootFilesystem", False),
+     "containers-non-root-read-only-limits"),
+    ("kubernetes:apps/v1:Deployment", _drop_limits, "containers-non-root-read-only-limits"),
+    ("kubernetes:apps/v1:Deployment", _tag_only_image, "images-pinned-by-digest"),
+    ("kubernetes:core/v1:Service", lambda p: p["metadata"].pop("annotations"), "loadbalancer-dns-label"),
+]
+
+
+@pytest.mark.parametrize(("token", "mutate", "policy"), BAD,
+                         ids=[f"{b[2]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_configuration_fires_its_rule(recorded, token, mutate, policy):
+    resource = _one(recorded, token)
+    props = copy.deepcopy(resource.inputs)
+    mutate(props)
+    violations = check_resource(resource.type, resource.name, props)
+    assert {v.policy for v in violations} == {policy}, violations
+    assert all(resource.name in v.message for v in violations)
+
+
+def test_every_rule_has_a_bad_configuration():
+    assert {b[2] for b in BAD} == {p.name for p in POLICIES}
