@@ -1,0 +1,259 @@
+"""The Open Inference Protocol REST API on Starlette: routes only translate; errors map to HTTP here.
+
+``create_app(settings, predictor=None)`` builds the ASGI app. The model loads in the background at
+start-up (lifespan), so the server is live at once and ready once the session exists. ``app_from_env``
+is the factory the uvicorn workers call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__, logs
+from .errors import ModelNotFound, NotReady, PayloadTooLarge, ServerError
+from .manifest import ManifestError, ModelManifest, read_manifest
+from .metrics import CONTENT_TYPE, Metrics
+from .predictor import Predictor
+from .protocol import encode_infer_response, error_body, model_metadata, parse_infer_request
+from .settings import Settings
+
+log = logging.getLogger("modelserver")
+SERVER_NAME = "modelship"
+JSON = "application/json"
+_REQUEST_ID_HEADER = b"x-request-id"
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
+
+
+def _error(message: str, status: int) -> Response:
+    return Response(error_body(message), status_code=status, media_type=JSON)
+
+
+def _valid_request_id(raw: bytes) -> str | None:
+    if 0 < len(raw) <= 128 and all(33 <= c < 127 for c in raw):
+        return raw.decode("ascii")
+    return None
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id, access log and request metrics (cheaper than BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = None
+        for key, value in scope["headers"]:
+            if key == _REQUEST_ID_HEADER:
+                request_id = _valid_request_id(value)
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        token = logs.request_id_var.set(request_id)
+        status = 500
+        header = (_REQUEST_ID_HEADER, request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            endpoint = scope.get("endpoint")
+            route = endpoint.__name__ if endpoint is not None else "unmatched"
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if self.access_log:
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    },
+                )
+            logs.request_id_var.reset(token)
+
+
+def create_app(settings: Settings, predictor: Predictor | None = None) -> Starlette:
+    """The ASGI app for ``settings.model_dir`` (or the given, possibly already loaded, predictor)."""
+    predictor = predictor or Predictor(settings.model_dir, settings.intra_op_threads)
+    # The manifest alone (cheap, no model file) lets metadata and routing answer while the model loads.
+    manifest: ModelManifest = predictor.manifest or read_manifest(predictor.model_dir)
+    metrics = Metrics()
+    state: dict[str, Any] = {"load_error": None}
+
+    def load() -> None:
+        try:
+            loaded = predictor.load()
+        except Exception as exc:  # a failed load keeps the process live but never ready
+            state["load_error"] = str(exc)
+            log.error("model failed to load", extra={"error": str(exc)})
+            return
+        metrics.model_info.labels(loaded.name, loaded.version, loaded.sha256).set(1)
+        log.info(
+            "model loaded",
+            extra={
+                "model": loaded.ref,
+                "sha256": loaded.sha256,
+                "load_seconds": round(predictor.load_seconds or 0, 4),
+            },
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("starting", extra={"model_dir": str(predictor.model_dir), "model": manifest.ref})
+        task = asyncio.create_task(asyncio.to_thread(load)) if not predictor.ready else None
+        if predictor.ready:
+            load()
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                await task
+            log.info("shutdown complete")
+
+    def _model(request: Request) -> ModelManifest:
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        if name != manifest.name:
+            raise ModelNotFound(f"model {name!r} is not served here; this server serves {manifest.name!r}")
+        if version is not None and version != manifest.version:
+            raise ModelNotFound(
+                f"version {version!r} of model {name!r} is not served here; available: {manifest.version!r}"
+            )
+        return manifest
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return _json({"ready": predictor.ready}, 200 if predictor.ready else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
+
+    async def metadata(request: Request) -> Response:
+        return _json(model_metadata(_model(request)))
+
+    async def model_ready(request: Request) -> Response:
+        found = _model(request)
+        return _json({"name": found.name, "ready": predictor.ready}, 200 if predictor.ready else 503)
+
+    async def infer(request: Request) -> Response:
+        found = _model(request)
+        if not predictor.ready:
+            raise NotReady(state["load_error"] or "the model is still loading; retry shortly")
+        body = await _read_body(request, settings.max_body_bytes)
+        parsed = parse_infer_request(body, predictor.inputs, predictor.outputs)
+        start = time.perf_counter()
+        results = predictor.predict(parsed.inputs, parsed.outputs)
+        metrics.inference.observe(time.perf_counter() - start)
+        metrics.rows.inc(next(iter(parsed.inputs.values())).shape[0])
+        return Response(encode_infer_response(found, parsed.id, results), media_type=JSON)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    async def on_server_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServerError)
+        if exc.status >= 500:
+            log.warning("request refused", extra={"error": str(exc), "status": exc.status})
+        return _error(str(exc), exc.status)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = f"no route for {request.url.path}: see /v2, /v2/models/{manifest.name} and /metrics"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return Response(
+            error_body(message), status_code=exc.status_code, media_type=JSON, headers=exc.headers
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _error("internal error; see the server log for this request id", 500)
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route(model, metadata, methods=["GET"]),
+        Route(versioned, metadata, methods=["GET"]),
+        Route(f"{model}/ready", model_ready, methods=["GET"]),
+        Route(f"{versioned}/ready", model_ready, methods=["GET"]),
+        Route(f"{model}/infer", infer, methods=["POST"]),
+        Route(f"{versioned}/infer", infer, methods=["POST"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestContext, metrics=metrics, access_log=settings.access_log)],
+        exception_handlers={
+            ServerError: on_server_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+    )
+    app.state.predictor = predictor
+    app.state.metrics = metrics
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for worker processes: settings from ``MODELSHIP_*``, logs as JSON."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    try:
+        return create_app(settings)
+    except ManifestError as exc:
+        raise SystemExit(f"modelserver: {exc}") from None

@@ -1,0 +1,90 @@
+"""Start and stop the real server process (``python -m modelserver``) for the HTTP tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from modelserver.manifest import ModelManifest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+    manifest: ModelManifest
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_server(
+    model_dir: Path, log_path: Path, workers: int = 1, env: dict | None = None, wait: bool = True
+) -> RunningServer:
+    """``python -m modelserver`` as a subprocess on a free port; waits until /v2/health/ready is 200."""
+    port = free_port()
+    full_env = {**os.environ, "PYTHONPATH": str(REPO / "app"), "MODELSHIP_LOG_LEVEL": "info", **(env or {})}
+    log_file = open(log_path, "wb")  # noqa: SIM115 - the process owns it until it exits
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelserver",
+            "--model-dir",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=REPO,
+    )
+    log_file.close()
+    from modelserver.manifest import read_manifest
+
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, read_manifest(model_dir))
+    if not wait:
+        return server
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server not ready after 30 s:\n{log_path.read_text()}")
+
+
+def stop_server(server: RunningServer) -> int:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode

@@ -1,0 +1,216 @@
+"""The Open Inference Protocol REST API, tested against the real server process (uvicorn + workers)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from modelserver_process import REPO, RunningServer, start_server, stop_server
+from sklearn.datasets import load_digits
+
+DIGITS = load_digits()
+
+
+def infer_body(rows: int = 1, **overrides) -> dict:
+    tensor = {
+        "name": "input",
+        "shape": [rows, 64],
+        "datatype": "FP32",
+        "data": DIGITS.data[:rows].ravel().tolist(),
+    }
+    tensor.update(overrides)
+    return {"inputs": [tensor]}
+
+
+def test_health_and_server_metadata(client: httpx.Client) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    assert client.get("/v2").json()["name"] == "modelship"
+
+
+@pytest.mark.parametrize("prefix", ["/v2/models/digits", "/v2/models/digits/versions/1.0.0"])
+def test_model_metadata_ready_and_infer_by_name_and_version(client: httpx.Client, prefix: str) -> None:
+    meta = client.get(prefix).json()
+    assert meta["versions"] == ["1.0.0"]
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
+    assert client.get(f"{prefix}/ready").json() == {"name": "digits", "ready": True}
+    response = client.post(f"{prefix}/infer", json={"id": "req-7", **infer_body(1)})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["model_name"], result["model_version"], result["id"]) == ("digits", "1.0.0", "req-7")
+    label = next(o for o in result["outputs"] if o["name"] == "label")
+    assert label == {"name": "label", "datatype": "INT64", "shape": [1], "data": [0]}
+
+
+def test_batch_of_64_rows(client: httpx.Client) -> None:
+    result = client.post("/v2/models/digits/infer", json=infer_body(64)).json()
+    outputs = {o["name"]: o for o in result["outputs"]}
+    assert outputs["probabilities"]["shape"] == [64, 10] and len(outputs["probabilities"]["data"]) == 640
+    correct = sum(int(a == b) for a, b in zip(outputs["label"]["data"], DIGITS.target[:64], strict=True))
+    assert correct >= 60
+
+
+def test_requested_output_only(client: httpx.Client) -> None:
+    result = client.post(
+        "/v2/models/digits/infer", json={**infer_body(2), "outputs": [{"name": "label"}]}
+    ).json()
+    assert [o["name"] for o in result["outputs"]] == ["label"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "message"),
+    [
+        ("GET", "/v2/models/cats", None, 404, "model 'cats' is not served here; this server serves 'digits'"),
+        (
+            "GET",
+            "/v2/models/digits/versions/9/ready",
+            None,
+            404,
+            "version '9' of model 'digits' is not served",
+        ),
+        ("POST", "/v2/models/cats/infer", infer_body(), 404, "model 'cats' is not served"),
+        ("POST", "/v2/models/digits/infer", infer_body(datatype="INT32"), 400, "expected 'FP32'"),
+        ("POST", "/v2/models/digits/infer", infer_body(shape=[1, 32]), 400, r"expected [-1, 64]"),
+        ("POST", "/v2/models/digits/infer", infer_body(name="x"), 400, "expected 'input'"),
+        ("POST", "/v2/models/digits/infer", infer_body(shape=[2, 64]), 400, "needs 128"),
+        ("GET", "/v2/models/digits/infer", None, 405, "method GET is not allowed"),
+        ("GET", "/v3", None, 404, "no route for /v3"),
+    ],
+)
+def test_errors_use_the_protocol_error_format(
+    client: httpx.Client, method: str, path: str, payload: dict | None, status: int, message: str
+) -> None:
+    response = client.request(method, path, json=payload)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert message in response.json()["error"]
+
+
+def test_malformed_json_and_empty_body(client: httpx.Client) -> None:
+    for content in (b"{oops", b"", b"\xff\xfe"):
+        response = client.post("/v2/models/digits/infer", content=content)
+        assert response.status_code == 400, content
+        assert response.json()["error"]
+
+
+def test_oversized_body_gets_413_with_the_limit(model_dir: Path, tmp_path: Path) -> None:
+    small = start_server(model_dir, tmp_path / "small.log", env={"MODELSHIP_MAX_BODY_BYTES": "4096"})
+    try:
+        response = httpx.post(f"{small.url}/v2/models/digits/infer", json=infer_body(64))
+        assert response.status_code == 413
+        assert "exceeds the limit of 4096 bytes" in response.json()["error"]
+
+        def chunks():  # no Content-Length: the limit is enforced while streaming
+            for _ in range(10):
+                yield b" " * 1000
+
+        response = httpx.post(f"{small.url}/v2/models/digits/infer", content=chunks())
+        assert response.status_code == 413
+        assert httpx.post(f"{small.url}/v2/models/digits/infer", json=infer_body(1)).status_code == 200
+    finally:
+        stop_server(small)
+
+
+def test_request_id_is_echoed_and_logged_as_json(client: httpx.Client, server: RunningServer) -> None:
+    response = client.get("/v2/health/live", headers={"x-request-id": "trace-abc-123"})
+    assert response.headers["x-request-id"] == "trace-abc-123"
+    generated = client.get("/v2").headers["x-request-id"]
+    assert len(generated) == 32
+    entries = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    access = [e for e in entries if e.get("msg") == "request"]
+    assert any(
+        e["request_id"] == "trace-abc-123" and e["path"] == "/v2/health/live" and e["status"] == 200
+        for e in access
+    )
+    assert any(e.get("msg") == "model loaded" and e.get("model") == "digits@1.0.0" for e in entries)
+
+
+def test_metrics_in_prometheus_format(client: httpx.Client, server: RunningServer) -> None:
+    client.post("/v2/models/digits/infer", json=infer_body(3))
+    text = client.get("/metrics").text
+    assert (
+        f'modelship_model_info{{name="digits",sha256="{server.manifest.sha256}",version="1.0.0"}} 1.0' in text
+    )
+    assert 'modelship_http_requests_total{method="POST",route="infer",status="200"}' in text
+    assert "modelship_http_request_duration_seconds_bucket{" in text
+    assert "modelship_inference_duration_seconds_count" in text
+    rows = next(line for line in text.splitlines() if line.startswith("modelship_inference_rows_total"))
+    assert float(rows.split()[-1]) >= 3
+
+
+def test_two_workers_share_metrics_under_tmp(model_dir: Path, tmp_path: Path) -> None:
+    multi = start_server(model_dir, tmp_path / "multi.log", workers=2)
+    try:
+        with httpx.Client(base_url=multi.url) as http:
+            # New connections spread over both workers; all must answer and be counted once.
+            for _ in range(20):
+                assert (
+                    http.post(
+                        "/v2/models/digits/infer", json=infer_body(1), headers={"connection": "close"}
+                    ).status_code
+                    == 200
+                )
+            text = http.get("/metrics").text
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith('modelship_http_requests_total{method="POST",route="infer",status="200"}')
+        )
+        assert float(line.split()[-1]) == 20
+        assert "modelship_model_info{" in text
+    finally:
+        assert stop_server(multi) in (0, -signal.SIGTERM)
+
+
+def test_refuses_to_start_on_sha256_mismatch(model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "model"
+    shutil.copytree(model_dir, bad)
+    data = bytearray((bad / "model.onnx").read_bytes())
+    data[10] ^= 0x01
+    (bad / "model.onnx").write_bytes(bytes(data))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelserver", "--model-dir", str(bad), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO / "app",
+    )
+    assert result.returncode == 2
+    assert "refusing to start" in result.stderr and "sha256 mismatch" in result.stderr
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(model_dir: Path, tmp_path: Path) -> None:
+    running = start_server(model_dir, tmp_path / "graceful.log")
+    statuses: list[int] = []
+
+    def slow_upload() -> None:
+        def body():  # a request still arriving when SIGTERM lands
+            import time
+
+            yield b'{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": '
+            time.sleep(0.8)
+            yield json.dumps(DIGITS.data[0].tolist()).encode() + b"}]}"
+
+        statuses.append(
+            httpx.post(f"{running.url}/v2/models/digits/infer", content=body(), timeout=10).status_code
+        )
+
+    thread = threading.Thread(target=slow_upload)
+    thread.start()
+    import time
+
+    time.sleep(0.3)
+    running.process.send_signal(signal.SIGTERM)
+    thread.join(timeout=15)
+    # uvicorn re-raises SIGTERM after draining, so the exit status is the signal's (143 in a container).
+    assert running.process.wait(timeout=20) in (0, -signal.SIGTERM)
+    assert statuses == [200]
+    assert "shutdown complete" in running.logs()

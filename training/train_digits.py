@@ -1,0 +1,187 @@
+"""Train the demo model: a digits classifier exported to ONNX, written as a model directory.
+
+The data set is ``sklearn.datasets.load_digits`` (8x8 grey images, 64 features with values
+0..16, ten classes), which ships inside scikit-learn: nothing is downloaded. Training is
+deterministic (fixed split and ``random_state``), so the same library versions give the same
+ONNX bytes and the same sha256.
+
+The ONNX graph has no ZipMap: input ``input`` FP32 [-1, 64], outputs ``label`` INT64 [-1] and
+``probabilities`` FP32 [-1, 10]. The manifest beside it is written with
+``modelserver.manifest.ModelManifest``, the single definition of a model directory.
+
+    python training/train_digits.py --out app/model [--name digits] [--version 1.0.0]
+        [--source-revision REV] [--sklearn-out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parent.parent
+if str(_REPO / "app") not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(_REPO / "app"))
+
+from modelserver.manifest import (  # noqa: E402
+    MANIFEST_FILE,
+    Datatype,
+    ModelManifest,
+    TensorSpec,
+    sha256_file,
+    validate_name,
+    validate_version,
+)
+
+MODEL_FILE = "model.onnx"
+SKLEARN_FILE = "model.joblib"
+RANDOM_STATE = 0
+N_FEATURES = 64
+N_CLASSES = 10
+INPUTS = (TensorSpec("input", Datatype.FP32, (-1, N_FEATURES)),)
+OUTPUTS = (
+    TensorSpec("label", Datatype.INT64, (-1,)),
+    TensorSpec("probabilities", Datatype.FP32, (-1, N_CLASSES)),
+)
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def _fit():
+    """Fit the classifier; returns (fitted pipeline, test accuracy)."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    digits = load_digits()
+    x = digits.data.astype("float32")
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.25, random_state=RANDOM_STATE, stratify=digits.target
+    )
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=0.5, max_iter=2000, random_state=RANDOM_STATE)
+    )
+    model.fit(x_train, y_train)
+    accuracy = float(model.score(x_test, y_test))
+    return model, accuracy
+
+
+def _to_onnx(model) -> bytes:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onx = to_onnx(
+        model,
+        initial_types=[(INPUTS[0].name, FloatTensorType([None, N_FEATURES]))],
+        options={id(model): {"zipmap": False}},
+        final_types=None,
+    )
+    # skl2onnx names the outputs "label" and "probabilities" once ZipMap is off; check, don't assume.
+    names = [o.name for o in onx.graph.output]
+    if names != [o.name for o in OUTPUTS]:
+        raise RuntimeError(f"unexpected ONNX outputs {names}, expected {[o.name for o in OUTPUTS]}")
+    return onx.SerializeToString()
+
+
+def _write_sklearn(model, out: Path, name: str, version: str) -> None:
+    """The same fitted model as a joblib file plus an MLServer ``model-settings.json`` (benchmarks)."""
+    import joblib
+
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, out / SKLEARN_FILE)
+    settings = {
+        "name": name,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": f"./{SKLEARN_FILE}", "version": version},
+    }
+    (out / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def train(
+    out_dir: Path | str,
+    name: str = "digits",
+    version: str = "1.0.0",
+    source_revision: str | None = None,
+    sklearn_out: Path | str | None = None,
+) -> ModelManifest:
+    """Train, convert and write ``out_dir/model.onnx`` + ``out_dir/manifest.json``; return the manifest."""
+    validate_name(name, "name")
+    validate_version(version, "version")
+    import onnxruntime
+    import skl2onnx
+    import sklearn
+
+    model, accuracy = _fit()
+    onnx_bytes = _to_onnx(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / MODEL_FILE
+    model_path.write_bytes(onnx_bytes)
+    manifest = ModelManifest(
+        name=name,
+        version=version,
+        model_file=MODEL_FILE,
+        sha256=sha256_file(model_path),
+        size=model_path.stat().st_size,
+        framework="onnx",
+        trained_with=(
+            f"scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}"
+        ),
+        inputs=INPUTS,
+        outputs=OUTPUTS,
+        created_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        source_revision=source_revision or _git_revision(),
+        metrics={"test_accuracy": round(accuracy, 6)},
+    )
+    (out / MANIFEST_FILE).write_text(manifest.to_json())
+    if sklearn_out is not None:
+        _write_sklearn(model, Path(sklearn_out), name, version)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write")
+    parser.add_argument("--name", default="digits")
+    parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--source-revision", default=None, help="default: git rev-parse --short HEAD")
+    parser.add_argument(
+        "--sklearn-out",
+        type=Path,
+        default=None,
+        help="also write the sklearn model + MLServer model-settings.json here",
+    )
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    print(f"training {args.name}@{args.version} on sklearn digits...", file=sys.stderr)
+    try:
+        manifest = train(args.out, args.name, args.version, args.source_revision, args.sklearn_out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out / MODEL_FILE} ({manifest.size} bytes, sha256 {manifest.sha256[:12]}...) "
+        f"test_accuracy={manifest.metrics['test_accuracy']:.4f} in {time.monotonic() - start:.1f}s",
+        file=sys.stderr,
+    )
+    print(manifest.ref)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
