@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from modelserver.manifest import Datatype
-from modelserver_process import RunningServer
+from tests.app.modelserver_process import RunningServer
 
 INFER = "/v2/models/digits/infer"
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from modelserver_process import REPO, RunningServer, start_server, stop_server
+from tests.app.modelserver_process import REPO, RunningServer, start_server, stop_server
 from sklearn.datasets import load_digits
 
 DIGITS = load_digits()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from modelserver_process import REPO, free_port
+from tests.app.modelserver_process import REPO, free_port
 from sklearn.datasets import load_digits
 
 from training.train_digits import train

@@ -1,0 +1,81 @@
+"""Settings of the local flow and the source revision that goes into the image tag (no Docker)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from delivery.engine import RunOptions
+from delivery.local import LocalSettings, context_digest, source_revision
+
+
+def test_defaults_match_the_readme() -> None:
+    s = LocalSettings.from_env({})
+    assert (s.port, s.registry_port, s.azurite_port) == (8080, 5000, 10000)
+    assert s.container == "modelship-digits"
+    assert s.context.name == "app"
+    assert s.state_dir.name == ".local"
+
+
+def test_run_options_are_the_deployments_security_settings() -> None:
+    args = LocalSettings.from_env({"MODELSHIP_MEMORY": "256m", "MODELSHIP_CPUS": "0.5"}).run_options.args()
+    joined = " ".join(args)
+    assert "--read-only" in args
+    assert "--user 10001:10001" in joined
+    assert "--cap-drop ALL" in joined
+    assert "--security-opt no-new-privileges" in joined
+    assert "--memory 256m" in joined and "--cpus 0.5" in joined
+    assert "--tmpfs /tmp:rw" in joined
+    assert RunOptions(memory="1g", cpus="2").container_port == 8080
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MODELSHIP_PORT": "http"}, "MODELSHIP_PORT must be a port number, got 'http'"),
+        ({"MODELSHIP_PORT": "80"}, "MODELSHIP_PORT must be a port in 1024-65535, got 80"),
+        ({"MODELSHIP_REGISTRY_PORT": "8080"}, "must differ"),
+        ({"MODELSHIP_INSTANCE": "My_App"}, "MODELSHIP_INSTANCE 'My_App' is not allowed: use 1-31 lowercase"),
+        ({"MODELSHIP_MEMORY": "512MB"}, "MODELSHIP_MEMORY '512MB' is not allowed: use a number with k"),
+        ({"MODELSHIP_CPUS": "0"}, "MODELSHIP_CPUS '0' is not allowed"),
+        ({"MODELSHIP_REPOSITORY": "Modelship/Digits"}, "MODELSHIP_REPOSITORY 'Modelship/Digits' is not"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        LocalSettings.from_env(env)
+
+
+def _context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "app"
+    (ctx / "model").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    (ctx / "server.py").write_text("print(1)\n")
+    (ctx / "model" / "model.onnx").write_bytes(b"weights")
+    return ctx
+
+
+def test_revision_follows_code_not_model(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    before = context_digest(ctx)
+    (ctx / "model" / "model.onnx").write_bytes(b"other weights")
+    assert context_digest(ctx) == before, "a model change must not change the code revision"
+    (ctx / "server.py").write_text("print(2)\n")
+    assert context_digest(ctx) != before
+    rev = source_revision(ctx)
+    assert rev.startswith("dev-") and len(rev) == 16
+
+
+def test_revision_is_the_git_sha_when_committed(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    assert source_revision(ctx) == sha
+    (ctx / "server.py").write_text("print(3)\n")
+    assert source_revision(ctx).startswith("dev-")
