@@ -70,6 +70,18 @@ fetch_model() {  # into $1/app/model: the model named by the stack config (model
     modelship-models fetch --quiet "$ref" "$dir/app/model"
 }
 
+acr_login() {  # ModelImage pushes with this host's Docker credentials: the pipeline identity's ACR token
+  local registry
+  registry="$(config registryName "")"
+  [ -n "$registry" ] || die "stack $PULUMI_STACK sets no registryName"
+  if az acr show --name "$registry" --output none 2>/dev/null; then
+    say "az acr login --name $registry (identity token, no admin user)"
+    az acr login --name "$registry" --output none
+  else
+    say "registry $registry does not exist yet: this 'pulumi up' creates it (and no image is pushed without a model)"
+  fi
+}
+
 smoke() {  # the stack's url must serve exactly the model@version the stack says it deployed
   local url model wanted
   if ! url="$(pulumi stack output url 2>/dev/null)" || [ -z "$url" ]; then
@@ -124,6 +136,7 @@ rollback() {
     export PATH="$PWD/.venv/bin:$PATH"
     policy_venv "$tmp/src"
     fetch_model "$tmp/src"
+    acr_login
     pulumi up --yes --non-interactive --policy-pack policy --message "rollback to $sha"
     ROOT="$tmp/src" smoke
   )
@@ -143,6 +156,7 @@ case "$cmd" in
     login
     policy_venv "$ROOT"
     fetch_model "$ROOT"
+    acr_login
     say "pulumi up"
     pulumi up --yes --non-interactive --policy-pack policy
     if smoke; then

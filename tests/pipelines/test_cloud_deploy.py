@@ -136,6 +136,7 @@ def deploy(tmp_path, server):
             "PYTHON": str(bin_dir / "python"), "SMOKE_TIMEOUT": "5",
             "FAKE_OUT_blobEndpoint": "https://modelshipmodels.blob.core.windows.net/",
             "FAKE_OUT_modelContainer": "models", "FAKE_OUT_url": server, "FAKE_OUT_model": "digits@2",
+            "FAKE_CFG_registryName": "modelshipdevacr01",
         }
         proc = subprocess.run(["bash", str(root / "scripts" / "cloud-deploy.sh"), command],
                               env={**base, **env}, capture_output=True, text=True, timeout=60)
@@ -157,9 +158,10 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
     store = "url=https://modelshipmodels.blob.core.windows.net/ container=models"
     assert calls[fetch].endswith(f"{deploy.root}/app/model {store}")
+    acr = calls.index("az acr login --name modelshipdevacr01 --output none")
     up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
     record = _index(calls, "az storage blob upload --auth-mode login")
-    assert login < select < fetch < up < record
+    assert login < select < fetch < acr < up < record  # ModelImage pushes with the identity's ACR token
     assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
            f"--overwrite --data {deploy.sha}" in calls[record]
     assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
@@ -204,7 +206,7 @@ def test_rollback_refuses_when_the_good_revision_is_the_failing_one(deploy):
 def test_failed_up_stops_before_the_smoke_test(deploy):
     proc, calls = deploy("deploy", FAKE_UP_RC="1")
     assert proc.returncode != 0
-    assert not any(c.startswith("az ") for c in calls)
+    assert not any(c.startswith("az storage") for c in calls)  # nothing recorded, no rollback
     assert "smoke test" not in proc.stderr
 
 
