@@ -81,7 +81,10 @@ def test_publish_then_up_serves_the_new_version(deployment, tmp_path: Path) -> N
     assert host["ReadonlyRootfs"] is True
     assert state["Config"]["User"] == "10001:10001"
     assert host["CapDrop"] == ["ALL"]
-    assert host["Memory"] == 512 * 1024 * 1024 and host["NanoCpus"] == 1_000_000_000
+    unit = {"k": 1024, "m": 1024**2, "g": 1024**3}[settings.memory[-1]]
+    assert host["Memory"] == int(settings.memory[:-1]) * unit
+    assert host["NanoCpus"] == int(float(settings.cpus) * 1e9)
+    assert "/tmp" in host["Tmpfs"] and "no-new-privileges" in host["SecurityOpt"]
 
     # Unchanged model and code: nothing rebuilt, nothing redeployed, no model bytes moved.
     again = up(settings, echo=False, store=store)
@@ -93,8 +96,11 @@ def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
     deployment, azurite, tmp_path: Path
 ) -> None:
     settings, store = deployment
+    if engine.container_state(settings.container) is None:  # run alone (-k): deploy a good model first
+        publish(store, tmp_path, "1.9.0")
+        up(settings, echo=False, store=store)
     before = engine.container_state(settings.container)
-    assert before is not None and before["State"]["Running"], "needs the deployment of the previous test"
+    assert before["State"]["Running"]
     version_before = served_version(settings)
 
     publish_unseen_bytes(store, tmp_path, "2.0.0")

@@ -79,3 +79,38 @@ def test_revision_is_the_git_sha_when_committed(tmp_path: Path) -> None:
     assert source_revision(ctx) == sha
     (ctx / "server.py").write_text("print(3)\n")
     assert source_revision(ctx).startswith("dev-")
+
+
+def test_a_second_up_of_the_same_deployment_is_refused_while_one_runs(tmp_path: Path) -> None:
+    import fcntl
+
+    from delivery.local import DeliveryError, up
+
+    settings = LocalSettings.from_env({"MODELSHIP_STATE_DIR": str(tmp_path), "MODELSHIP_INSTANCE": "locked"})
+    with open(tmp_path / "up-locked.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DeliveryError, match="another `up` of locked is running"):
+            up(settings)
+
+
+def test_k8s_quantities_become_docker_limits() -> None:
+    from delivery.local import k8s_cpu_to_docker, k8s_memory_to_docker
+
+    assert k8s_memory_to_docker("512Mi") == "512m"
+    assert k8s_memory_to_docker("2Gi") == "2g"
+    assert k8s_cpu_to_docker("500m") == "0.5"
+    assert k8s_cpu_to_docker("1") == "1"
+    with pytest.raises(ValueError, match="memory quantity '1G' is not one of"):
+        k8s_memory_to_docker("1G")
+
+
+def test_missing_wheels_lists_pins_without_a_wheel(tmp_path: Path) -> None:
+    from delivery.local import missing_wheels
+
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "requirements.txt").write_text(
+        "# pinned\nprometheus-client==0.26.0\nnumpy==2.4.6  # direct\ntyping-extensions==4.16.0\n"
+    )
+    (tmp_path / "wheels" / "prometheus_client-0.26.0-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "wheels" / "numpy-2.4.5-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    assert missing_wheels(tmp_path) == ["numpy==2.4.6", "typing-extensions==4.16.0"]

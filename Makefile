@@ -1,0 +1,46 @@
+# modelship: local delivery and tests. `make up` is the main command (see README.md).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+
+.PHONY: help bootstrap up down status publish plan test lint bench
+
+help:
+	@echo "make up      install what is missing, then build, test, push and run the model service locally"
+	@echo "make down    stop everything 'make up' started"
+	@echo "make status  show the running deployment"
+	@echo "make publish VERSION=1.1.0 | MODEL_DIR=dir   publish a new model to the local store (then make up)"
+	@echo "make plan    print the Azure resources the stack would create (offline) and draw docs/architecture.png"
+	@echo "make test    run every test (Docker tests are mandatory when CI or MODELSHIP_REQUIRE_DOCKER is set)"
+	@echo "make bench   build benchmarks (cold, code-only and model-only rebuilds, image size)"
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+up: bootstrap
+	@$(PY) -m delivery.local up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m delivery.local down; else echo "nothing to stop (no $(VENV))"; fi
+
+status:
+	@$(PY) -m delivery.local status
+
+publish: bootstrap
+	@if [ -n "$(MODEL_DIR)" ]; then $(PY) -m delivery.local publish --model-dir "$(MODEL_DIR)"; \
+	 elif [ -n "$(VERSION)" ]; then $(PY) -m delivery.local publish --train "$(VERSION)"; \
+	 else echo "usage: make publish VERSION=<new version> (trains the demo model) or MODEL_DIR=<dir>" >&2; exit 2; fi
+
+plan: bootstrap
+	@$(PY) -m delivery.plan
+
+# pytest exits 5 when it collected nothing: that is a failure here, said out loud.
+test: bootstrap
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: bootstrap
+	@$(VENV)/bin/ruff check .
+
+bench: bootstrap
+	@$(PY) benchmarks/bench_build.py

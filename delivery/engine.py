@@ -1,0 +1,202 @@
+"""A thin wrapper over the Docker Engine CLI (``/usr/bin/docker``) for the local delivery flow.
+
+The CLI, not the SDK, because ``DOCKER_BUILDKIT=1 docker build`` gives BuildKit's content-addressed
+layer cache and its plain progress output, the same builder that pulumi-docker-build drives in the
+cloud flow. Every call is explicit about its arguments; failures raise :class:`DockerError` with the
+command and the tail of its output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DOCKER = os.environ.get("MODELSHIP_DOCKER", "/usr/bin/docker")
+_MANIFEST_TYPES = ", ".join([
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+])
+
+
+class DockerError(RuntimeError):
+    """A docker command failed; the message holds the command and the end of its output."""
+
+
+def docker(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(
+            [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise DockerError(f"docker {' '.join(args)} did not finish within {timeout:.0f} s") from None
+    except FileNotFoundError:
+        raise DockerError(f"{DOCKER} not found: run scripts/bootstrap.sh") from None
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise DockerError(f"docker {' '.join(args)} failed ({proc.returncode}): " + " | ".join(tail))
+    return proc
+
+
+def engine_available() -> bool:
+    try:
+        return docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=20).returncode == 0
+    except DockerError:
+        return False
+
+
+def image_exists(ref: str) -> bool:
+    return docker("image", "inspect", ref, check=False).returncode == 0
+
+
+def image_id(ref: str) -> str:
+    return docker("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+
+
+def image_size(ref: str) -> int:
+    return int(docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip())
+
+
+def build(
+    context: Path,
+    dockerfile: Path,
+    build_args: Mapping[str, str],
+    tags: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    echo: bool = True,
+    no_cache: bool = False,
+) -> str:
+    """Build with BuildKit, streaming its progress; return the image id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        iidfile = Path(tmp) / "iid"
+        cmd = [DOCKER, "build", "--progress=plain", "-f", str(dockerfile), "--iidfile", str(iidfile)]
+        if no_cache:
+            cmd.append("--no-cache")
+        for key, value in build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        for key, value in (labels or {}).items():
+            cmd += ["--label", f"{key}={value}"]
+        for tag in tags:
+            cmd += ["-t", tag]
+        cmd.append(str(context))
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            tail = [*tail[-29:], line.rstrip()]
+            if echo:
+                sys.stdout.write(f"  | {line}")
+                sys.stdout.flush()
+        if proc.wait() != 0:
+            raise DockerError("docker build failed:\n" + "\n".join(tail))
+        return iidfile.read_text().strip()
+
+
+def push(ref: str, repository: str) -> str:
+    """Push ``ref`` and return its manifest digest (``sha256:...``) in ``repository``."""
+    proc = docker("push", ref)
+    for line in proc.stdout.splitlines():
+        # "<tag>: digest: sha256:... size: 1234" is the CLI's last line on success.
+        if "digest: sha256:" in line:
+            return line.split("digest: ", 1)[1].split()[0]
+    digests = json.loads(docker("image", "inspect", "--format", "{{json .RepoDigests}}", ref).stdout)
+    for entry in digests or []:
+        if entry.startswith(repository + "@"):
+            return entry.split("@", 1)[1]
+    raise DockerError(f"pushed {ref} but found no digest for {repository}")
+
+
+def pull(ref: str, timeout: float) -> bool:
+    try:
+        return docker("pull", "-q", ref, check=False, timeout=timeout).returncode == 0
+    except DockerError:
+        return False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a model container runs: the Deployment's security context and resource limits."""
+
+    memory: str
+    """Memory limit in Docker's notation (``512m``); the Deployment's ``limits.memory``."""
+    cpus: str
+    """CPU limit (``1`` or ``0.5``); the Deployment's ``limits.cpu``."""
+    user: str = "10001:10001"
+    """Non-root uid:gid, as ``runAsUser``/``runAsGroup``."""
+    container_port: int = 8080
+    tmpfs_size: str = "64m"
+    """Size of the writable /tmp, as the pod's ``emptyDir`` size limit."""
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Environment the Deployment sets on the container (never secrets)."""
+
+    def args(self) -> list[str]:
+        # Same as the pod's securityContext: non-root, read-only root filesystem with a writable
+        # /tmp (an emptyDir there), all capabilities dropped, no privilege escalation.
+        return [
+            "--user", self.user, "--read-only", "--tmpfs", f"/tmp:rw,size={self.tmpfs_size}",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", self.memory, "--memory-swap", self.memory, "--cpus", self.cpus,
+            *[arg for key, value in self.env.items() for arg in ("-e", f"{key}={value}")],
+        ]
+
+
+def run_container(
+    image: str, name: str, host_port: int, options: RunOptions, labels: Mapping[str, str]
+) -> str:
+    cmd = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{host_port}:{options.container_port}"]
+    cmd += options.args()
+    for key, value in labels.items():
+        cmd += ["--label", f"{key}={value}"]
+    cmd.append(image)
+    return docker(*cmd).stdout.strip()
+
+
+def container_state(name: str) -> dict | None:
+    proc = docker("container", "inspect", name, check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout)[0]
+
+
+def containers_with_label(label: str) -> list[str]:
+    out = docker("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").stdout
+    return [n for n in out.split() if n]
+
+
+def remove_container(name: str) -> None:
+    docker("rm", "-f", name, check=False)
+
+
+def logs_tail(name: str, lines: int = 20) -> str:
+    proc = docker("logs", "--tail", str(lines), name, check=False)
+    return (proc.stdout + proc.stderr).strip()
+
+
+def registry_layers(registry: str, repository: str, reference: str) -> list[tuple[str, str]]:
+    """``(created_by, blob digest)`` for each layer of an image in a registry, base first.
+
+    Read from the registry itself (manifest + config), so the digests are the ones a cluster
+    pulls. Config history entries marked ``empty_layer`` (ENV, LABEL, ...) have no blob.
+    """
+
+    def get(path: str, accept: str) -> dict:
+        req = urllib.request.Request(f"http://{registry}/v2/{repository}/{path}", headers={"Accept": accept})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    manifest = get(f"manifests/{reference}", _MANIFEST_TYPES)
+    config = get(f"blobs/{manifest['config']['digest']}", "application/json")
+    steps = [h.get("created_by", "") for h in config.get("history", []) if not h.get("empty_layer")]
+    layers = [layer["digest"] for layer in manifest["layers"]]
+    if len(steps) != len(layers):
+        # Imported bases (docker import) may carry no history; label them as unknown.
+        steps = ["<base>"] * (len(layers) - len(steps)) + steps
+    return list(zip(steps, layers, strict=True))

@@ -1,0 +1,560 @@
+"""Local delivery: the seed's build flow end to end on this machine, with real parts.
+
+``python -m delivery.local up`` (``make up``) runs the same steps as the cloud flow, with Azurite
+standing in for Blob Storage, a loopback ``docker-registry`` for ACR and the local Docker Engine for
+both BuildKit and the Kubernetes Deployment:
+
+1. start what is not running (registry, Azurite); dockerd is the bootstrap's job;
+2. publish the demo model to the model store if the store has none;
+3. fetch the latest model into the build context (``app/model``) through the model store's cache;
+4. build with the stack's build spec (same Dockerfile, context, build args and tag as ModelImage);
+5. test the built image before pushing it: run it with the Deployment's settings on a free port
+   and smoke-test it (ready, one known answer, the reported model version);
+6. push to the registry and run the image by digest on 127.0.0.1:<port>, replacing the previous
+   container only after the new one passes the same smoke test (else the old one is put back).
+
+``down`` stops everything ``up`` started. Every step that fails raises :class:`DeliveryError`
+whose message says what failed; nothing before the swap touches the running container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from components.build_spec import BuildSpec, make_build_spec
+from delivery import engine
+from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
+
+ROOT = Path(__file__).resolve().parent.parent
+PULLED_BASE = "python:3.11-slim"
+LOCAL_BASE = "modelship/python-base:3.11-bookworm"
+DEMO_VERSION = "1.0.0"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+_MEMORY_RE = re.compile(r"^[1-9][0-9]*[kmg]$")
+_CPUS_RE = re.compile(r"^(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)$")
+
+
+def k8s_memory_to_docker(quantity: str) -> str:
+    """``512Mi`` -> ``512m`` (Docker's k/m/g are binary units, like Ki/Mi/Gi)."""
+    m = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi)", quantity)
+    if not m:
+        raise ValueError(f"memory quantity {quantity!r} is not one of <n>Ki, <n>Mi, <n>Gi")
+    return f"{m.group(1)}{m.group(2)[0].lower()}"
+
+
+def k8s_cpu_to_docker(quantity: str) -> str:
+    """``500m`` -> ``0.5``; ``1`` -> ``1``."""
+    if quantity.endswith("m"):
+        return f"{int(quantity[:-1]) / 1000:g}"
+    return f"{float(quantity):g}"
+
+
+def deployment_limits() -> tuple[str, str]:
+    """The dev stack's container memory and CPU limits (``Pulumi.dev.yaml``), in Docker's notation."""
+    from delivery.plan import load_stack_settings
+
+    stack = load_stack_settings("dev")
+    return k8s_memory_to_docker(stack.memory_limit), k8s_cpu_to_docker(stack.cpu_limit)
+
+
+class DeliveryError(RuntimeError):
+    """A step of the local delivery failed; the message names the step and the cause."""
+
+
+def log(msg: str) -> None:
+    print(f"[local] {msg}", flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalSettings:
+    """Where and how the local flow runs; every field can be set from the environment."""
+
+    state_dir: Path
+    """Registry data, Azurite data, model cache, logs and the deployment record (``MODELSHIP_STATE_DIR``)."""
+    context: Path
+    """The build context, ``app/`` (``MODELSHIP_CONTEXT``); the model is fetched into ``<context>/model``."""
+    instance: str
+    """Prefix of container names and value of their ``modelship.instance`` label (``MODELSHIP_INSTANCE``)."""
+    port: int = 8080
+    """Host port of the running service on 127.0.0.1 (``MODELSHIP_PORT``)."""
+    registry_port: int = 5000
+    """Port of the local registry on 127.0.0.1 (``MODELSHIP_REGISTRY_PORT``)."""
+    azurite_port: int = 10000
+    """Blob port of Azurite on 127.0.0.1 (``MODELSHIP_AZURITE_PORT``)."""
+    model: str = "digits"
+    """Model name in the store (``MODELSHIP_MODEL``)."""
+    store_container: str = "models"
+    """Blob container of the model store (``MODELSHIP_STORE_CONTAINER``)."""
+    repository: str = "modelship/digits"
+    """Image repository in the registry (``MODELSHIP_REPOSITORY``)."""
+    base_image: str = ""
+    """Base image (``MODELSHIP_BASE_IMAGE``); empty = python:3.11-slim if it pulls, else the local base."""
+    memory: str = "512m"
+    """Container memory limit (``MODELSHIP_MEMORY``); default: the stack's ``memoryLimit``."""
+    cpus: str = "1"
+    """Container CPU limit (``MODELSHIP_CPUS``); default: the stack's ``cpuLimit``."""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.instance):
+            raise ValueError(
+                f"MODELSHIP_INSTANCE {self.instance!r} is not allowed: use 1-31 lowercase letters, "
+                "digits and '-', starting with a letter or digit"
+            )
+        for key, port in (("MODELSHIP_PORT", self.port), ("MODELSHIP_REGISTRY_PORT", self.registry_port),
+                          ("MODELSHIP_AZURITE_PORT", self.azurite_port)):
+            if not 1024 <= port <= 65535:
+                raise ValueError(f"{key} must be a port in 1024-65535, got {port}")
+        if len({self.port, self.registry_port, self.azurite_port}) != 3:
+            raise ValueError("MODELSHIP_PORT, MODELSHIP_REGISTRY_PORT and MODELSHIP_AZURITE_PORT must differ")
+        if not _MEMORY_RE.match(self.memory):
+            raise ValueError(
+                f"MODELSHIP_MEMORY {self.memory!r} is not allowed: use a number with k, m or g (512m)"
+            )
+        if not _CPUS_RE.match(self.cpus):
+            raise ValueError(
+                f"MODELSHIP_CPUS {self.cpus!r} is not allowed: use a positive number like 1 or 0.5"
+            )
+        if not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", self.repository):
+            raise ValueError(f"MODELSHIP_REPOSITORY {self.repository!r} is not a repository name")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
+        env = os.environ if env is None else env
+        memory, cpus = deployment_limits()
+
+        def port(key: str, default: int) -> int:
+            raw = env.get(key, str(default))
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{key} must be a port number, got {raw!r}") from None
+
+        return cls(
+            state_dir=Path(env.get("MODELSHIP_STATE_DIR", ROOT / ".local")).resolve(),
+            context=Path(env.get("MODELSHIP_CONTEXT", ROOT / "app")).resolve(),
+            instance=env.get("MODELSHIP_INSTANCE", "modelship"),
+            port=port("MODELSHIP_PORT", 8080),
+            registry_port=port("MODELSHIP_REGISTRY_PORT", 5000),
+            azurite_port=port("MODELSHIP_AZURITE_PORT", 10000),
+            model=env.get("MODELSHIP_MODEL", "digits"),
+            store_container=env.get("MODELSHIP_STORE_CONTAINER", "models"),
+            repository=env.get("MODELSHIP_REPOSITORY", "modelship/digits"),
+            base_image=env.get("MODELSHIP_BASE_IMAGE", ""),
+            memory=env.get("MODELSHIP_MEMORY", memory),
+            cpus=env.get("MODELSHIP_CPUS", cpus),
+        )
+
+    @property
+    def azurite_dir(self) -> Path:
+        return self.state_dir / "azurite-data"
+
+    @property
+    def container(self) -> str:
+        """Name of the live container."""
+        return f"{self.instance}-{self.model}"
+
+    @property
+    def label(self) -> str:
+        return f"modelship.instance={self.instance}"
+
+    @property
+    def record_file(self) -> Path:
+        return self.state_dir / f"deployment-{self.instance}.json"
+
+    @property
+    def run_options(self) -> engine.RunOptions:
+        from components import service
+
+        return engine.RunOptions(
+            memory=self.memory, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
+            container_port=service.APP_PORT, env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT},
+        )
+
+
+# --- source revision ---------------------------------------------------------------------------
+
+def context_digest(context: Path) -> str:
+    """sha256 over the build context's code (paths and bytes), leaving out the model and caches."""
+    digest = hashlib.sha256()
+    for path in sorted(context.rglob("*")):
+        rel = path.relative_to(context)
+        if (not path.is_file() or rel.parts[0] == "model" or "__pycache__" in rel.parts
+                or path.suffix == ".pyc"):
+            continue
+        digest.update(str(rel).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def source_revision(context: Path) -> str:
+    """The git short sha when the context is committed as is, else ``dev-<hash of the code>``.
+
+    A code change that is not committed yet still gets its own tag, so a rebuilt image never
+    silently takes over the tag of a different build.
+    """
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=context, capture_output=True, text=True,
+            check=True, timeout=20,
+        ).stdout
+        if not status.strip():
+            sha = subprocess.run(
+                ["git", "rev-parse", "--short=12", "HEAD"], cwd=context, capture_output=True, text=True,
+                check=True, timeout=20,
+            ).stdout.strip()
+            if sha:
+                return sha
+    except (subprocess.SubprocessError, FileNotFoundError):
+        pass
+    return f"dev-{context_digest(context)[:12]}"
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+def ensure_registry(settings: LocalSettings) -> LocalRegistry:
+    registry = LocalRegistry(settings.state_dir, settings.registry_port)
+    try:
+        registry.ensure()
+    except ServiceError as exc:
+        raise DeliveryError(f"registry: {exc}") from exc
+    return registry
+
+
+def ensure_azurite(settings: LocalSettings) -> str:
+    """Start Azurite unless it runs; return its connection string (never printed: it holds the key)."""
+    from modelstore import emulator
+
+    try:
+        pid = emulator.daemon_start(settings.azurite_port, settings.azurite_dir)
+    except emulator.EmulatorError as exc:
+        raise DeliveryError(f"Azurite on 127.0.0.1:{settings.azurite_port}: {exc}") from exc
+    log(f"Azurite at {emulator.blob_endpoint(settings.azurite_port)} (pid {pid})")
+    return emulator.connection_string(settings.azurite_port)
+
+
+def ensure_demo_model(store, name: str) -> None:
+    """Train and publish the demo model if the store has no version of ``name``."""
+    from modelstore.errors import NotFound
+
+    try:
+        latest = store.latest(name)
+        log(f"model store has {name}; latest is {latest.version}")
+        return
+    except NotFound:
+        pass
+    from training.train_digits import train
+
+    log(f"model store has no {name}: training and publishing the demo model {name}@{DEMO_VERSION}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / name
+        train(out, name, DEMO_VERSION)
+        store.publish(out)
+
+
+def fetch_model(store, name: str, context: Path, cache_dir: Path):
+    """Fetch the latest ``name`` into ``<context>/model``; the store leaves it untouched on failure."""
+    from modelstore.errors import ModelStoreError
+
+    try:
+        result = store.fetch(name, context / "model", cache_dir=cache_dir)
+    except ModelStoreError as exc:
+        raise DeliveryError(
+            f"cannot fetch the latest {name} from the model store: {exc}. "
+            "Nothing was built or pushed; the running container (if any) keeps serving."
+        ) from exc
+    m = result.manifest
+    log(f"fetched {m.name}@{m.version} ({result.bytes_transferred} bytes transferred, "
+        f"cache {'hit' if result.cache_hit else 'miss'})")
+    return result
+
+
+def missing_wheels(context: Path) -> list[str]:
+    """Pinned requirements of the image that have no wheel in ``<context>/wheels``."""
+    wheels = {w.name.lower() for w in (context / "wheels").glob("*.whl")}
+    missing = []
+    for line in (context / "requirements.txt").read_text().splitlines():
+        req = line.split("#", 1)[0].strip()
+        if not req:
+            continue
+        name, _, version = req.partition("==")
+        prefix = f"{re.sub(r'[-_.]+', '_', name.strip()).lower()}-{version.strip().lower()}-"
+        if not any(w.startswith(prefix) for w in wheels):
+            missing.append(req)
+    return missing
+
+
+def ensure_wheelhouse(context: Path) -> None:
+    """Fill ``app/wheels`` from the host's package index when wheels are missing.
+
+    The image build installs from there with ``--no-index``: builds then need no network (and no
+    trust of the host's TLS setup inside the build container).
+    """
+    missing = missing_wheels(context)
+    if not missing:
+        return
+    log(f"wheelhouse lacks {len(missing)} pinned packages; running scripts/build-wheelhouse.sh")
+    env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
+    # The script fills the checkout's app/wheels; a context elsewhere (tests) gets a copy.
+    subprocess.run(["bash", str(ROOT / "scripts" / "build-wheelhouse.sh")], check=True, env=env)
+    if context != ROOT / "app":
+        shutil.copytree(ROOT / "app" / "wheels", context / "wheels", dirs_exist_ok=True)
+    still = missing_wheels(context)
+    if still:
+        raise DeliveryError(
+            f"no wheels for {', '.join(still)} in {context / 'wheels'} after build-wheelhouse.sh"
+        )
+
+
+def choose_base_image(settings: LocalSettings, pull_timeout: float = 30.0) -> str:
+    """python:3.11-slim where it can be pulled, else the debootstrap base, built once and reused."""
+    if settings.base_image:
+        return settings.base_image
+    for ref in (PULLED_BASE, LOCAL_BASE):
+        if engine.image_exists(ref):
+            return ref
+    log(f"pulling {PULLED_BASE} (timeout {pull_timeout:.0f} s)")
+    if engine.pull(PULLED_BASE, timeout=pull_timeout):
+        return PULLED_BASE
+    log(f"cannot pull {PULLED_BASE}; building {LOCAL_BASE} with debootstrap (once, a few minutes)")
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "build-base-image.sh"), LOCAL_BASE], check=False)
+    if proc.returncode != 0 or not engine.image_exists(LOCAL_BASE):
+        raise DeliveryError(
+            f"could not pull {PULLED_BASE} nor build {LOCAL_BASE} (scripts/build-base-image.sh)"
+        )
+    return LOCAL_BASE
+
+
+def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistry,
+                echo: bool = True) -> tuple[BuildSpec, str, str]:
+    """Build through the stack's build spec; return (spec, image id, tagged reference)."""
+    revision = source_revision(settings.context)
+    spec = make_build_spec(settings.context, revision=revision, base_image=base_image)
+    repo = f"{registry.host}/{settings.repository}"
+    ref = spec.tags_for(repo)[0]
+    log(f"building {ref} from {spec.context} (model {spec.manifest.ref}, base {base_image})")
+    started = time.monotonic()
+    try:
+        iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo)
+    except engine.DockerError as exc:
+        raise DeliveryError(f"image build failed: {exc}") from exc
+    log(f"built {iid[:19]} in {time.monotonic() - started:.1f} s")
+    return spec, iid, ref
+
+
+def wait_and_smoke(url: str, model: str, version: str, timeout: float = 90.0) -> None:
+    from delivery.smoke import run_smoke
+
+    result = run_smoke(url, model=model, expect_version=version, timeout=timeout, interval=0.5,
+                       log=lambda line: log(f"smoke: {line}"))
+    log(f"smoke passed on {url}: ready after {result.ready_after_s:.1f} s, label {result.label}, "
+        f"{model}@{result.version}")
+
+
+def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
+    """Run the built image with the Deployment's settings on a free port and smoke-test it."""
+    name = f"{settings.instance}-candidate"
+    engine.remove_container(name)
+    port = free_port()
+    log(f"testing the image before pushing: {name} on 127.0.0.1:{port}")
+    try:
+        engine.run_container(image, name, port, settings.run_options,
+                             {"modelship.instance": settings.instance, "modelship.role": "candidate"})
+        wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version)
+    except Exception as exc:
+        logs = engine.logs_tail(name)
+        raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}\n"
+                            f"container log:\n{logs}") from exc
+    finally:
+        engine.remove_container(name)
+    log("image passed: ready, known answer, model version " + spec.manifest.version)
+
+
+def read_record(settings: LocalSettings) -> dict | None:
+    try:
+        return json.loads(settings.record_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def live_image_id(settings: LocalSettings) -> str | None:
+    state = engine.container_state(settings.container)
+    if not state or not state["State"].get("Running"):
+        return None
+    return state["Image"]
+
+
+def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
+    """Run ``pinned`` (``repo@sha256:...``) as the live container; put the old one back on failure."""
+    live, previous = settings.container, f"{settings.container}-previous"
+    engine.remove_container(previous)
+    had_old = engine.container_state(live) is not None
+    if had_old:
+        engine.docker("rename", live, previous)
+        engine.docker("stop", "-t", "10", previous, check=False)
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        engine.run_container(pinned, live, settings.port, settings.run_options,
+                             {"modelship.instance": settings.instance, "modelship.role": "live"})
+        wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
+    except Exception as exc:
+        logs = engine.logs_tail(live)
+        engine.remove_container(live)
+        if had_old:
+            engine.docker("rename", previous, live, check=False)
+            engine.docker("start", live, check=False)
+            log(f"put the previous container {live} back")
+        raise DeliveryError(f"the new container failed on {url}: {exc}\ncontainer log:\n{logs}") from exc
+    if had_old:
+        engine.remove_container(previous)
+
+
+def up(settings: LocalSettings, echo: bool = True, store=None) -> dict:
+    """Run the whole flow under a lock on the state directory (one ``up`` at a time per deployment)."""
+    import fcntl
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.state_dir / f"up-{settings.instance}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeliveryError(
+                f"another `up` of {settings.instance} is running (lock {lock.name}); wait for it"
+            ) from None
+        return _up(settings, echo, store)
+
+
+def _up(settings: LocalSettings, echo: bool, store) -> dict:
+    """Run the whole flow; return the deployment record (also written to the state dir).
+
+    ``store`` replaces the model store on the local Azurite (tests pass one on their own emulator).
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if not engine.engine_available():
+        raise DeliveryError("no Docker Engine answers: run scripts/bootstrap.sh (make up does)")
+    log("1/6 services")
+    registry = ensure_registry(settings)
+    if store is None:
+        from modelstore.store import ModelStore
+
+        store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
+    log("2/6 model store")
+    ensure_demo_model(store, settings.model)
+    log("3/6 fetch the latest model")
+    fetched = fetch_model(store, settings.model, settings.context, settings.state_dir / "model-cache")
+    log("4/6 build")
+    ensure_wheelhouse(settings.context)
+    base = choose_base_image(settings)
+    spec, iid, ref = build_image(settings, base, registry, echo=echo)
+    record = read_record(settings)
+    if (record and record.get("image_id") == iid and live_image_id(settings) == iid):
+        log(f"unchanged: {record['image']} is already running on {record['endpoint']}")
+        return record
+    log("5/6 test before push")
+    test_image(settings, iid, spec)
+    log("6/6 push and run by digest")
+    repo = f"{registry.host}/{settings.repository}"
+    try:
+        digest = engine.push(ref, repo)
+    except engine.DockerError as exc:
+        raise DeliveryError(f"push to {registry.host} failed: {exc}") from exc
+    pinned = f"{repo}@{digest}"
+    deploy(settings, pinned, spec)
+    record = {
+        "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
+        "model": spec.manifest.name, "model_version": spec.manifest.version,
+        "model_bytes_transferred": fetched.bytes_transferred,
+        "revision": spec.revision, "base_image": base, "container": settings.container,
+        "endpoint": f"http://127.0.0.1:{settings.port}",
+    }
+    settings.record_file.write_text(json.dumps(record, indent=2) + "\n")
+    log(f"running {pinned}")
+    log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref})")
+    return record
+
+
+def down(settings: LocalSettings) -> None:
+    """Stop everything ``up`` started: containers, registry, Azurite, and dockerd if bootstrap started it."""
+    if engine.engine_available():
+        for name in engine.containers_with_label(settings.label):
+            engine.remove_container(name)
+            log(f"removed container {name}")
+    if LocalRegistry(settings.state_dir, settings.registry_port).stop():
+        log("stopped the registry")
+    from modelstore import emulator
+
+    pid = emulator.daemon_stop(settings.azurite_dir)
+    if pid:
+        log(f"stopped Azurite (pid {pid})")
+    settings.record_file.unlink(missing_ok=True)
+    if stop_pid(settings.state_dir / "run" / "dockerd.pid", "dockerd", timeout=30):
+        log("stopped dockerd (started by bootstrap)")
+
+
+def publish(settings: LocalSettings, model_dir: Path | None, train_version: str | None) -> None:
+    """Publish a model directory (or a freshly trained demo version) to the local model store."""
+    from modelstore.errors import ModelStoreError
+    from modelstore.store import ModelStore
+
+    store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
+    with tempfile.TemporaryDirectory() as tmp:
+        if train_version is not None:
+            from training.train_digits import train
+
+            model_dir = Path(tmp) / settings.model
+            train(model_dir, settings.model, train_version)
+        try:
+            manifest = store.publish(model_dir)
+        except ModelStoreError as exc:
+            raise DeliveryError(f"publish to the local model store failed: {exc}") from exc
+    log(f"published {manifest.ref} to the local model store; `make up` deploys it")
+
+
+def status(settings: LocalSettings) -> int:
+    record = read_record(settings)
+    live = live_image_id(settings) if engine.engine_available() else None
+    if record and live == record.get("image_id"):
+        print(json.dumps(record, indent=2))
+        return 0
+    print("not running")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m delivery.local", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "publish"])
+    parser.add_argument("--quiet-build", action="store_true", help="do not echo the build's progress")
+    parser.add_argument("--model-dir", type=Path, help="publish: the model directory to publish")
+    parser.add_argument("--train", metavar="VERSION", help="publish: train the demo model as VERSION")
+    args = parser.parse_args(argv)
+    try:
+        settings = LocalSettings.from_env()
+        if args.command == "up":
+            up(settings, echo=not args.quiet_build)
+        elif args.command == "down":
+            down(settings)
+        elif args.command == "publish":
+            if (args.model_dir is None) == (args.train is None):
+                parser.error("publish needs exactly one of --model-dir DIR or --train VERSION")
+            publish(settings, args.model_dir, args.train)
+        else:
+            return status(settings)
+    except (DeliveryError, ValueError) as exc:
+        print(f"[local] ERROR: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
