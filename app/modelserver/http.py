@@ -1,8 +1,9 @@
 """The Open Inference Protocol REST API on Starlette: routes only translate; errors map to HTTP here.
 
-``create_app(settings, predictor=None)`` builds the ASGI app. The model loads in the background at
-start-up (lifespan), so the server is live at once and ready once the session exists. ``app_from_env``
-is the factory the uvicorn workers call.
+``create_app(settings, predictor=None)`` builds the ASGI app. The model loads at start-up (lifespan,
+in a thread) before the worker accepts connections; ``/v2/health/ready`` says whether the session
+exists (a failed load keeps the process up but never ready). ``app_from_env`` is the factory the
+uvicorn workers call.
 """
 
 from __future__ import annotations
@@ -132,14 +133,13 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("starting", extra={"model_dir": str(predictor.model_dir), "model": manifest.ref})
-        task = asyncio.create_task(asyncio.to_thread(load)) if not predictor.ready else None
-        if predictor.ready:
-            load()
+        # Load before yielding: uvicorn accepts on a worker only once its start-up is done, so with
+        # several workers sharing the socket a request (or a readiness probe) never reaches a
+        # worker whose model is still loading. A failed load leaves the process up, never ready.
+        await asyncio.to_thread(load)
         try:
             yield
         finally:
-            if task is not None and not task.done():
-                await task
             log.info("shutdown complete")
 
     def _model(request: Request) -> ModelManifest:
