@@ -20,7 +20,12 @@ mkdir -p "$LOCAL/logs" "$LOCAL/run"
 log() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "run as root (installs Debian packages and starts dockerd)"
+# Root here; elsewhere (hosted CI agents) through passwordless sudo for apt-get and dockerd.
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  sudo -n true 2>/dev/null || die "run as root, or as a user with passwordless sudo (installs Debian packages, starts dockerd)"
+  SUDO="sudo -n"
+fi
 
 # --- Debian packages: install only the missing ones, with a single apt-get update -------------
 missing=()
@@ -35,8 +40,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     > "$LOCAL/logs/apt.log" 2>&1 || { tail -20 "$LOCAL/logs/apt.log" >&2; die "apt-get install failed (log: $LOCAL/logs/apt.log)"; }
 else
   log "Debian packages present"
@@ -47,7 +52,7 @@ if "$DOCKER" info >/dev/null 2>&1; then
   log "Docker Engine is running"
 else
   log "starting dockerd (log: $LOCAL/logs/dockerd.log)"
-  nohup /usr/sbin/dockerd > "$LOCAL/logs/dockerd.log" 2>&1 &
+  $SUDO nohup /usr/sbin/dockerd > "$LOCAL/logs/dockerd.log" 2>&1 &
   echo $! > "$LOCAL/run/dockerd.pid"
   for _ in $(seq 1 60); do
     "$DOCKER" info >/dev/null 2>&1 && break
