@@ -62,6 +62,17 @@ class ModelImage(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelship:image:ModelImage", name, None, opts)
         self.tagged_ref = pulumi.Output.concat(args.login_server, "/", args.repository, ":", args.tag)
+        # Layer cache in the registry itself: CI agents start empty, and without it every commit
+        # would reinstall the dependencies; with it a code-only change rebuilds the code layer only.
+        cache_ref = pulumi.Output.concat(args.login_server, "/", args.repository, ":buildcache")
+        cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
+        cache_to = [
+            docker_build.CacheToArgs(
+                registry=docker_build.CacheToRegistryArgs(
+                    ref=cache_ref, mode=docker_build.CacheMode.MAX, image_manifest=True, oci_media_types=True
+                )
+            )
+        ]
         labels = {
             "org.opencontainers.image.revision": args.build_args.get("REVISION", ""),
             "io.modelship.model.name": args.build_args.get("MODEL_NAME", ""),
@@ -76,6 +87,8 @@ class ModelImage(pulumi.ComponentResource):
             tags=[self.tagged_ref],
             platforms=[docker_build.Platform(args.platform)],
             push=args.push,
+            cache_from=cache_from if args.push else None,
+            cache_to=cache_to if args.push else None,
             # Builds happen on `pulumi up` only; preview stays fast and needs no registry.
             build_on_preview=False,
             opts=pulumi.ResourceOptions(parent=self),

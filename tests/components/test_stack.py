@@ -135,6 +135,10 @@ def test_image_is_tagged_with_revision_and_model_and_deployed_by_digest(run: Sta
     assert image.inputs["dockerfile"] == {"location": "app/Dockerfile"}
     assert image.inputs["buildArgs"]["MODEL_VERSION"] == "2.1.0"
     assert image.inputs["buildArgs"]["REVISION"] == "0123456789ab"
+    cache = "modelshipacr01.azurecr.io/modelship/digits:buildcache"
+    assert image.inputs["cacheFrom"] == [{"registry": {"ref": cache}}]
+    assert image.inputs["cacheTo"][0]["registry"]["ref"] == cache
+    assert image.inputs["cacheTo"][0]["registry"]["mode"] == "max"
     expected = f"{tag}@{image.outputs['digest']}"
     assert run.outputs["imageRef"] == expected
     assert _container(run)["image"] == expected
