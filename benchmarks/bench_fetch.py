@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "app")]
 
 from modelserver.manifest import Datatype, ModelManifest, TensorSpec, sha256_file  # noqa: E402
-
 from modelstore.emulator import Azurite  # noqa: E402
 from modelstore.store import ModelStore  # noqa: E402
 

@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 
 from modelserver.predictor import Predictor  # noqa: E402
-
 from training.train_digits import train  # noqa: E402
 
 MLSERVER_VENV = ROOT / "benchmarks" / ".venv-mlserver"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pulumi
-from modelserver.manifest import MANIFEST_FILE
 from pulumi_azure_native import resources
 
 from components.build_spec import BuildSpec, make_build_spec
@@ -25,6 +24,7 @@ from components.image import ModelImage, ModelImageArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
+from modelserver.manifest import MANIFEST_FILE
 
 if TYPE_CHECKING:
     from settings import Settings

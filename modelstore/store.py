@@ -52,6 +52,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
 from modelserver.manifest import (
     MANIFEST_FILE,
     ManifestError,
@@ -60,7 +61,6 @@ from modelserver.manifest import (
     validate_name,
     validate_version,
 )
-
 from modelstore.errors import (
     AccessDenied,
     AlreadyExists,

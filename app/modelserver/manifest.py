@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class ManifestError(ValueError):
     """A model directory or manifest that breaks the contract; the message names the field."""
 
 
-class Datatype(str, Enum):
+class Datatype(StrEnum):
     """Tensor datatypes of the Open Inference Protocol."""
 
     BOOL = "BOOL"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.app.modelserver_process import RunningServer, start_server, stop_server
 
+from tests.app.modelserver_process import RunningServer, start_server, stop_server
 from training.train_digits import train
 
 

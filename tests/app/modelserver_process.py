@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
 from modelserver.manifest import ModelManifest
 
 REPO = Path(__file__).resolve().parents[2]

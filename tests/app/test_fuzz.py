@@ -10,6 +10,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from modelserver.manifest import Datatype
 from tests.app.modelserver_process import RunningServer
 

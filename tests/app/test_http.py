@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.app.modelserver_process import REPO, RunningServer, start_server, stop_server
 from sklearn.datasets import load_digits
+
+from tests.app.modelserver_process import REPO, RunningServer, start_server, stop_server
 
 DIGITS = load_digits()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.app.modelserver_process import REPO, free_port
 from sklearn.datasets import load_digits
 
+from tests.app.modelserver_process import REPO, free_port
 from training.train_digits import train
 
 pytestmark = pytest.mark.docker

@@ -53,23 +53,23 @@ def test_valid_directory_round_trips(tmp_path: Path) -> None:
 def test_sha256_mismatch_names_both_digests(tmp_path: Path) -> None:
     _write_model_dir(tmp_path)
     (tmp_path / "model.onnx").write_bytes(b"onnx-bytez")  # same size, other content
-    with pytest.raises(ManifestError, match="sha256 mismatch .* file has [0-9a-f]{64}, manifest.json says"):
+    with pytest.raises(ManifestError, match=r"sha256 mismatch .* file has [0-9a-f]{64}, manifest.json says"):
         load_model_dir(tmp_path)
 
 
 def test_size_mismatch_is_reported(tmp_path: Path) -> None:
     _write_model_dir(tmp_path)
     (tmp_path / "model.onnx").write_bytes(b"short")
-    with pytest.raises(ManifestError, match="is 5 bytes but manifest.json says 10"):
+    with pytest.raises(ManifestError, match=r"is 5 bytes but manifest.json says 10"):
         load_model_dir(tmp_path)
 
 
 def test_missing_manifest_and_missing_model_file(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="no manifest.json in"):
+    with pytest.raises(ManifestError, match=r"no manifest.json in"):
         read_manifest(tmp_path)
     _write_model_dir(tmp_path)
     (tmp_path / "model.onnx").unlink()
-    with pytest.raises(ManifestError, match="does not exist"):
+    with pytest.raises(ManifestError, match=r"does not exist"):
         load_model_dir(tmp_path)
 
 
@@ -82,7 +82,10 @@ def test_missing_manifest_and_missing_model_file(tmp_path: Path) -> None:
         ({"sha256": "abc"}, "sha256 must be 64 lowercase hex digits"),
         ({"model_file": "../x.onnx"}, "model_file must be a plain file name"),
         ({"schema": 2}, "schema must be 1, got 2"),
-        ({"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1]}]}, r"inputs\[0\].datatype 'FLOAT' is not one of: BOOL"),
+        (
+            {"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1]}]},
+            r"inputs\[0\].datatype 'FLOAT' is not one of: BOOL",
+        ),
         ({"outputs": [{"name": "y", "datatype": "FP32", "shape": [0]}]}, r"outputs\[0\].shape must be"),
         ({"metrics": {"accuracy": "high"}}, "metrics must map names to numbers"),
     ],
@@ -95,11 +98,11 @@ def test_invalid_fields_name_the_field_and_the_rule(tmp_path: Path, override: di
 
 def test_missing_keys_are_listed(tmp_path: Path) -> None:
     tmp_path.joinpath(MANIFEST_FILE).write_text(json.dumps({"schema": 1, "name": "digits"}))
-    with pytest.raises(ManifestError, match="missing: version, model_file, sha256"):
+    with pytest.raises(ManifestError, match=r"missing: version, model_file, sha256"):
         read_manifest(tmp_path)
 
 
 def test_invalid_json_is_reported(tmp_path: Path) -> None:
     tmp_path.joinpath(MANIFEST_FILE).write_text("{not json")
-    with pytest.raises(ManifestError, match="is not valid JSON"):
+    with pytest.raises(ManifestError, match=r"is not valid JSON"):
         read_manifest(tmp_path)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+
 from modelserver.errors import InvalidInput, NotReady
 from modelserver.manifest import MANIFEST_FILE, ManifestError
 from modelserver.predictor import Predictor
-from sklearn.datasets import load_digits
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import orjson
 import pytest
+
 from modelserver.errors import InvalidInput
 from modelserver.manifest import Datatype, ModelManifest, TensorSpec
 from modelserver.protocol import encode_infer_response, model_metadata, parse_infer_request

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from modelserver.manifest import Datatype, ManifestError, load_model_dir
 from sklearn.datasets import load_digits
 
+from modelserver.manifest import Datatype, ManifestError, load_model_dir
 from training.train_digits import main, train
 
 

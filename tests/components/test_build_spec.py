@@ -43,13 +43,13 @@ def test_tag_and_build_args_carry_revision_and_model(context: Path) -> None:
 
 
 def test_model_outside_the_context_is_refused(context: Path, tmp_path: Path) -> None:
-    with pytest.raises(BuildSpecError, match="must be .*app/model: the Dockerfile copies"):
+    with pytest.raises(BuildSpecError, match=r"must be .*app/model: the Dockerfile copies"):
         make_build_spec(context, revision="r1", model_dir=tmp_path / "elsewhere")
 
 
 def test_bad_revision_and_missing_dockerfile(context: Path) -> None:
-    with pytest.raises(BuildSpecError, match="revision 'a b' is not allowed"):
+    with pytest.raises(BuildSpecError, match=r"revision 'a b' is not allowed"):
         make_build_spec(context, revision="a b")
     (context / "Dockerfile").unlink()
-    with pytest.raises(BuildSpecError, match="has no Dockerfile"):
+    with pytest.raises(BuildSpecError, match=r"has no Dockerfile"):
         make_build_spec(context, revision="r1")

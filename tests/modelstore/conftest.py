@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from modelserver.manifest import Datatype, ModelManifest, TensorSpec
 
+from modelserver.manifest import Datatype, ModelManifest, TensorSpec
 from modelstore.store import ModelStore
 
 

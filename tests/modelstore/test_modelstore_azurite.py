@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from modelserver.manifest import load_model_dir
 
+from modelserver.manifest import load_model_dir
 from modelstore import (
     AccessDenied,
     AlreadyExists,

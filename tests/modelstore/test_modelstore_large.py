@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from modelserver.manifest import load_model_dir
 
 pytestmark = pytest.mark.azurite
