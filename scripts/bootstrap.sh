@@ -94,4 +94,9 @@ else
     || { tail -20 "$LOCAL/logs/pip.log" >&2; die "pip install -e . failed"; }
   echo "$want" > "$STAMP"
 fi
+# --- Wheelhouse: image builds install app/requirements.txt from app/wheels with --no-index -----
+# (containers here cannot verify PyPI's TLS; with the wheels the build needs no network at all)
+(cd "$ROOT" && "$VENV/bin/python" -c 'from delivery.local import ROOT, ensure_wheelhouse; ensure_wheelhouse(ROOT / "app")') \
+  || die "could not fill app/wheels (scripts/build-wheelhouse.sh)"
+log "wheelhouse app/wheels complete"
 log "ready"

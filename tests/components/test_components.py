@@ -103,6 +103,8 @@ def test_registry_without_push_grant_makes_no_role_assignment(mocks: RecordingMo
         resource_group_name="rg", registry_name="modelshipacr01", location="westeurope",
         grant_push_to_deployer=False))
 
+    assert registry.push_assignment is None
+
     def check(server: str) -> None:
         assert server == "modelshipacr01.azurecr.io"
         assert not [r for r in mocks.resources if r.type == "azure-native:authorization:RoleAssignment"]
@@ -118,7 +120,7 @@ def test_model_service_alone_with_a_given_provider(mocks: RecordingMocks) -> pul
                            opts=pulumi.ResourceOptions(providers=[provider]))
 
     def check(values: list) -> None:
-        url, ip = values
+        url, ip, _deployment_id = values
         assert url == "http://digits-dev.westeurope.cloudapp.azure.com"
         assert ip == LOAD_BALANCER_IP
         deployment = next(r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment")
@@ -128,7 +130,8 @@ def test_model_service_alone_with_a_given_provider(mocks: RecordingMocks) -> pul
         assert "pulumi:providers:kubernetes::k8s::" in deployment.provider
         assert not [r for r in mocks.resources if r.type == "azure-native:dns:RecordSet"]
 
-    return pulumi.Output.all(service.url, service.public_ip).apply(check)
+    # Waiting on the Deployment's id too: the check reads what the mocks recorded for it.
+    return pulumi.Output.all(service.url, service.public_ip, service.deployment.id).apply(check)
 
 
 # -- the guard against a forgotten decorator ----------------------------------------------------
