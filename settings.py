@@ -132,6 +132,18 @@ def _model_version(key: str, value: Any) -> str:
     return _match(_MODEL_VERSION_RE, "use 'latest' or 1-63 of letters, digits, '.', '_' and '-'")(key, value)
 
 
+# Azure's rule for a public IP's DNS name label, stricter than RFC 1123: 3+ characters, a letter first.
+_AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+_DNS_LABEL_RULE = ("use an RFC 1123 label that Azure accepts as a DNS name label: 3-63 lowercase letters, "
+                   "digits and '-', starting with a letter and ending alphanumeric")
+
+
+def _dns_label(key: str, value: Any) -> str:
+    return _match(_AZURE_DNS_LABEL_RE, _DNS_LABEL_RULE)(key, value)
+
+
 def _location(key: str, value: Any) -> str:
     if isinstance(value, str):
         value = value.replace(" ", "").lower()
@@ -188,7 +200,7 @@ KEYS: tuple[_Key, ...] = (
          "256Mi"),
     _Key("memoryLimit", "memory_limit", _match(_MEMORY_RE, "use a memory quantity such as '512Mi'"),
          "512Mi"),
-    _Key("dnsLabel", "dns_label", _match(_RFC1123_LABEL_RE, _RFC1123), None, required=True),
+    _Key("dnsLabel", "dns_label", _dns_label, None, required=True),
     _Key("dnsZoneName", "dns_zone_name",
          _optional(_match(_DNS_ZONE_RE, "use a lowercase DNS zone such as 'models.example.com', or "
                           "leave empty for no A record")), None),

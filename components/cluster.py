@@ -21,6 +21,9 @@ from pulumi_azure_native import containerservice
 from components.kubeconfig import decode_kubeconfig
 from components.roles import BuiltinRole, assign_role, client_config
 
+NON_INTERACTIVE_LOGINS = ("azurecli", "workloadidentity", "spn", "msi")
+"""kubelogin ``--login`` modes that need no human."""
+
 
 @dataclass
 class KubernetesClusterArgs:
@@ -55,8 +58,12 @@ class KubernetesClusterArgs:
             )
         if self.network_policy not in ("azure", "calico"):
             raise ValueError(f"network_policy must be 'azure' or 'calico', got {self.network_policy!r}")
-        if self.kubelogin_mode == "devicecode":
-            raise ValueError("kubelogin_mode 'devicecode' needs a human; use azurecli or workloadidentity")
+        if self.kubelogin_mode not in NON_INTERACTIVE_LOGINS:
+            # devicecode and interactive wait for someone at a browser: CI would hang.
+            raise ValueError(
+                f"kubelogin_mode {self.kubelogin_mode!r} is not allowed; use a non-interactive mode: "
+                f"{', '.join(NON_INTERACTIVE_LOGINS)}"
+            )
 
 
 class KubernetesCluster(pulumi.ComponentResource):

@@ -14,6 +14,7 @@ role assignment through ``depends_on`` so pods are not scheduled before the kube
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pulumi
@@ -28,6 +29,7 @@ READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 MODEL_MOUNT = "/opt/model"
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
+_AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 @dataclass
@@ -75,6 +77,11 @@ class ModelServiceArgs:
             raise ValueError(f"max_replicas ({self.max_replicas}) must be >= replicas ({self.replicas})")
         if not 1 <= self.target_cpu_utilization <= 100:
             raise ValueError(f"target_cpu_utilization must be 1-100, got {self.target_cpu_utilization}")
+        if not _AZURE_DNS_LABEL_RE.match(self.dns_label):
+            raise ValueError(
+                f"dns_label {self.dns_label!r} is not an Azure DNS name label: 3-63 lowercase letters, "
+                "digits and '-', starting with a letter and ending alphanumeric"
+            )
         if isinstance(self.image, str) and "@sha256:" not in self.image:
             raise ValueError(f"image must be pinned by digest (name@sha256:...), got {self.image!r}")
 

@@ -108,8 +108,9 @@ class ModelshipStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: Settings, project_root: Path, revision: str,
                  opts: pulumi.ResourceOptions | None = None):
-        super().__init__("modelship:stack:Modelship", name, None, opts)
+        # A model that contradicts the config is a bad input: fail before anything is registered.
         choice = choose_model(settings, project_root, revision)
+        super().__init__("modelship:stack:Modelship", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         self.resource_group = resources.ResourceGroup(

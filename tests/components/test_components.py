@@ -46,9 +46,13 @@ def test_args_refuse_bad_values() -> None:
     with pytest.raises(ValueError, match="min_count <= max_count"):
         KubernetesClusterArgs(resource_group_name="rg", cluster_name="c", location="l",
                               min_count=4, max_count=2)
-    with pytest.raises(ValueError, match="devicecode' needs a human"):
-        KubernetesClusterArgs(resource_group_name="rg", cluster_name="c", location="l",
-                              kubelogin_mode="devicecode")
+    for mode in ("devicecode", "interactive"):
+        expected = rf"kubelogin_mode '{mode}' is not allowed; use a non-interactive mode: azurecli, "
+        with pytest.raises(ValueError, match=expected + "workloadidentity, spn, msi"):
+            KubernetesClusterArgs(resource_group_name="rg", cluster_name="c", location="l",
+                                  kubelogin_mode=mode)
+    with pytest.raises(ValueError, match="dns_label '9digits' is not an Azure DNS name label"):
+        service_args(dns_label="9digits")
     with pytest.raises(ValueError, match="retention_days must be 1-365"):
         ModelStoreArgs(resource_group_name="rg", account_name="a", location="l", retention_days=0)
     with pytest.raises(ValueError, match="platform 'linux/z80'"):

@@ -39,6 +39,14 @@ def test_main_builds_the_stack_from_config(mocks: RecordingMocks) -> pulumi.Outp
 
 def test_bad_config_fails_before_any_resource(mocks: RecordingMocks) -> None:
     set_all_config({**CONFIG, "modelship:registryName": "my-registry"})
-    with pytest.raises(SettingsError, match="config key 'registryName': value 'my-registry' is not allowed"):
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    expected = "config key 'registryName': value 'my-registry' is not allowed"
+
+    def program() -> None:
+        with pytest.raises(SettingsError, match=expected):
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    # runtime.test waits for every registration the program started, so a resource declared
+    # before the settings are validated would show up here.
+    pulumi.runtime.test(program)()
     assert mocks.resources == [] and mocks.invokes == []

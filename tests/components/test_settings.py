@@ -50,6 +50,9 @@ def test_load_reads_strings_from_pulumi_config() -> None:
     ("dnsLabel", "Model_Ship", "RFC 1123 label"),
     ("dnsLabel", "-modelship", "RFC 1123 label"),
     ("dnsLabel", "a" * 64, "RFC 1123 label"),
+    # Valid RFC 1123 labels that Azure still refuses as a public IP's DNS name label.
+    ("dnsLabel", "1modelship", "starting with a letter"),
+    ("dnsLabel", "ab", "3-63 lowercase"),
     ("namespace", "Bad.NS", "RFC 1123 label"),
     ("modelContainer", "a--b", "blob container name"),
     ("replicas", 1, "from 2 to 50"),

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components import testing
-from components.stack import ModelMismatchError, resolve_revision
+from components.stack import ModelMismatchError, build_stack, resolve_revision
 from components.testing import (
     CLIENT_OBJECT_ID,
     INVOKES,
@@ -241,6 +241,16 @@ def test_pinned_version_must_match_the_fetched_model(project: Path) -> None:
         run_stack(make_settings(modelName="faces"), project_root=project)
     pinned = run_stack(make_settings(modelVersion="2.1.0"), project_root=project)
     assert pinned.outputs["model"] == "digits@2.1.0"
+
+
+def test_model_mismatch_registers_nothing(project: Path, mocks: testing.RecordingMocks) -> None:
+    def program() -> None:
+        with pytest.raises(ModelMismatchError):
+            build_stack(make_settings(modelVersion="9.9.9"), project, revision="r1")
+
+    # runtime.test waits for every registration the program started before returning.
+    testing.pulumi.runtime.test(program)()
+    assert mocks.resources == [] and mocks.invokes == []
 
 
 def test_preview_needs_no_storage_account_invokes(project: Path) -> None:
