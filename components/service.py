@@ -135,7 +135,11 @@ class ModelService(pulumi.ComponentResource):
                     spec=self._pod_spec(args),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            # The HPA owns the replica count once the Deployment exists: re-applying
+            # `replicas` on every `up` would scale a busy service back down.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=args.depends_on, ignore_changes=["spec.replicas"]
+            ),
         )
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",

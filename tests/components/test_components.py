@@ -120,8 +120,15 @@ def test_registry_without_push_grant_makes_no_role_assignment(mocks: RecordingMo
 @pulumi.runtime.test
 def test_model_service_alone_with_a_given_provider(mocks: RecordingMocks) -> pulumi.Output:
     provider = pulumi.ProviderResource("kubernetes", "k8s", {"kubeconfig": "{}"})
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        options[args.type_] = args.opts
+
     service = ModelService("svc", service_args(namespace="team-a", replicas=3, max_replicas=6),
-                           opts=pulumi.ResourceOptions(providers=[provider]))
+                           opts=pulumi.ResourceOptions(providers=[provider], transformations=[record]))
+    # Once created, the replica count belongs to the HPA: `up` must not scale it back.
+    assert options["kubernetes:apps/v1:Deployment"].ignore_changes == ["spec.replicas"]
 
     def check(values: list) -> None:
         url, ip, _deployment_id = values
