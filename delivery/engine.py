@@ -148,15 +148,28 @@ class RunOptions:
         ]
 
 
+def _container_args(
+    image: str, name: str, host_port: int, options: RunOptions, labels: Mapping[str, str]
+) -> list[str]:
+    cmd = ["--name", name, "-p", f"127.0.0.1:{host_port}:{options.container_port}", *options.args()]
+    for key, value in labels.items():
+        cmd += ["--label", f"{key}={value}"]
+    return [*cmd, image]
+
+
 def run_container(
     image: str, name: str, host_port: int, options: RunOptions, labels: Mapping[str, str]
 ) -> str:
-    cmd = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{host_port}:{options.container_port}"]
-    cmd += options.args()
-    for key, value in labels.items():
-        cmd += ["--label", f"{key}={value}"]
-    cmd.append(image)
-    return docker(*cmd).stdout.strip()
+    return docker("run", "-d", *_container_args(image, name, host_port, options, labels)).stdout.strip()
+
+
+def create_container(
+    image: str, name: str, host_port: int, options: RunOptions, labels: Mapping[str, str]
+) -> str:
+    """Create (not start) a container. Docker binds the host port only at start, so this succeeds
+    while another container still serves that port: the image reference and every option are
+    checked before anything running is touched."""
+    return docker("create", *_container_args(image, name, host_port, options, labels)).stdout.strip()
 
 
 def container_state(name: str) -> dict | None:

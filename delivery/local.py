@@ -246,7 +246,7 @@ def ensure_azurite(settings: LocalSettings) -> str:
 
 def ensure_demo_model(store, name: str) -> None:
     """Train and publish the demo model if the store has no version of ``name``."""
-    from modelstore.errors import NotFound
+    from modelstore.errors import ModelStoreError, NotFound
 
     try:
         latest = store.latest(name)
@@ -254,13 +254,18 @@ def ensure_demo_model(store, name: str) -> None:
         return
     except NotFound:
         pass
+    except ModelStoreError as exc:
+        raise DeliveryError(f"cannot read the model store: {exc}") from exc
     from training.train_digits import train
 
     log(f"model store has no {name}: training and publishing the demo model {name}@{DEMO_VERSION}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / name
         train(out, name, DEMO_VERSION)
-        store.publish(out)
+        try:
+            store.publish(out)
+        except ModelStoreError as exc:
+            raise DeliveryError(f"cannot publish the demo model {name}@{DEMO_VERSION}: {exc}") from exc
 
 
 def fetch_model(store, name: str, context: Path, cache_dir: Path):
@@ -307,7 +312,9 @@ def ensure_wheelhouse(context: Path) -> None:
     log(f"wheelhouse lacks {len(missing)} pinned packages; running scripts/build-wheelhouse.sh")
     env = {**os.environ, "PIP": f"{sys.executable} -m pip"}
     # The script fills the checkout's app/wheels; a context elsewhere (tests) gets a copy.
-    subprocess.run(["bash", str(ROOT / "scripts" / "build-wheelhouse.sh")], check=True, env=env)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "build-wheelhouse.sh")], check=False, env=env)
+    if proc.returncode != 0:
+        raise DeliveryError(f"scripts/build-wheelhouse.sh failed ({proc.returncode}); its output is above")
     if context != ROOT / "app":
         shutil.copytree(ROOT / "app" / "wheels", context / "wheels", dirs_exist_ok=True)
     still = missing_wheels(context)
@@ -396,25 +403,51 @@ def live_image_id(settings: LocalSettings) -> str | None:
 
 
 def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
-    """Run ``pinned`` (``repo@sha256:...``) as the live container; put the old one back on failure."""
-    live, previous = settings.container, f"{settings.container}-previous"
+    """Run ``pinned`` (``repo@sha256:...``) as the live container; put the old one back on failure.
+
+    The new container is created first (image reference and options checked while the old one
+    still serves), then the old one is stopped, the new one started on the same port and
+    smoke-tested. Docker cannot publish one host port from two containers, so between the old
+    one's stop and the new one's readiness (a few seconds) nothing answers; see docs/local.md.
+    """
+    live, previous, nxt = settings.container, f"{settings.container}-previous", f"{settings.container}-next"
+    if engine.container_state(live) is None and engine.container_state(previous) is not None:
+        # An earlier swap was interrupted after stopping the old container: that one is still live.
+        engine.docker("rename", previous, live)
+        engine.docker("start", live, check=False)
+        log(f"restored {live} left stopped by an interrupted swap")
     engine.remove_container(previous)
+    engine.remove_container(nxt)
+    labels = {"modelship.instance": settings.instance, "modelship.role": "live"}
+    try:
+        engine.create_container(pinned, nxt, settings.port, settings.run_options, labels)
+    except engine.DockerError as exc:
+        engine.remove_container(nxt)
+        raise DeliveryError(
+            f"cannot create a container from {pinned}: {exc}. The running container was not touched."
+        ) from exc
     had_old = engine.container_state(live) is not None
-    if had_old:
-        engine.docker("rename", live, previous)
-        engine.docker("stop", "-t", "10", previous, check=False)
     url = f"http://127.0.0.1:{settings.port}"
     try:
-        engine.run_container(pinned, live, settings.port, settings.run_options,
-                             {"modelship.instance": settings.instance, "modelship.role": "live"})
-        wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
-    except Exception as exc:
-        logs = engine.logs_tail(live)
-        engine.remove_container(live)
         if had_old:
+            engine.docker("rename", live, previous)
+            engine.docker("stop", "-t", "10", previous, check=False)
+        engine.docker("rename", nxt, live)
+        engine.docker("start", live)
+        wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
+    except BaseException as exc:
+        # BaseException too: an interrupt (Ctrl-C) mid-swap must not leave the old container stopped.
+        logs = engine.logs_tail(live) if engine.container_state(nxt) is None else ""
+        engine.remove_container(nxt)
+        if had_old and engine.container_state(previous) is not None:
+            engine.remove_container(live)
             engine.docker("rename", previous, live, check=False)
             engine.docker("start", live, check=False)
             log(f"put the previous container {live} back")
+        elif not had_old:
+            engine.remove_container(live)
+        if not isinstance(exc, Exception):
+            raise
         raise DeliveryError(f"the new container failed on {url}: {exc}\ncontainer log:\n{logs}") from exc
     if had_old:
         engine.remove_container(previous)
@@ -550,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             publish(settings, args.model_dir, args.train)
         else:
             return status(settings)
-    except (DeliveryError, ValueError) as exc:
+    except (DeliveryError, engine.DockerError, ServiceError, ValueError) as exc:
         print(f"[local] ERROR: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import socket
 import sys
@@ -403,6 +404,13 @@ class ModelStore:
             doc = json.loads(raw)
             if not isinstance(doc, dict) or not isinstance(doc.get("history"), list):
                 raise ValueError("missing history")
+            latest = doc.get("latest")
+            if latest is not None and not (
+                isinstance(latest, dict)
+                and all(isinstance(latest.get(k), str) for k in ("version", "sha256"))
+                and isinstance(latest.get("size"), int)
+            ):
+                raise ValueError("'latest' is not a record with 'version', 'sha256' and 'size'")
         except ValueError as exc:
             raise IntegrityError(
                 f"pointer {name}/{POINTER_BLOB} in {self.where} is corrupt ({exc}); "
@@ -517,7 +525,12 @@ class ModelStore:
         return manifest, raw
 
     def _read_manifest(self, name: str, version: str) -> ModelManifest:
-        return ModelManifest.from_dict(json.loads(self._download_manifest(name, version)))
+        try:
+            return ModelManifest.from_dict(json.loads(self._download_manifest(name, version)))
+        except (ValueError, ManifestError) as exc:
+            raise IntegrityError(
+                f"manifest of {name}@{version} in {self.where} is invalid: {exc}"
+            ) from None
 
     def _download_manifest(self, name: str, version: str) -> bytes:
         try:
@@ -737,9 +750,16 @@ def _container_client(service: BlobServiceClient, container: str) -> ContainerCl
     return service.get_container_client(container)
 
 
+# A SAS signature as the SDK or urllib3 may quote it in a message ("... with url: /models?...&sig=...");
+# the other SAS fields (expiry, permissions) are not secret.
+_SAS_SIGNATURE = re.compile(r"(?i)\bsig=[^&\s'\"]*")
+
+
 def _first_line(exc: Exception) -> str:
-    text = getattr(exc, "reason", None) or getattr(exc, "message", None) or str(exc)
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    """First line of an SDK error, with any SAS signature redacted."""
+    text = str(getattr(exc, "reason", None) or getattr(exc, "message", None) or str(exc)).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return _SAS_SIGNATURE.sub("sig=<redacted>", line)
 
 
 class _OffsetWriter:

@@ -36,6 +36,7 @@ command -v dot >/dev/null || missing+=(graphviz)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v git >/dev/null || missing+=(git)
 command -v curl >/dev/null || missing+=(curl)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)  # git and curl over https
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -56,7 +57,8 @@ else
   echo $! > "$LOCAL/run/dockerd.pid"
   for _ in $(seq 1 60); do
     "$DOCKER" info >/dev/null 2>&1 && break
-    kill -0 "$(cat "$LOCAL/run/dockerd.pid")" 2>/dev/null || { tail -20 "$LOCAL/logs/dockerd.log" >&2; die "dockerd exited"; }
+    # /proc, not kill -0: through sudo the recorded pid is root's, and kill -0 on it is EPERM.
+    [ -d "/proc/$(cat "$LOCAL/run/dockerd.pid")" ] || { tail -20 "$LOCAL/logs/dockerd.log" >&2; die "dockerd exited"; }
     sleep 1
   done
   "$DOCKER" info >/dev/null 2>&1 || die "dockerd did not answer within 60 s (log: $LOCAL/logs/dockerd.log)"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from delivery import engine
-from delivery.local import DeliveryError, LocalSettings, up
+from delivery.local import DeliveryError, LocalSettings, deploy, read_record, up
 from delivery.smoke import run_smoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.azurite]
@@ -114,6 +115,33 @@ def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
     after = engine.container_state(settings.container)
     assert after["Id"] == before["Id"] and after["State"]["Running"]
     assert served_version(settings) == version_before
+
+
+def test_a_release_that_fails_is_rolled_back_and_the_old_container_serves(deployment, tmp_path: Path) -> None:
+    settings, store = deployment
+    if engine.container_state(settings.container) is None:  # run alone (-k): deploy a good model first
+        publish(store, tmp_path, "1.9.1")
+        up(settings, echo=False, store=store)
+    record = read_record(settings)
+    before = engine.container_state(settings.container)
+    version_before = served_version(settings)
+
+    # An image reference that does not resolve: refused at create, the old container never stops.
+    missing = record["image"].split("@")[0] + "@sha256:" + "0" * 64
+    with pytest.raises(DeliveryError, match=r"cannot create a container from .* was not touched"):
+        deploy(settings, missing, SimpleNamespace(manifest=SimpleNamespace(name="digits", version="x")))
+    untouched = engine.container_state(settings.container)
+    assert untouched["Id"] == before["Id"] and untouched["State"]["StartedAt"] == before["State"]["StartedAt"]
+
+    # A container that starts but fails its smoke test after the swap: the old one is put back.
+    wrong = SimpleNamespace(manifest=SimpleNamespace(name="digits", version="0.0.0-not-served"))
+    with pytest.raises(DeliveryError, match=r"the new container failed .*wrong model version"):
+        deploy(settings, record["image"], wrong)
+    after = engine.container_state(settings.container)
+    assert after["Id"] == before["Id"] and after["State"]["Running"]
+    assert served_version(settings) == version_before
+    for leftover in (f"{settings.container}-previous", f"{settings.container}-next"):
+        assert engine.container_state(leftover) is None, f"{leftover} left behind"
 
 
 def test_code_only_change_reuses_the_model_layer(deployment, tmp_path: Path) -> None:

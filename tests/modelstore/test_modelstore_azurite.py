@@ -354,3 +354,21 @@ def test_large_transfers_show_progress_on_a_tty_and_quiet_silences_them(
     ModelStore.from_connection_string(azurite.connection_string, container, progress=False).fetch(
         "digits", tmp_path / "b")
     assert quiet_tty.getvalue() == ""
+
+
+def test_a_damaged_pointer_or_hand_written_manifest_is_an_integrity_error_not_a_crash(
+    store, make_model, azurite, container, tmp_path
+):
+    store.publish(make_model("digits", "1")[0])
+    cc = container_client(azurite, container)
+    cc.upload_blob("digits/latest.json", json.dumps({"history": [], "latest": {"version": "1"}}),
+                   overwrite=True)
+    with pytest.raises(IntegrityError, match=r"pointer digits/latest.json .* is corrupt .*'latest'"):
+        store.fetch("digits", tmp_path / "m")
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        store.publish(make_model("digits", "2")[0])
+    assert not (tmp_path / "m").exists()
+
+    cc.upload_blob("other/1/manifest.json", b"{not json")  # no publish metadata: the manifest is read
+    with pytest.raises(IntegrityError, match=r"manifest of other@1 in container .* is invalid"):
+        store.versions("other")

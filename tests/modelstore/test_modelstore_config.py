@@ -10,6 +10,7 @@ from modelstore import (
     IntegrityError,
     InvalidInput,
     ModelStore,
+    ModelStoreError,
     NotFound,
     parse_ref,
 )
@@ -116,3 +117,39 @@ def test_dest_that_is_not_a_model_directory_is_refused(tmp_path):
     (tmp_path / "home" / "notes.txt").write_text("precious")
     with pytest.raises(InvalidInput, match="refusing to replace"):
         _check_dest(tmp_path / "home")
+
+
+class _UnreachableBlob:
+    """A blob client whose request fails the way urllib3 reports it: with the request URL quoted."""
+
+    def __init__(self, error: Exception):
+        self._error = error
+
+    def download_blob(self, *args, **kwargs):
+        raise self._error
+
+
+class _UnreachableContainer:
+    container_name = "models"
+
+    def __init__(self, error: Exception):
+        self._error = error
+
+    def get_blob_client(self, name):
+        return _UnreachableBlob(self._error)
+
+
+@pytest.mark.parametrize("kind", ["request", "response"])
+def test_sdk_errors_quoting_a_sas_url_are_redacted(kind):
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    quoted = ("HTTPConnectionPool(host='acct.blob.core.windows.net', port=443): Max retries exceeded with "
+              "url: /models/digits/latest.json?sv=2024-08-04&sp=r&sig=c2VjcmV0U2lnbmF0dXJl%3D (Caused by X)")
+    error = ServiceRequestError(quoted) if kind == "request" else HttpResponseError(message=quoted)
+    store = ModelStore(_UnreachableContainer(error),
+                       account_url="https://acct.blob.core.windows.net/?sv=2024-08-04&sig=c2VjcmV0U2lnbmF0dXJl")
+    with pytest.raises(ModelStoreError) as info:
+        store.latest("digits")
+    message = str(info.value)
+    assert "acct.blob.core.windows.net" in message and "sig=<redacted>" in message
+    assert "c2VjcmV0" not in message
