@@ -5,7 +5,9 @@ verified (manifest, size, sha256) before any socket opens: on a mismatch the pro
 status 2 and says why. With one worker the verified model is served in this process; with more,
 uvicorn spawns workers that each open their own ONNX Runtime session and share metrics through a
 fresh directory under /tmp (the only writable path in the image). SIGTERM drains in-flight
-requests for up to ``MODELSHIP_GRACEFUL_TIMEOUT`` seconds, then exits 0.
+requests for up to ``MODELSHIP_GRACEFUL_TIMEOUT`` seconds, then exits 0; a single-worker server
+re-raises the signal after draining (uvicorn), which as PID 1 in a container is ignored (still 0)
+and elsewhere gives the status -SIGTERM.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 ``create_app(settings, predictor=None)`` builds the ASGI app. The model loads at start-up (lifespan,
 in a thread) before the worker accepts connections; ``/v2/health/ready`` says whether the session
-exists (a failed load keeps the process up but never ready). ``app_from_env`` is the factory the
-uvicorn workers call.
+exists (a failed load keeps the process up but never ready). Health answers 200 for true and 400
+for false, as the protocol asks (any 4xx; a probe fails on it like on a 503). ``app_from_env`` is
+the factory the uvicorn workers call.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, logs
-from .errors import ModelNotFound, NotReady, PayloadTooLarge, ServerError
+from .errors import InvalidInput, ModelNotFound, NotReady, PayloadTooLarge, ServerError
 from .manifest import ManifestError, ModelManifest, read_manifest
 from .metrics import CONTENT_TYPE, Metrics
 from .predictor import Predictor
@@ -37,6 +38,8 @@ log = logging.getLogger("modelserver")
 SERVER_NAME = "modelship"
 JSON = "application/json"
 _REQUEST_ID_HEADER = b"x-request-id"
+_NOT_READY = 400
+_INTERNAL_ERROR = "internal error; see the server log for this request id"
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -54,7 +57,12 @@ def _valid_request_id(raw: bytes) -> str | None:
 
 
 class RequestContext:
-    """Pure ASGI middleware: request id, access log and request metrics (cheaper than BaseHTTPMiddleware)."""
+    """Pure ASGI middleware: request id, access log and request metrics (cheaper than BaseHTTPMiddleware).
+
+    It also turns an unexpected exception into the protocol's JSON 500: Starlette's own handler for
+    ``Exception`` runs outside every middleware, where the request id is already gone from the log
+    record and the response.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool) -> None:
         self.app = app
@@ -75,18 +83,13 @@ class RequestContext:
             request_id = uuid.uuid4().hex
         token = logs.request_id_var.set(request_id)
         status = 500
+        started = False
+        recorded = False
         header = (_REQUEST_ID_HEADER, request_id.encode("ascii"))
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
+        def record() -> None:
+            nonlocal recorded
+            recorded = True
             elapsed = time.perf_counter() - start
             endpoint = scope.get("endpoint")
             route = endpoint.__name__ if endpoint is not None else "unmatched"
@@ -102,6 +105,29 @@ class RequestContext:
                         "duration_ms": round(elapsed * 1000, 3),
                     },
                 )
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                message["headers"] = [*message.get("headers", []), header]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted and logged before the last byte leaves, so a client that has its answer
+                # always finds it in /metrics and in the log.
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unexpected error", extra={"method": scope["method"], "path": scope["path"]})
+            if started:
+                raise
+            await _error(_INTERNAL_ERROR, 500)(scope, receive, send_with_id)
+        finally:
+            if not recorded:
+                record()
             logs.request_id_var.reset(token)
 
 
@@ -157,7 +183,7 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
         return _json({"live": True})
 
     async def ready(request: Request) -> Response:
-        return _json({"ready": predictor.ready}, 200 if predictor.ready else 503)
+        return _json({"ready": predictor.ready}, 200 if predictor.ready else _NOT_READY)
 
     async def server_metadata(request: Request) -> Response:
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
@@ -167,7 +193,7 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
 
     async def model_ready(request: Request) -> Response:
         found = _model(request)
-        return _json({"name": found.name, "ready": predictor.ready}, 200 if predictor.ready else 503)
+        return _json({"name": found.name, "ready": predictor.ready}, 200 if predictor.ready else _NOT_READY)
 
     async def infer(request: Request) -> Response:
         found = _model(request)
@@ -202,10 +228,6 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
             error_body(message), status_code=exc.status_code, media_type=JSON, headers=exc.headers
         )
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return _error("internal error; see the server log for this request id", 500)
-
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
     routes = [
@@ -227,7 +249,6 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
         exception_handlers={
             ServerError: on_server_error,
             HTTPException: on_http_error,
-            Exception: on_unexpected,
         },
     )
     app.state.predictor = predictor
@@ -241,11 +262,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody reads this answer; a 4xx keeps a client's hang-up out of the server-error counts.
+        raise InvalidInput(f"the client disconnected after {size} bytes of the request body") from None
     return b"".join(chunks)
 
 

@@ -105,11 +105,21 @@ def _decode_tensor(item: Any, index: int, specs: Mapping[str, TensorSpec]) -> tu
         )
     dtype = NUMPY_DTYPES[spec.datatype]
     try:
-        array = np.array(data, dtype=dtype)
-    except (ValueError, OverflowError, TypeError):
+        # A number past the float range (1e39 for FP32) would otherwise become inf and come back as
+        # null probabilities with a 200.
+        with np.errstate(over="raise"):
+            array = np.array(data, dtype=dtype)
+    except (OverflowError, FloatingPointError):
+        if dtype.kind == "f":
+            bounds = f"{np.finfo(dtype).min:g} .. {np.finfo(dtype).max:g}"
+        else:
+            bounds = f"{np.iinfo(dtype).min} .. {np.iinfo(dtype).max}"
         raise InvalidInput(
-            f"{where}.data is not a {shape_text(shape)} array of {spec.datatype.value} "
-            "(ragged rows or out-of-range values)"
+            f"{where}.data holds a number outside the {spec.datatype.value} range ({bounds})"
+        ) from None
+    except (ValueError, TypeError):
+        raise InvalidInput(
+            f"{where}.data is not a {shape_text(shape)} array of {spec.datatype.value} (ragged rows?)"
         ) from None
     if array.shape != tuple(shape):
         if array.size != expected_size:
@@ -167,6 +177,8 @@ def parse_infer_request(
                 raise InvalidInput(
                     f"outputs[{index}].name {name!r} is not an output of this model: expected {allowed}"
                 )
+            if name in outputs:
+                raise InvalidInput(f"output {name!r} is requested twice")
             outputs.append(name)
     return InferRequest(id=request_id, inputs=inputs, outputs=outputs)
 
@@ -188,7 +200,7 @@ def encode_infer_response(
 
 
 def model_metadata(manifest: ModelManifest) -> dict[str, Any]:
-    """The V2 model metadata response."""
+    """The V2 model metadata response; ``parameters`` stays flat (protocol values are scalars)."""
     return {
         "name": manifest.name,
         "versions": [manifest.version],
@@ -199,7 +211,7 @@ def model_metadata(manifest: ModelManifest) -> dict[str, Any]:
             "sha256": manifest.sha256,
             "created_at": manifest.created_at,
             "source_revision": manifest.source_revision,
-            "metrics": dict(manifest.metrics),
+            **{f"metrics.{key}": value for key, value in manifest.metrics.items()},
         },
     }
 

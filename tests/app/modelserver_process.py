@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -32,6 +33,11 @@ class RunningServer:
 
     def logs(self) -> str:
         return self.log_path.read_text()
+
+    def log_entries(self) -> list[dict]:
+        """The JSON log lines written so far; a line still being written (no newline yet) is left out."""
+        complete = self.logs().rpartition("\n")[0]
+        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
 
 def start_server(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from collections.abc import Iterator
 
 import httpx
@@ -119,3 +120,31 @@ def test_valid_rows_always_answer(http: httpx.Client, rows: list) -> None:
     probabilities = outputs["probabilities"]["data"]
     for i in range(len(rows)):
         assert math.isclose(sum(probabilities[i * 10 : (i + 1) * 10]), 1.0, rel_tol=1e-3)
+
+
+# "." and ".." are path steps the client resolves before sending, not names.
+segments = st.text(min_size=1, max_size=20).filter(lambda t: t not in (".", ".."))
+
+
+@FUZZ
+@given(
+    name=segments,
+    version=st.none() | segments,
+    endpoint=st.sampled_from(["", "/ready", "/infer"]),
+)
+def test_any_model_name_or_version_in_the_path(
+    http: httpx.Client, name: str, version: str | None, endpoint: str
+) -> None:
+    path = "/v2/models/" + urllib.parse.quote(name, safe="")
+    if version is not None:
+        path += "/versions/" + urllib.parse.quote(version, safe="")
+    method = "POST" if endpoint == "/infer" else "GET"
+    response = http.request(method, path + endpoint, json=tensor() if method == "POST" else None)
+    served = name == "digits" and version in (None, "1.0.0")
+    if served:
+        assert response.status_code == 200, response.text
+    elif response.status_code == 307:  # a trailing "/" is redirected to the route without it
+        assert urllib.parse.unquote(path + endpoint).endswith("/"), path
+    else:
+        assert response.status_code == 404, (path, response.status_code, response.text)
+        assert response.json()["error"]

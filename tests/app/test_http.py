@@ -1,19 +1,32 @@
-"""The Open Inference Protocol REST API, tested against the real server process (uvicorn + workers)."""
+"""The Open Inference Protocol REST API, tested against the real server process (uvicorn + workers).
+
+Only a fault that no request can provoke (the model itself raising) is injected, in process.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from sklearn.datasets import load_digits
 
+from modelserver import logs
+from modelserver.http import create_app
+from modelserver.manifest import MANIFEST_FILE, sha256_file
+from modelserver.predictor import Predictor
+from modelserver.settings import Settings
 from tests.app.modelserver_process import REPO, RunningServer, start_server, stop_server
 
 DIGITS = load_digits()
@@ -125,11 +138,13 @@ def test_request_id_is_echoed_and_logged_as_json(client: httpx.Client, server: R
     assert response.headers["x-request-id"] == "trace-abc-123"
     generated = client.get("/v2").headers["x-request-id"]
     assert len(generated) == 32
-    entries = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
-    access = [e for e in entries if e.get("msg") == "request"]
+    entries = server.log_entries()
     assert any(
-        e["request_id"] == "trace-abc-123" and e["path"] == "/v2/health/live" and e["status"] == 200
-        for e in access
+        e.get("msg") == "request"
+        and e["request_id"] == "trace-abc-123"
+        and e["path"] == "/v2/health/live"
+        and e["status"] == 200
+        for e in entries
     )
     assert any(e.get("msg") == "model loaded" and e.get("model") == "digits@1.0.0" for e in entries)
 
@@ -211,7 +226,107 @@ def test_graceful_shutdown_finishes_in_flight_requests(model_dir: Path, tmp_path
     time.sleep(0.3)
     running.process.send_signal(signal.SIGTERM)
     thread.join(timeout=15)
-    # uvicorn re-raises SIGTERM after draining, so the exit status is the signal's (143 in a container).
+    # uvicorn re-raises SIGTERM after draining: -SIGTERM here, 0 as PID 1 in a container (test_image).
     assert running.process.wait(timeout=20) in (0, -signal.SIGTERM)
     assert statuses == [200]
     assert "shutdown complete" in running.logs()
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_client_hanging_up_mid_body_is_not_a_server_error(
+    client: httpx.Client, server: RunningServer
+) -> None:
+    refused = 'modelship_http_requests_total{method="POST",route="infer",status="400"}'
+    before = _metric(client.get("/metrics").text, refused)
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"inputs": ['
+        )
+    deadline = time.monotonic() + 10
+    while _metric(text := client.get("/metrics").text, refused) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _metric(text, refused) == before + 1
+    assert 'status="500"' not in text
+    assert "Traceback" not in server.logs()
+
+
+def test_a_model_that_does_not_load_keeps_the_server_live_but_never_ready(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    manifest = json.loads((broken / MANIFEST_FILE).read_text())
+    manifest.update(sha256=sha256_file(broken / "model.onnx"), size=len(b"not an onnx graph"))
+    (broken / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+    # One worker loads in the main process: refuses to start, like a sha256 mismatch.
+    single = subprocess.run(
+        [sys.executable, "-m", "modelserver", "--model-dir", str(broken), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO / "app",
+    )
+    assert single.returncode == 2 and "not a loadable ONNX model" in single.stderr
+
+    # Several workers each load their own session: the process stays live, never ready.
+    running = start_server(broken, tmp_path / "broken.log", workers=2, wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{running.url}/v2/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, running.logs()
+            time.sleep(0.1)
+        with httpx.Client(base_url=running.url) as http:
+            ready = http.get("/v2/health/ready")
+            assert (ready.status_code, ready.json()) == (400, {"ready": False})
+            model_ready = http.get("/v2/models/digits/ready")
+            assert (model_ready.status_code, model_ready.json()) == (400, {"name": "digits", "ready": False})
+            refused = http.post("/v2/models/digits/infer", json=infer_body(1))
+            assert refused.status_code == 503
+            assert "not a loadable ONNX model" in refused.json()["error"]
+    finally:
+        stop_server(running)
+
+
+def test_an_unexpected_failure_is_a_json_500_traceable_by_request_id(model_dir: Path) -> None:
+    class Exploding(Predictor):
+        def predict(self, inputs, outputs=None):
+            raise RuntimeError("boom")
+
+    predictor = Exploding(model_dir)
+    predictor.load()
+    app = create_app(Settings(model_dir=model_dir), predictor)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("modelserver")
+    logger.addHandler(handler)
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            return await http.post(
+                "/v2/models/digits/infer", json=infer_body(1), headers={"x-request-id": "trace-500"}
+            )
+
+    try:
+        response = asyncio.run(call())
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "trace-500"
+    assert response.json() == {"error": "internal error; see the server log for this request id"}
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    failure = next(e for e in entries if e["msg"] == "unexpected error")
+    assert failure["request_id"] == "trace-500" and "RuntimeError: boom" in failure["exc"]

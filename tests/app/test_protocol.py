@@ -79,11 +79,22 @@ def test_id_and_requested_outputs_are_kept() -> None:
         (body(data=[[[1, 2, 3, 4], [5, 6, 7, 8]]]), "found list"),
         (body(data={"a": 1}), "data must be a list of 8 numbers, got dict"),
         (body(data=[10**400] * 8), "not valid JSON: number is infinity"),
+        (
+            body(data=[1e39] * 8),
+            r"data holds a number outside the FP32 range \(-3.40282e\+38 .. 3.40282e\+38\)",
+        ),
+        (body(data=[10**40] + [0] * 7), "outside the FP32 range"),
         (body(data=None), "data must be a list"),
         (json.dumps({"inputs": json.loads(body())["inputs"] * 2}).encode(), "given twice"),
         (
             json.dumps({"inputs": json.loads(body())["inputs"], "outputs": [{"name": "x"}]}).encode(),
             r"outputs\[0\].name 'x' is not an output of this model: expected 'label', 'probabilities'",
+        ),
+        (
+            json.dumps(
+                {"inputs": json.loads(body())["inputs"], "outputs": [{"name": "label"}, {"name": "label"}]}
+            ).encode(),
+            "output 'label' is requested twice",
         ),
         (
             json.dumps({"inputs": json.loads(body())["inputs"], "outputs": "label"}).encode(),
@@ -98,6 +109,15 @@ def test_id_and_requested_outputs_are_kept() -> None:
 def test_malformed_requests_say_what_is_expected(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse(raw)
+
+
+def test_integers_outside_an_integer_datatype_are_refused() -> None:
+    specs = {"counts": TensorSpec("counts", Datatype.INT8, (-1,))}
+    raw = json.dumps({"inputs": [{"name": "counts", "shape": [2], "datatype": "INT8", "data": [1, 300]}]})
+    with pytest.raises(
+        InvalidInput, match=r"input 'counts'.data holds a number outside the INT8 range \(-128 .. 127\)"
+    ):
+        parse_infer_request(raw.encode(), specs, OUTPUTS)
 
 
 def test_response_is_flat_row_major_with_shapes() -> None:
@@ -128,3 +148,10 @@ def test_model_metadata_lists_version_and_signature() -> None:
     assert meta["name"] == "tiny" and meta["versions"] == ["1.0.0"] and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
     assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+
+
+def test_model_metadata_parameters_are_scalars() -> None:
+    manifest = ModelManifest(**{**MANIFEST.__dict__, "metrics": {"test_accuracy": 0.97}})
+    parameters = model_metadata(manifest)["parameters"]
+    assert parameters["sha256"] == "0" * 64 and parameters["metrics.test_accuracy"] == 0.97
+    assert all(isinstance(v, (str, int, float, bool)) for v in parameters.values())
