@@ -54,6 +54,9 @@ def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         app / "modelserver", context / "modelserver", ignore=shutil.ignore_patterns("__pycache__")
     )
     manifest = train(context / "model", name="digits", version="1.0.0", source_revision="imagetest")
+    # As a build host with umask 077 leaves them: the image must still let uid 10001 read them.
+    for path in [*context.joinpath("model").iterdir(), *context.joinpath("modelserver").rglob("*.py")]:
+        path.chmod(0o600)
     base = os.environ.get("MODELSHIP_BASE_IMAGE") or (
         LOCAL_BASE
         if docker("image", "inspect", LOCAL_BASE, check=False).returncode == 0
