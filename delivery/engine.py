@@ -151,7 +151,9 @@ class RunOptions:
 def _container_args(
     image: str, name: str, host_port: int, options: RunOptions, labels: Mapping[str, str]
 ) -> list[str]:
-    cmd = ["--name", name, "-p", f"127.0.0.1:{host_port}:{options.container_port}", *options.args()]
+    # host_port 0: Docker picks a free loopback port at start (read it back with published_port).
+    published = f"127.0.0.1:{host_port or ''}:{options.container_port}"
+    cmd = ["--name", name, "-p", published, *options.args()]
     for key, value in labels.items():
         cmd += ["--label", f"{key}={value}"]
     return [*cmd, image]
@@ -170,6 +172,16 @@ def create_container(
     while another container still serves that port: the image reference and every option are
     checked before anything running is touched."""
     return docker("create", *_container_args(image, name, host_port, options, labels)).stdout.strip()
+
+
+def published_port(name: str, container_port: int) -> int:
+    """The host port on 127.0.0.1 that a running container publishes ``container_port`` on."""
+    state = container_state(name)
+    bindings = ((state or {}).get("NetworkSettings", {}).get("Ports") or {}).get(f"{container_port}/tcp")
+    for binding in bindings or []:
+        if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    raise DockerError(f"container {name} publishes no loopback port for {container_port}/tcp")
 
 
 def container_state(name: str) -> dict | None:

@@ -4,17 +4,19 @@
 standing in for Blob Storage, a loopback ``docker-registry`` for ACR and the local Docker Engine for
 both BuildKit and the Kubernetes Deployment:
 
-1. start what is not running (registry, Azurite); dockerd is the bootstrap's job;
+1. start what is not running (registry, front door, Azurite); dockerd is the bootstrap's job;
 2. publish the demo model to the model store if the store has none;
 3. fetch the latest model into the build context (``app/model``) through the model store's cache;
 4. build with the stack's build spec (same Dockerfile, context, build args and tag as ModelImage);
 5. test the built image before pushing it: run it with the Deployment's settings on a free port
    and smoke-test it (ready, one known answer, the reported model version);
-6. push to the registry and run the image by digest on 127.0.0.1:<port>, replacing the previous
-   container only after the new one passes the same smoke test (else the old one is put back).
+6. push to the registry and run the image by digest next to the previous container, on its own
+   ephemeral loopback port; once it passes the same smoke test, the front door on
+   127.0.0.1:<port> (the LoadBalancer's stand-in, :mod:`delivery.frontdoor`) sends new
+   connections to it and the previous container is stopped: no moment without an answer.
 
 ``down`` stops everything ``up`` started. Every step that fails raises :class:`DeliveryError`
-whose message says what failed; nothing before the swap touches the running container.
+whose message says what failed; nothing before the switch touches the running container.
 """
 
 from __future__ import annotations
@@ -35,12 +37,17 @@ from pathlib import Path
 
 from components.build_spec import BuildSpec, make_build_spec
 from delivery import engine
+from delivery.frontdoor import FrontDoor
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
 
 ROOT = Path(__file__).resolve().parent.parent
 PULLED_BASE = "python:3.11-slim"
 LOCAL_BASE = "modelship/python-base:3.11-bookworm"
 DEMO_VERSION = "1.0.0"
+SWITCH_GRACE = 0.5
+"""Seconds between the front door's switch and the old container's stop (connects in flight)."""
+STOP_TIMEOUT = 30
+"""Seconds ``docker stop`` waits before SIGKILL; above the server's 20 s graceful timeout."""
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 _MEMORY_RE = re.compile(r"^[1-9][0-9]*[kmg]$")
 _CPUS_RE = re.compile(r"^(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)$")
@@ -164,6 +171,10 @@ class LocalSettings:
     def container(self) -> str:
         """Name of the live container."""
         return f"{self.instance}-{self.model}"
+
+    @property
+    def frontdoor_dir(self) -> Path:
+        return self.state_dir / f"frontdoor-{self.instance}"
 
     @property
     def label(self) -> str:
@@ -402,55 +413,111 @@ def live_image_id(settings: LocalSettings) -> str | None:
     return state["Image"]
 
 
-def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
-    """Run ``pinned`` (``repo@sha256:...``) as the live container; put the old one back on failure.
+def frontdoor(settings: LocalSettings) -> FrontDoor:
+    return FrontDoor(settings.frontdoor_dir, settings.port)
 
-    The new container is created first (image reference and options checked while the old one
-    still serves), then the old one is stopped, the new one started on the same port and
-    smoke-tested. Docker cannot publish one host port from two containers, so between the old
-    one's stop and the new one's readiness (a few seconds) nothing answers; see docs/local.md.
+
+def ensure_frontdoor(settings: LocalSettings) -> FrontDoor:
+    door = frontdoor(settings)
+    try:
+        door.ensure()
+    except ServiceError as exc:
+        raise DeliveryError(f"front door: {exc}") from exc
+    return door
+
+
+def retire(name: str) -> None:
+    """Stop a container that no longer gets new connections (SIGTERM: in-flight requests finish)."""
+    engine.docker("stop", "-t", str(STOP_TIMEOUT), name, check=False, timeout=STOP_TIMEOUT + 30)
+    engine.remove_container(name)
+
+
+def repair(settings: LocalSettings, door: FrontDoor) -> None:
+    """Bring an interrupted release (or a restarted engine) back to one live container behind the door.
+
+    The container the front door points at is the one that serves: it keeps (or takes) the live
+    name and the others are retired. Without a usable backend record the live container (or, from
+    an older interrupted swap, the previous one) is started if needed and the door pointed at it.
     """
     live, previous, nxt = settings.container, f"{settings.container}-previous", f"{settings.container}-next"
-    if engine.container_state(live) is None and engine.container_state(previous) is not None:
-        # An earlier swap was interrupted after stopping the old container: that one is still live.
-        engine.docker("rename", previous, live)
-        engine.docker("start", live, check=False)
-        log(f"restored {live} left stopped by an interrupted swap")
-    engine.remove_container(previous)
-    engine.remove_container(nxt)
+    states = {name: engine.container_state(name) for name in (live, previous, nxt)}
+    backend = door.backend()
+    wanted = (backend or {}).get("container_id")
+    serving = next((name for name, st in states.items()
+                    if st and wanted and st["Id"] == wanted and st["State"].get("Running")), None)
+    if serving is None:
+        serving = live if states[live] else previous if states[previous] else None
+        if serving is None:  # nothing deployed yet (a -next left by an interrupted first release)
+            engine.remove_container(nxt)
+            return
+        if not states[serving]["State"].get("Running"):
+            engine.docker("start", serving)
+            log(f"started {serving}, left stopped by an interrupted release")
+    for name, st in states.items():
+        if st is not None and name != serving:
+            retire(name)
+            log(f"retired {name}, left behind by an interrupted release")
+    if serving != live:
+        engine.docker("rename", serving, live)
+    port = engine.published_port(live, settings.run_options.container_port)
+    live_id = engine.container_state(live)["Id"]
+    if port == settings.port:
+        raise DeliveryError(
+            f"{live} publishes 127.0.0.1:{settings.port} itself (started by an older `make up`); "
+            "run `make down` once, then `make up`"
+        )
+    if backend != {"port": port, "container_id": live_id}:
+        door.switch(port, live_id)
+        log(f"front door now forwards to {live} on 127.0.0.1:{port}")
+
+
+def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
+    """Run ``pinned`` (``repo@sha256:...``) behind the front door without a moment of downtime.
+
+    Like a rolling update with ``maxUnavailable: 0``: the new container starts next to the old
+    one, on its own ephemeral loopback port, and is smoke-tested there. Only then does the front
+    door send new connections to it; the old container is stopped after that (SIGTERM: it finishes
+    its in-flight requests). On any failure before the switch the new container is removed and the
+    old one, which never stopped, keeps serving.
+    """
+    door = frontdoor(settings)
+    repair(settings, door)
+    live, previous, nxt = settings.container, f"{settings.container}-previous", f"{settings.container}-next"
     labels = {"modelship.instance": settings.instance, "modelship.role": "live"}
     try:
-        engine.create_container(pinned, nxt, settings.port, settings.run_options, labels)
+        engine.create_container(pinned, nxt, 0, settings.run_options, labels)
     except engine.DockerError as exc:
         engine.remove_container(nxt)
         raise DeliveryError(
             f"cannot create a container from {pinned}: {exc}. The running container was not touched."
         ) from exc
-    had_old = engine.container_state(live) is not None
-    url = f"http://127.0.0.1:{settings.port}"
+    url = f"container {nxt}"
     try:
-        if had_old:
-            engine.docker("rename", live, previous)
-            engine.docker("stop", "-t", "10", previous, check=False)
-        engine.docker("rename", nxt, live)
-        engine.docker("start", live)
+        engine.docker("start", nxt)
+        port = engine.published_port(nxt, settings.run_options.container_port)
+        url = f"http://127.0.0.1:{port}"
         wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
     except BaseException as exc:
-        # BaseException too: an interrupt (Ctrl-C) mid-swap must not leave the old container stopped.
-        logs = engine.logs_tail(live) if engine.container_state(nxt) is None else ""
+        # BaseException too: an interrupt (Ctrl-C) must not leave a half-started container behind.
+        logs = engine.logs_tail(nxt)
         engine.remove_container(nxt)
-        if had_old and engine.container_state(previous) is not None:
-            engine.remove_container(live)
-            engine.docker("rename", previous, live, check=False)
-            engine.docker("start", live, check=False)
-            log(f"put the previous container {live} back")
-        elif not had_old:
-            engine.remove_container(live)
         if not isinstance(exc, Exception):
             raise
-        raise DeliveryError(f"the new container failed on {url}: {exc}\ncontainer log:\n{logs}") from exc
+        raise DeliveryError(f"the new container failed on {url}: {exc}. The running container was "
+                            f"not touched.\ncontainer log:\n{logs}") from exc
+    door.switch(port, engine.container_state(nxt)["Id"])
+    log(f"front door {door.endpoint} now forwards to {nxt} on 127.0.0.1:{port}")
+    # From here on the new container serves; an interruption is finished by repair() next time.
+    had_old = engine.container_state(live) is not None
     if had_old:
-        engine.remove_container(previous)
+        # Connections accepted just before the switch may still be connecting to the old one.
+        time.sleep(SWITCH_GRACE)
+        engine.docker("rename", live, previous)
+    engine.docker("rename", nxt, live)
+    if had_old:
+        started = time.monotonic()
+        retire(previous)
+        log(f"stopped the previous container after {time.monotonic() - started:.1f} s (drained)")
 
 
 def up(settings: LocalSettings, echo: bool = True, store=None) -> dict:
@@ -478,6 +545,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
         raise DeliveryError("no Docker Engine answers: run scripts/bootstrap.sh (make up does)")
     log("1/6 services")
     registry = ensure_registry(settings)
+    repair(settings, ensure_frontdoor(settings))
     if store is None:
         from modelstore.store import ModelStore
 
@@ -511,6 +579,8 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
         "revision": spec.revision, "base_image": base, "container": settings.container,
         "endpoint": f"http://127.0.0.1:{settings.port}",
     }
+    backend_port = engine.published_port(settings.container, settings.run_options.container_port)
+    record["backend"] = f"127.0.0.1:{backend_port}"
     settings.record_file.write_text(json.dumps(record, indent=2) + "\n")
     log(f"running {pinned}")
     log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref})")
@@ -518,11 +588,14 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
 
 
 def down(settings: LocalSettings) -> None:
-    """Stop everything ``up`` started: containers, registry, Azurite, and dockerd if bootstrap started it."""
+    """Stop everything ``up`` started: containers, front door, registry, Azurite, and dockerd if
+    bootstrap started it."""
     if engine.engine_available():
         for name in engine.containers_with_label(settings.label):
             engine.remove_container(name)
             log(f"removed container {name}")
+    if frontdoor(settings).stop():
+        log("stopped the front door")
     if LocalRegistry(settings.state_dir, settings.registry_port).stop():
         log("stopped the registry")
     from modelstore import emulator
@@ -555,10 +628,16 @@ def publish(settings: LocalSettings, model_dir: Path | None, train_version: str 
 
 
 def status(settings: LocalSettings) -> int:
+    """Print the deployment when its container runs and the front door forwards to it."""
     record = read_record(settings)
     live = live_image_id(settings) if engine.engine_available() else None
-    if record and live == record.get("image_id"):
-        print(json.dumps(record, indent=2))
+    door = frontdoor(settings)
+    backend = door.backend()
+    state = engine.container_state(settings.container) if live else None
+    if record and live == record.get("image_id") and door.running_pid() and state and backend \
+            and backend.get("container_id") == state["Id"]:
+        print(json.dumps({**record, "backend": f"127.0.0.1:{backend['port']}",
+                          "frontdoor_pid": door.running_pid()}, indent=2))
         return 0
     print("not running")
     return 1

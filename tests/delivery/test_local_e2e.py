@@ -1,13 +1,19 @@
 """The main command end to end with real parts: Azurite, docker-registry, BuildKit and Docker.
 
 The tests share one isolated deployment (module fixture) and run in order: deploy a first
-model, deploy a newer one, refuse a corrupt one while the old container keeps serving, and
-rebuild after a code-only change reusing the model layer.
+model, deploy a newer one while a client polls the front door (no request may fail), refuse a
+corrupt one while the old container keeps serving, roll back a failing release before the
+switch, finish a release interrupted after the switch, and rebuild after a code-only change
+reusing the model layer.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +21,17 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from delivery import engine
-from delivery.local import DeliveryError, LocalSettings, deploy, read_record, up
+from delivery.local import (
+    DeliveryError,
+    LocalSettings,
+    deploy,
+    ensure_frontdoor,
+    frontdoor,
+    read_record,
+    repair,
+    status,
+    up,
+)
 from delivery.smoke import run_smoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.azurite]
@@ -54,6 +70,32 @@ def served_version(settings: LocalSettings) -> str:
     return run_smoke(f"http://127.0.0.1:{settings.port}", "digits", timeout=30, interval=0.5).version
 
 
+class Poller(threading.Thread):
+    """A client polling the front door during a release: one new connection per request."""
+
+    def __init__(self, url: str, max_requests: int = 20000, interval: float = 0.01):
+        super().__init__(daemon=True)
+        self.url, self.max_requests, self.interval = url, max_requests, interval
+        self.versions: list[str] = []
+        self.failures: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        for _ in range(self.max_requests):  # bounded even if the test never sets done
+            if self.done.is_set():
+                return
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as resp:
+                    self.versions.append(json.loads(resp.read())["versions"][-1])
+            except Exception as exc:  # any failure counts
+                self.failures.append(repr(exc))
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
+
+
 def model_layer(settings: LocalSettings, record: dict) -> str:
     """Blob digest of the image layer that holds the model, read from the registry."""
     layers = engine.registry_layers(f"127.0.0.1:{settings.registry_port}", settings.repository,
@@ -71,9 +113,24 @@ def test_publish_then_up_serves_the_new_version(deployment, tmp_path: Path) -> N
     assert served_version(settings) == "1.0.0"
 
     publish(store, tmp_path, "1.1.0")
-    second = up(settings, echo=False, store=store)
+    poller = Poller(f"http://127.0.0.1:{settings.port}/v2/models/digits")
+    poller.start()
+    try:
+        started = time.monotonic()
+        second = up(settings, echo=False, store=store)
+        release_s = time.monotonic() - started
+        time.sleep(1.0)  # a few requests after the release as well
+    finally:
+        poller.stop()
+    print(f"release 1.0.0 -> 1.1.0: {release_s:.1f} s, {len(poller.versions)} requests answered, "
+          f"{len(poller.failures)} failed")
+    assert poller.failures == [], f"requests failed during the release: {poller.failures[:5]}"
+    assert poller.versions[0] == "1.0.0" and poller.versions[-1] == "1.1.0"
+    switched = poller.versions.index("1.1.0")
+    assert set(poller.versions[switched:]) == {"1.1.0"}, "the front door went back to the old container"
     assert second["model_version"] == "1.1.0"
     assert served_version(settings) == "1.1.0"
+    assert second["endpoint"] == f"http://127.0.0.1:{settings.port}"
     # Runs by digest, from the local registry, with the Deployment's security settings.
     state = engine.container_state(settings.container)
     assert state["Config"]["Image"] == second["image"]
@@ -87,10 +144,21 @@ def test_publish_then_up_serves_the_new_version(deployment, tmp_path: Path) -> N
     assert host["NanoCpus"] == int(float(settings.cpus) * 1e9)
     assert "/tmp" in host["Tmpfs"] and "no-new-privileges" in host["SecurityOpt"]
 
-    # Unchanged model and code: nothing rebuilt, nothing redeployed, no model bytes moved.
+    # The container publishes only an ephemeral loopback port; the front door owns settings.port.
+    bindings = state["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert [(b["HostIp"], int(b["HostPort"]) != settings.port) for b in bindings] == [("127.0.0.1", True)]
+    assert frontdoor(settings).backend()["container_id"] == state["Id"]
+    assert status(settings) == 0
+    for leftover in (f"{settings.container}-previous", f"{settings.container}-next"):
+        assert engine.container_state(leftover) is None, f"{leftover} left behind"
+
+    # Unchanged model and code: nothing rebuilt, nothing redeployed, no model bytes moved; a front
+    # door that died meanwhile is started again and pointed at the same container.
+    frontdoor(settings).stop()
     again = up(settings, echo=False, store=store)
     assert again["image_id"] == second["image_id"]
     assert engine.container_state(settings.container)["Id"] == state["Id"]
+    assert served_version(settings) == "1.1.0" and status(settings) == 0
 
 
 def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
@@ -133,15 +201,44 @@ def test_a_release_that_fails_is_rolled_back_and_the_old_container_serves(deploy
     untouched = engine.container_state(settings.container)
     assert untouched["Id"] == before["Id"] and untouched["State"]["StartedAt"] == before["State"]["StartedAt"]
 
-    # A container that starts but fails its smoke test after the swap: the old one is put back.
+    # A container that starts but fails its smoke test: removed before the switch, the old one
+    # never stopped serving.
     wrong = SimpleNamespace(manifest=SimpleNamespace(name="digits", version="0.0.0-not-served"))
     with pytest.raises(DeliveryError, match=r"the new container failed .*wrong model version"):
         deploy(settings, record["image"], wrong)
     after = engine.container_state(settings.container)
-    assert after["Id"] == before["Id"] and after["State"]["Running"]
+    assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    assert frontdoor(settings).backend()["container_id"] == before["Id"]
     assert served_version(settings) == version_before
     for leftover in (f"{settings.container}-previous", f"{settings.container}-next"):
         assert engine.container_state(leftover) is None, f"{leftover} left behind"
+
+
+def test_a_release_interrupted_after_the_switch_is_finished_by_next_up(deployment, tmp_path: Path) -> None:
+    settings, store = deployment
+    if engine.container_state(settings.container) is None:  # run alone (-k): deploy a good model first
+        publish(store, tmp_path, "1.9.2")
+        up(settings, echo=False, store=store)
+    record = read_record(settings)
+    old = engine.container_state(settings.container)
+    # The state a release leaves when interrupted right after the switch: the new container
+    # serves behind the front door under its -next name, the old one still runs.
+    nxt = f"{settings.container}-next"
+    engine.create_container(record["image"], nxt, 0, settings.run_options,
+                            {"modelship.instance": settings.instance, "modelship.role": "live"})
+    engine.docker("start", nxt)
+    new_id = engine.container_state(nxt)["Id"]
+    frontdoor(settings).switch(engine.published_port(nxt, settings.run_options.container_port), new_id)
+    served_version(settings)
+
+    # What `up` does first, before the model store or the build (whose outcome does not matter here).
+    repair(settings, ensure_frontdoor(settings))
+    live = engine.container_state(settings.container)
+    assert live["Id"] == new_id != old["Id"] and live["State"]["Running"]
+    assert frontdoor(settings).backend()["container_id"] == new_id
+    for leftover in (f"{settings.container}-previous", nxt):
+        assert engine.container_state(leftover) is None, f"{leftover} left behind"
+    assert served_version(settings) == record["model_version"] and status(settings) == 0
 
 
 def test_code_only_change_reuses_the_model_layer(deployment, tmp_path: Path) -> None:
