@@ -37,6 +37,8 @@ secret), ``id``. Helpers: ``by_type(run, token)``,
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import copy
 import dataclasses
@@ -297,6 +299,12 @@ def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
                   logger: logging.Logger | None = None) -> RecordingMocks:
     """Install recording mocks for the current process (project ``modelship``, stack ``dev``)."""
     mocks = mocks or RecordingMocks()
+    # set_mocks registers the root stack on the current event loop; an earlier asyncio.run() in
+    # the same process (a test, a tool) leaves the main thread with none.
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="modelship", stack="dev", preview=preview,
                              monitor=RecordingMonitor(mocks), logger=logger)
     return mocks
