@@ -38,7 +38,6 @@ secret), ``id``. Helpers: ``by_type(run, token)``,
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import copy
 import dataclasses
