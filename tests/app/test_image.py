@@ -66,6 +66,7 @@ def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     build = docker(
         "build",
         "-q",
+        "--force-rm",  # a failed step must not leave its container behind
         "-t",
         tag,
         "--build-arg",
