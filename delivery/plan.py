@@ -40,6 +40,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "kubernetes:core/v1:ServiceAccount": ("metadata",),
     "kubernetes:policy/v1:PodDisruptionBudget": ("spec",),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ("spec",),
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec",),
 }
 """Properties printed per type (others print none); long values are summarised."""
 
@@ -131,6 +132,7 @@ def _icon(type_token: str):
     """The diagrams node class for a Pulumi type token (a generic box for unknown types)."""
     from diagrams.azure import compute, identity, storage
     from diagrams.azure import general as az_general
+    from diagrams.azure import network as az_network
     from diagrams.generic.blank import Blank
     from diagrams.k8s import clusterconfig, group, network, rbac
     from diagrams.k8s import compute as k8s_compute
@@ -153,6 +155,8 @@ def _icon(type_token: str):
         "kubernetes:core/v1:ServiceAccount": rbac.SA,
         "kubernetes:policy/v1:PodDisruptionBudget": clusterconfig.Limits,
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": clusterconfig.HPA,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": network.Netpol,
+        "azure-native:dns:RecordSet": az_network.DNSZones,
     }
     return table.get(type_token, Blank)
 
