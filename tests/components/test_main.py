@@ -29,12 +29,15 @@ def test_main_builds_the_stack_from_config(mocks: RecordingMocks) -> pulumi.Outp
     program = runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
     assert program["settings"].storage_account_name == "modelshipdev01"
 
-    def check(endpoint: str) -> None:
+    def check(values: list) -> None:
+        endpoint, _cluster_name = values
         assert endpoint == "https://modelshipdev01.blob.core.windows.net/"
         assert {r.type for r in mocks.resources} >= {"modelship:stack:Modelship",
                                                      "azure-native:containerservice:ManagedCluster"}
 
-    return program["stack"].outputs["blobEndpoint"].apply(check)
+    # Waiting on the cluster's output too: the check reads what the mocks recorded for it.
+    outputs = program["stack"].outputs
+    return pulumi.Output.all(outputs["blobEndpoint"], outputs["clusterName"]).apply(check)
 
 
 def test_bad_config_fails_before_any_resource(mocks: RecordingMocks) -> None:
