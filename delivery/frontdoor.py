@@ -109,6 +109,8 @@ class Forwarder:
     async def serve(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
+        # Signal handlers exist only on the main thread of a Unix loop; tests serve from a thread
+        # and stop through the event instead.
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)

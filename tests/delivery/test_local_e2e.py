@@ -66,6 +66,13 @@ def publish_unseen_bytes(store, tmp_path: Path, version: str) -> None:
     store.publish(publish_dir)
 
 
+def ensure_deployed(settings: LocalSettings, store, tmp_path: Path, version: str) -> None:
+    """A test run alone (-k) finds nothing deployed: publish and deploy a good model first."""
+    if engine.container_state(settings.container) is None:
+        publish(store, tmp_path, version)
+        up(settings, echo=False, store=store)
+
+
 def served_version(settings: LocalSettings) -> str:
     return run_smoke(f"http://127.0.0.1:{settings.port}", "digits", timeout=30, interval=0.5).version
 
@@ -165,9 +172,7 @@ def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
     deployment, azurite, tmp_path: Path
 ) -> None:
     settings, store = deployment
-    if engine.container_state(settings.container) is None:  # run alone (-k): deploy a good model first
-        publish(store, tmp_path, "1.9.0")
-        up(settings, echo=False, store=store)
+    ensure_deployed(settings, store, tmp_path, "1.9.0")
     before = engine.container_state(settings.container)
     assert before["State"]["Running"]
     version_before = served_version(settings)
@@ -187,9 +192,7 @@ def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
 
 def test_a_release_that_fails_is_rolled_back_and_the_old_container_serves(deployment, tmp_path: Path) -> None:
     settings, store = deployment
-    if engine.container_state(settings.container) is None:  # run alone (-k): deploy a good model first
-        publish(store, tmp_path, "1.9.1")
-        up(settings, echo=False, store=store)
+    ensure_deployed(settings, store, tmp_path, "1.9.1")
     record = read_record(settings)
     before = engine.container_state(settings.container)
     version_before = served_version(settings)
@@ -216,9 +219,7 @@ def test_a_release_that_fails_is_rolled_back_and_the_old_container_serves(deploy
 
 def test_a_release_interrupted_after_the_switch_is_finished_by_next_up(deployment, tmp_path: Path) -> None:
     settings, store = deployment
-    if engine.container_state(settings.container) is None:  # run alone (-k): deploy a good model first
-        publish(store, tmp_path, "1.9.2")
-        up(settings, echo=False, store=store)
+    ensure_deployed(settings, store, tmp_path, "1.9.2")
     record = read_record(settings)
     old = engine.container_state(settings.container)
     # The state a release leaves when interrupted right after the switch: the new container
