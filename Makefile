@@ -41,6 +41,7 @@ test: bootstrap
 
 lint: bootstrap
 	@$(VENV)/bin/ruff check .
+	@PYTHONPATH=.:app $(VENV)/bin/lint-imports --no-cache
 
 bench: bootstrap
 	@$(PY) benchmarks/bench_build.py
