@@ -10,7 +10,6 @@ model fetched yet the platform is still created and a warning says how to publis
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from components.image import ModelImage, ModelImageArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
-from modelserver.manifest import MANIFEST_FILE
+from modelserver.manifest import MANIFEST_FILE, git_revision
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -52,14 +51,7 @@ def resolve_revision(configured: str | None, project_root: Path) -> str:
         value = os.environ.get(var, "").strip()
         if value:
             return value[:12]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=project_root, capture_output=True,
-            text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip() or "dev"
-    except (OSError, subprocess.SubprocessError):
-        return "dev"
+    return git_revision(project_root) or "dev"
 
 
 def choose_model(settings: Settings, project_root: Path, revision: str) -> ModelChoice:

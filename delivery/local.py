@@ -39,6 +39,7 @@ from components.build_spec import BuildSpec, make_build_spec
 from delivery import engine
 from delivery.frontdoor import FrontDoor
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
+from modelserver.manifest import git_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 PULLED_BASE = "python:3.11-slim"
@@ -215,21 +216,7 @@ def source_revision(context: Path) -> str:
     A code change that is not committed yet still gets its own tag, so a rebuilt image never
     silently takes over the tag of a different build.
     """
-    try:
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."], cwd=context, capture_output=True, text=True,
-            check=True, timeout=20,
-        ).stdout
-        if not status.strip():
-            sha = subprocess.run(
-                ["git", "rev-parse", "--short=12", "HEAD"], cwd=context, capture_output=True, text=True,
-                check=True, timeout=20,
-            ).stdout.strip()
-            if sha:
-                return sha
-    except (subprocess.SubprocessError, FileNotFoundError):
-        pass
-    return f"dev-{context_digest(context)[:12]}"
+    return git_revision(context, clean=True) or f"dev-{context_digest(context)[:12]}"
 
 
 # --- steps -------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from modelserver.manifest import (  # noqa: E402
     Datatype,
     ModelManifest,
     TensorSpec,
+    git_revision,
     sha256_file,
     validate_name,
     validate_version,
@@ -47,16 +47,6 @@ OUTPUTS = (
     TensorSpec("label", Datatype.INT64, (-1,)),
     TensorSpec("probabilities", Datatype.FP32, (-1, N_CLASSES)),
 )
-
-
-def _git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def _fit():
@@ -145,7 +135,7 @@ def train(
         inputs=INPUTS,
         outputs=OUTPUTS,
         created_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        source_revision=source_revision or _git_revision(),
+        source_revision=source_revision or git_revision(_REPO) or "unknown",
         metrics={"test_accuracy": round(accuracy, 6)},
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json())
@@ -159,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--name", default="digits")
     parser.add_argument("--version", default="1.0.0")
-    parser.add_argument("--source-revision", default=None, help="default: git rev-parse --short HEAD")
+    parser.add_argument("--source-revision", default=None, help="default: the checkout's short git sha (12 digits)")
     parser.add_argument(
         "--sklearn-out",
         type=Path,

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import subprocess
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -242,3 +243,23 @@ def load_model_dir(model_dir: Path | str) -> ModelManifest:
             f"sha256 mismatch for {model_path}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"
         )
     return manifest
+
+
+def git_revision(path: Path | str, *, clean: bool = False, timeout: float = 20) -> str | None:
+    """Short sha (12 hex digits) of the git commit checked out where ``path`` is, or None.
+
+    The one way the project names the source revision it built from: the manifest's
+    ``source_revision``, the image tag's ``<revision>`` and the stack's default revision all come
+    from here. None when git or the repository is missing, or, with ``clean``, when anything under
+    ``path`` differs from that commit (then the caller names the revision another way).
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True,
+                              timeout=timeout).stdout
+
+    try:
+        if clean and git("status", "--porcelain", "--", ".").strip():
+            return None
+        return git("rev-parse", "--short=12", "HEAD").strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

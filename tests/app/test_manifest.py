@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from modelserver.manifest import (
     ManifestError,
     ModelManifest,
     TensorSpec,
+    git_revision,
     load_model_dir,
     read_manifest,
 )
@@ -106,3 +108,36 @@ def test_invalid_json_is_reported(tmp_path: Path) -> None:
     tmp_path.joinpath(MANIFEST_FILE).write_text("{not json")
     with pytest.raises(ManifestError, match=r"is not valid JSON"):
         read_manifest(tmp_path)
+
+
+def _git(repo: Path, *args: str) -> str:
+    cmd = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_git_revision_is_the_short_sha_of_the_checkout(tmp_path: Path) -> None:
+    assert git_revision(tmp_path) is None, "not a repository"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "a.py").write_text("a = 1\n")
+    _git(tmp_path, "init", "-q")
+    assert git_revision(tmp_path) is None, "no commit yet"
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "one")
+    sha = _git(tmp_path, "rev-parse", "HEAD")[:12]
+    assert git_revision(tmp_path / "code") == sha
+    assert git_revision(tmp_path / "code", clean=True) == sha
+
+
+def test_git_revision_with_clean_refuses_a_modified_path(tmp_path: Path) -> None:
+    for sub in ("code", "other"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "a.py").write_text("a = 1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "one")
+    sha = _git(tmp_path, "rev-parse", "HEAD")[:12]
+    (tmp_path / "other" / "a.py").write_text("a = 2\n")
+    assert git_revision(tmp_path / "code", clean=True) == sha, "a change elsewhere does not count"
+    (tmp_path / "code" / "b.py").write_text("b = 1\n")
+    assert git_revision(tmp_path / "code", clean=True) is None, "an untracked file counts"
+    assert git_revision(tmp_path / "code") == sha
