@@ -23,7 +23,7 @@ from components.image import ModelImage, ModelImageArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
-from modelserver.manifest import MANIFEST_FILE, git_revision
+from modelserver.manifest import MANIFEST_FILE, git_revision, is_alias_name
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -76,7 +76,9 @@ def choose_model(settings: Settings, project_root: Path, revision: str) -> Model
             f"config key 'modelName' is {settings.model_name!r} but {settings.model_dir}/{MANIFEST_FILE} "
             f"holds model {manifest.name!r}; fetch the right model or change modelName"
         )
-    if settings.model_version != "latest" and manifest.version != settings.model_version:
+    # 'latest' and an alias ('production') name whatever version the fetch resolved them to.
+    floating = settings.model_version == "latest" or is_alias_name(settings.model_version)
+    if not floating and manifest.version != settings.model_version:
         raise ModelMismatchError(
             f"config key 'modelVersion' is {settings.model_version!r} but {settings.model_dir}/"
             f"{MANIFEST_FILE} holds version {manifest.version!r}; run `modelship-models fetch "

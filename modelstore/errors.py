@@ -41,3 +41,9 @@ class AlreadyExists(ModelStoreError):
     """A published version is immutable: publishing it again is refused."""
 
     exit_code = 6
+
+
+class GateRefused(ModelStoreError):
+    """A promotion without a passing evaluation report against the model the alias names."""
+
+    exit_code = 7

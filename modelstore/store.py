@@ -58,6 +58,7 @@ from modelserver.manifest import (
     MANIFEST_FILE,
     ManifestError,
     ModelManifest,
+    is_alias_name,
     load_model_dir,
     validate_name,
     validate_version,
@@ -141,9 +142,12 @@ class FetchResult:
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
-    """``NAME``, ``NAME@latest`` or ``NAME@VERSION`` -> (name, version or ``latest``)."""
+    """``NAME``, ``NAME@latest``, ``NAME@VERSION`` or ``NAME@ALIAS`` -> (name, what follows the @).
+
+    An alias-shaped part (:func:`modelserver.manifest.is_alias_name`) is resolved by :meth:`resolve`.
+    """
     if not isinstance(ref, str) or ref.count("@") > 1:
-        raise InvalidInput(f"model reference {ref!r} is not NAME, NAME@VERSION or NAME@latest")
+        raise InvalidInput(f"model reference {ref!r} is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest")
     name, _, version = ref.partition("@")
     version = version or LATEST
     try:
@@ -330,6 +334,7 @@ class ModelStore:
             manifest_blob = self._container.get_blob_client(f"{prefix}/{MANIFEST_FILE}")
             if manifest_blob.exists():
                 raise self._already_exists(manifest)
+            self._refuse_alias_name(manifest)
             published_at = _now()
             meta = {
                 "sha256": manifest.sha256,
@@ -383,6 +388,16 @@ class ModelStore:
             log.info("resuming the interrupted publish of %s", manifest.ref)
         finally:
             bar.close()
+
+    def _refuse_alias_name(self, manifest: ModelManifest) -> None:
+        """``NAME@X`` must mean one thing: a version may not take the name of an existing alias."""
+        from modelstore.aliases import Aliases
+
+        if is_alias_name(manifest.version) and Aliases(self).read(manifest.name, manifest.version)[0]:
+            raise InvalidInput(
+                f"{manifest.ref}: '{manifest.version}' is an alias of '{manifest.name}'; "
+                "pick a version that is not an alias name"
+            )
 
     def _already_exists(self, manifest: ModelManifest) -> AlreadyExists:
         return AlreadyExists(
@@ -453,7 +468,7 @@ class ModelStore:
         with self._azure_errors():
             return sorted(
                 p.name.rstrip("/") for p in self._container.walk_blobs(delimiter="/")
-                if p.name.endswith("/")
+                if p.name.endswith("/") and not p.name.startswith("_")  # _datasets/ is no model
             )
 
     def versions(self, name: str) -> list[VersionInfo]:
@@ -509,9 +524,14 @@ class ModelStore:
     def resolve(self, ref: str) -> tuple[ModelManifest, bytes]:
         """The manifest (parsed and raw) of ``NAME[@VERSION|latest]``."""
         name, version = parse_ref(ref)
+        # Aliases live in their own module, which builds on this one: imported here, not at the top.
+        from modelstore.aliases import Aliases
+
         with self._azure_errors():
             if version == LATEST:
                 version = self.latest(name).version
+            elif is_alias_name(version):
+                version = Aliases(self).resolve(name, version) or version
             raw = self._download_manifest(name, version)
         try:
             manifest = ModelManifest.from_dict(json.loads(raw))
@@ -542,9 +562,17 @@ class ModelStore:
             known = [v.version for v in self.versions(name)]
             if not known:
                 raise self._no_model(name) from None
+            from modelstore.aliases import Aliases
+
+            if not is_alias_name(version):
+                raise NotFound(
+                    f"model '{name}' has no version '{version}' in {self.where}; "
+                    f"published versions: {', '.join(known)}"
+                ) from None
+            aliases = ", ".join(a.alias for a in Aliases(self).list(name)) or "none"
             raise NotFound(
-                f"model '{name}' has no version '{version}' in {self.where}; "
-                f"published versions: {', '.join(known)}"
+                f"model '{name}' has no version or alias '{version}' in {self.where}; "
+                f"published versions: {', '.join(known)}; aliases: {aliases}"
             ) from None
 
     def _no_model(self, name: str) -> NotFound:

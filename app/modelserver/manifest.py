@@ -27,6 +27,8 @@ VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
 """Model versions: characters valid in an image tag; ``latest`` is reserved for the pointer."""
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_VERSIONS = frozenset({"latest"})
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+"""Alias names (``production``): the model store resolves ``NAME@ALIAS`` to the version it names."""
 
 
 class ManifestError(ValueError):
@@ -201,6 +203,11 @@ def validate_version(value: str, key: str = "version") -> str:
             "starting with a letter or digit; 'latest' is reserved"
         )
     return value
+
+
+def is_alias_name(value: str) -> bool:
+    """Whether ``value`` has the shape of an alias (``latest`` is the pointer, not an alias)."""
+    return isinstance(value, str) and bool(ALIAS_RE.match(value)) and value not in RESERVED_VERSIONS
 
 
 def sha256_file(path: Path) -> str:

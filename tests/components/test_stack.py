@@ -243,6 +243,12 @@ def test_pinned_version_must_match_the_fetched_model(project: Path) -> None:
     assert pinned.outputs["model"] == "digits@2.1.0"
 
 
+def test_an_alias_deploys_the_version_the_fetch_resolved_it_to(project: Path) -> None:
+    # `modelship-models fetch digits@production app/model` resolved the alias; the stack deploys that.
+    run = run_stack(make_settings(modelVersion="production"), project_root=project)
+    assert run.outputs["model"] == "digits@2.1.0"
+
+
 def test_model_mismatch_registers_nothing(project: Path, mocks: testing.RecordingMocks) -> None:
     def program() -> None:
         with pytest.raises(ModelMismatchError):
