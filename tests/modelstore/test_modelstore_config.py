@@ -38,7 +38,7 @@ def test_parse_ref(ref, expected):
 @pytest.mark.parametrize(("ref", "message"), [
     ("Digits", "model name 'Digits' is not allowed"),
     ("digits@", None),
-    ("a@b@c", "is not NAME, NAME@VERSION or NAME@latest"),
+    ("a@b@c", "is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest"),
     ("digits@latest.json", "reserved for the latest pointer"),
     ("digits@-1", "version '-1' is not allowed"),
     ("../etc", "is not allowed"),
