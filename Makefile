@@ -7,6 +7,7 @@ PY    := $(VENV)/bin/python
 
 help:
 	@echo "make up      install what is missing, then build, test, push and run the model service locally"
+	@echo "make up MODEL=digits@1.0.0   deploy that published version (a rollback); default: the latest"
 	@echo "make down    stop everything 'make up' started"
 	@echo "make status  show the running deployment"
 	@echo "make publish VERSION=1.1.0 | MODEL_DIR=dir   publish a new model to the local store (then make up)"
@@ -17,8 +18,9 @@ help:
 bootstrap:
 	@bash scripts/bootstrap.sh
 
+# MODEL=digits@1.1.0 pins (or rolls back to) a published version; without it, the store's latest.
 up: bootstrap
-	@$(PY) -m delivery.local up
+	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)")
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m delivery.local down; else echo "nothing to stop (no $(VENV))"; fi

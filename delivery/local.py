@@ -22,6 +22,7 @@ whose message says what failed; nothing before the switch touches the running co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,11 +43,7 @@ from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
 from modelserver.manifest import git_revision
 
 ROOT = Path(__file__).resolve().parent.parent
-PULLED_BASE = "python:3.11-slim"
-LOCAL_BASE = "modelship/python-base:3.11-bookworm"
 DEMO_VERSION = "1.0.0"
-SWITCH_GRACE = 0.5
-"""Seconds between the front door's switch and the old container's stop (connects in flight)."""
 STOP_TIMEOUT = 30
 """Seconds ``docker stop`` waits before SIGKILL; above the server's 20 s graceful timeout."""
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -85,6 +82,18 @@ def log(msg: str) -> None:
     print(f"[local] {msg}", flush=True)
 
 
+def parse_model_ref(ref: str) -> tuple[str, str]:
+    """``digits`` or ``digits@1.1.0`` -> (name, version or ``latest``); a clear error otherwise."""
+    from modelstore.errors import ModelStoreError
+    from modelstore.store import parse_ref
+
+    try:
+        return parse_ref(ref)
+    except ModelStoreError as exc:
+        raise ValueError(f"MODELSHIP_MODEL / MODEL={ref!r} is not allowed: {exc}; "
+                         "use NAME or NAME@VERSION, for example digits@1.1.0") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class LocalSettings:
     """Where and how the local flow runs; every field can be set from the environment."""
@@ -102,13 +111,16 @@ class LocalSettings:
     azurite_port: int = 10000
     """Blob port of Azurite on 127.0.0.1 (``MODELSHIP_AZURITE_PORT``)."""
     model: str = "digits"
-    """Model name in the store (``MODELSHIP_MODEL``)."""
+    """Model name in the store (``MODELSHIP_MODEL``: ``NAME`` or ``NAME@VERSION``)."""
+    model_version: str = "latest"
+    """Version to deploy: ``latest`` follows the store's pointer; a version pins it (a rollback is
+    ``make up MODEL=digits@1.0.0``)."""
     store_container: str = "models"
     """Blob container of the model store (``MODELSHIP_STORE_CONTAINER``)."""
     repository: str = "modelship/digits"
     """Image repository in the registry (``MODELSHIP_REPOSITORY``)."""
     base_image: str = ""
-    """Base image (``MODELSHIP_BASE_IMAGE``); empty = python:3.11-slim if it pulls, else the local base."""
+    """Base image (``MODELSHIP_BASE_IMAGE``); empty = the debootstrap base (:mod:`delivery.baseimage`)."""
     memory: str = "512m"
     """Container memory limit (``MODELSHIP_MEMORY``); default: the stack's ``memoryLimit``."""
     cpus: str = "1"
@@ -134,6 +146,7 @@ class LocalSettings:
             raise ValueError(
                 f"MODELSHIP_CPUS {self.cpus!r} is not allowed: use a positive number like 1 or 0.5"
             )
+        parse_model_ref(self.model_ref)
         if not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", self.repository):
             raise ValueError(f"MODELSHIP_REPOSITORY {self.repository!r} is not a repository name")
 
@@ -156,13 +169,23 @@ class LocalSettings:
             port=port("MODELSHIP_PORT", 8080),
             registry_port=port("MODELSHIP_REGISTRY_PORT", 5000),
             azurite_port=port("MODELSHIP_AZURITE_PORT", 10000),
-            model=env.get("MODELSHIP_MODEL", "digits"),
+            **dict(zip(("model", "model_version"), parse_model_ref(env.get("MODELSHIP_MODEL", "digits")),
+                       strict=True)),
             store_container=env.get("MODELSHIP_STORE_CONTAINER", "models"),
             repository=env.get("MODELSHIP_REPOSITORY", "modelship/digits"),
             base_image=env.get("MODELSHIP_BASE_IMAGE", ""),
             memory=env.get("MODELSHIP_MEMORY", memory),
             cpus=env.get("MODELSHIP_CPUS", cpus),
         )
+
+    @property
+    def model_ref(self) -> str:
+        """``NAME@VERSION`` or ``NAME@latest``: what ``up`` fetches from the store."""
+        return f"{self.model}@{self.model_version}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
 
     @property
     def azurite_dir(self) -> Path:
@@ -266,21 +289,35 @@ def ensure_demo_model(store, name: str) -> None:
             raise DeliveryError(f"cannot publish the demo model {name}@{DEMO_VERSION}: {exc}") from exc
 
 
-def fetch_model(store, name: str, context: Path, cache_dir: Path):
-    """Fetch the latest ``name`` into ``<context>/model``; the store leaves it untouched on failure."""
+def fetch_model(store, ref: str, context: Path, cache_dir: Path):
+    """Fetch ``NAME@VERSION`` (or ``NAME@latest``) into ``<context>/model``; the store leaves it
+    untouched on failure."""
     from modelstore.errors import ModelStoreError
 
+    name, version = ref.split("@", 1) if "@" in ref else (ref, "latest")
+    what = f"the latest {name}" if version == "latest" else ref
     try:
-        result = store.fetch(name, context / "model", cache_dir=cache_dir)
+        result = store.fetch(ref, context / "model", cache_dir=cache_dir)
     except ModelStoreError as exc:
         raise DeliveryError(
-            f"cannot fetch the latest {name} from the model store: {exc}. "
-            "Nothing was built or pushed; the running container (if any) keeps serving."
+            f"cannot fetch {what} from the model store: {exc}. "
+            "Nothing was built or pushed; the running container (if any) keeps serving. "
+            f"To deploy another version: make up MODEL={name}@<version> "
+            f"(published: {_published_versions(store, name)})"
         ) from exc
     m = result.manifest
     log(f"fetched {m.name}@{m.version} ({result.bytes_transferred} bytes transferred, "
         f"cache {'hit' if result.cache_hit else 'miss'})")
     return result
+
+
+def _published_versions(store, name: str) -> str:
+    """The store's versions of ``name``, newest last, for an error message (best effort)."""
+    try:
+        versions = [v.version for v in store.versions(name)]
+    except Exception:  # the message it decorates is the error; this is only a hint
+        return "unknown"
+    return ", ".join(versions[-5:]) or "none"
 
 
 def missing_wheels(context: Path) -> list[str]:
@@ -322,23 +359,17 @@ def ensure_wheelhouse(context: Path) -> None:
         )
 
 
-def choose_base_image(settings: LocalSettings, pull_timeout: float = 30.0) -> str:
-    """python:3.11-slim where it can be pulled, else the debootstrap base, built once and reused."""
+def choose_base_image(settings: LocalSettings) -> str:
+    """``MODELSHIP_BASE_IMAGE`` if set, else the debootstrap base, built once and reused."""
     if settings.base_image:
         return settings.base_image
-    for ref in (PULLED_BASE, LOCAL_BASE):
-        if engine.image_exists(ref):
-            return ref
-    log(f"pulling {PULLED_BASE} (timeout {pull_timeout:.0f} s)")
-    if engine.pull(PULLED_BASE, timeout=pull_timeout):
-        return PULLED_BASE
-    log(f"cannot pull {PULLED_BASE}; building {LOCAL_BASE} with debootstrap (once, a few minutes)")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "build-base-image.sh"), LOCAL_BASE], check=False)
-    if proc.returncode != 0 or not engine.image_exists(LOCAL_BASE):
-        raise DeliveryError(
-            f"could not pull {PULLED_BASE} nor build {LOCAL_BASE} (scripts/build-base-image.sh)"
-        )
-    return LOCAL_BASE
+    from delivery.baseimage import BaseImageError, ensure_base_image
+
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return ensure_base_image(log_file=settings.log_dir / "base-image.log", log=log)
+    except BaseImageError as exc:
+        raise DeliveryError(str(exc)) from exc
 
 
 def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistry,
@@ -462,10 +493,11 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
     """Run ``pinned`` (``repo@sha256:...``) behind the front door without a moment of downtime.
 
     Like a rolling update with ``maxUnavailable: 0``: the new container starts next to the old
-    one, on its own ephemeral loopback port, and is smoke-tested there. Only then does the front
-    door send new connections to it; the old container is stopped after that (SIGTERM: it finishes
-    its in-flight requests). On any failure before the switch the new container is removed and the
-    old one, which never stopped, keeps serving.
+    one, on its own ephemeral loopback port, and is smoke-tested there. Only once HAProxy's health
+    check passes too does the front door send requests to it, and drain the old one (no new
+    requests; those in flight finish); the old container is stopped after that. On any failure
+    before the switch the new container is removed and the old one, which never stopped, keeps
+    serving.
     """
     door = frontdoor(settings)
     repair(settings, door)
@@ -478,15 +510,20 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         raise DeliveryError(
             f"cannot create a container from {pinned}: {exc}. The running container was not touched."
         ) from exc
-    url = f"container {nxt}"
+    url, port = f"container {nxt}", 0
     try:
         engine.docker("start", nxt)
         port = engine.published_port(nxt, settings.run_options.container_port)
         url = f"http://127.0.0.1:{port}"
         wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
+        # In the front door with weight 0 until HAProxy's own health check passes: no traffic yet.
+        door.add(port, engine.container_state(nxt)["Id"])
     except BaseException as exc:
         # BaseException too: an interrupt (Ctrl-C) must not leave a half-started container behind.
         logs = engine.logs_tail(nxt)
+        if port:
+            with contextlib.suppress(ServiceError):
+                door.remove(port, timeout=5)
         engine.remove_container(nxt)
         if not isinstance(exc, Exception):
             raise
@@ -497,8 +534,7 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
     # From here on the new container serves; an interruption is finished by repair() next time.
     had_old = engine.container_state(live) is not None
     if had_old:
-        # Connections accepted just before the switch may still be connecting to the old one.
-        time.sleep(SWITCH_GRACE)
+        # switch() drained it: no request is in progress there, and none will come.
         engine.docker("rename", live, previous)
     engine.docker("rename", nxt, live)
     if had_old:
@@ -539,8 +575,8 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
         store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
     log("2/6 model store")
     ensure_demo_model(store, settings.model)
-    log("3/6 fetch the latest model")
-    fetched = fetch_model(store, settings.model, settings.context, settings.state_dir / "model-cache")
+    log(f"3/6 fetch {settings.model_ref}")
+    fetched = fetch_model(store, settings.model_ref, settings.context, settings.state_dir / "model-cache")
     log("4/6 build")
     ensure_wheelhouse(settings.context)
     base = choose_base_image(settings)
@@ -634,11 +670,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "publish"])
     parser.add_argument("--quiet-build", action="store_true", help="do not echo the build's progress")
+    parser.add_argument("--model", metavar="NAME[@VERSION]",
+                        help="up: the model version to deploy (default: MODELSHIP_MODEL, else digits@latest)")
     parser.add_argument("--model-dir", type=Path, help="publish: the model directory to publish")
     parser.add_argument("--train", metavar="VERSION", help="publish: train the demo model as VERSION")
     args = parser.parse_args(argv)
     try:
-        settings = LocalSettings.from_env()
+        env = dict(os.environ)
+        if args.model:
+            env["MODELSHIP_MODEL"] = args.model
+        settings = LocalSettings.from_env(env)
         if args.command == "up":
             up(settings, echo=not args.quiet_build)
         elif args.command == "down":

@@ -2,8 +2,8 @@
 # Make this machine able to run modelship locally: install what is missing and start Docker.
 #
 # Idempotent and quick when everything is present (a few checks, no network). On a fresh Debian
-# bookworm machine, as root, it installs Debian's docker.io, docker-registry, debootstrap, graphviz
-# and wrk (one `apt-get update`), Azurite from npm into .local/azurite, the Python environment
+# bookworm machine, as root, it installs Debian's docker.io, docker-registry, debootstrap, graphviz,
+# haproxy and wrk (one `apt-get update`), Azurite from npm into .local/azurite, the Python environment
 # (.venv from the pinned requirements-dev.txt plus this project in editable mode), and starts
 # dockerd if no Docker Engine answers. A dockerd started here is recorded in .local/run/dockerd.pid
 # so that `make down` stops it and only it.
@@ -34,6 +34,7 @@ missing=()
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v dot >/dev/null || missing+=(graphviz)
 command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)  # the local front door (delivery/frontdoor.py)
 command -v git >/dev/null || missing+=(git)
 command -v curl >/dev/null || missing+=(curl)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)  # git and curl over https
