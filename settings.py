@@ -48,8 +48,13 @@ class RegistrySku(StrEnum):
 
 
 class NetworkPolicy(StrEnum):
-    """Network policy engines AKS supports with the Azure CNI."""
+    """Network policy engines AKS supports with the Azure CNI overlay.
 
+    ``cilium`` (Azure CNI powered by Cilium, the eBPF dataplane) is the default: Azure Network
+    Policy Manager (``azure``) is being retired on AKS in favour of it (docs/azure.md).
+    """
+
+    CILIUM = "cilium"
     AZURE = "azure"
     CALICO = "calico"
 
@@ -66,6 +71,19 @@ class KubeloginMode(StrEnum):
     WORKLOADIDENTITY = "workloadidentity"
     SPN = "spn"
     MSI = "msi"
+
+
+class DeployerPrincipalType(StrEnum):
+    """What the identity running ``pulumi up`` is, for the role assignments the stack gives it.
+
+    ``auto`` detects it at deploy time (:mod:`components.deployer`): ``ServicePrincipal`` when the
+    azure-native provider signs in as one (``ARM_CLIENT_ID``, ``ARM_USE_MSI``), else the kind of
+    the ``az login`` account. ARM refuses an assignment whose type does not match the principal.
+    """
+
+    AUTO = "auto"
+    USER = "User"
+    SERVICE_PRINCIPAL = "ServicePrincipal"
 
 
 _LOCATION_RE = re.compile(r"^[a-z][a-z0-9]{2,39}$")
@@ -188,8 +206,14 @@ KEYS: tuple[_Key, ...] = (
          _match(_VM_SIZE_RE, "use an Azure VM size such as 'Standard_D2s_v5'"), "Standard_D2s_v5"),
     _Key("nodeMinCount", "node_min_count", _int_range(1, 100), 1),
     _Key("nodeMaxCount", "node_max_count", _int_range(1, 100), 3),
-    _Key("networkPolicy", "network_policy", _enum(NetworkPolicy), NetworkPolicy.AZURE.value),
+    _Key("networkPolicy", "network_policy", _enum(NetworkPolicy), NetworkPolicy.CILIUM.value),
     _Key("kubeloginMode", "kubelogin_mode", _enum(KubeloginMode), KubeloginMode.AZURECLI.value),
+    _Key("deployerPrincipalType", "deployer_principal_type", _enum(DeployerPrincipalType),
+         DeployerPrincipalType.AUTO.value),
+    _Key("imageBuilder", "image_builder",
+         _match(re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"), "use the name of a buildx builder with the "
+                "docker-container driver, e.g. 'modelship' (`docker buildx create --name modelship "
+                "--driver docker-container`)"), "modelship"),
     _Key("namespace", "namespace", _match(_RFC1123_LABEL_RE, _RFC1123), "modelship"),
     _Key("replicas", "replicas", _int_range(2, 50), 2),
     _Key("maxReplicas", "max_replicas", _int_range(2, 100), 5),
@@ -243,8 +267,12 @@ class Settings:
     node_vm_size: str = "Standard_D2s_v5"
     node_min_count: int = 1
     node_max_count: int = 3
-    network_policy: NetworkPolicy = NetworkPolicy.AZURE
+    network_policy: NetworkPolicy = NetworkPolicy.CILIUM
     kubelogin_mode: KubeloginMode = KubeloginMode.AZURECLI
+    deployer_principal_type: DeployerPrincipalType = DeployerPrincipalType.AUTO
+    """``auto``: detected at deploy time (components.deployer); else ``User`` or ``ServicePrincipal``."""
+    image_builder: str = "modelship"
+    """buildx builder (docker-container driver) that builds and exports the registry cache."""
     namespace: str = "modelship"
     replicas: int = 2
     max_replicas: int = 5

@@ -19,6 +19,7 @@ from pulumi_azure_native import resources
 
 from components.build_spec import BuildSpec, make_build_spec
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
+from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
@@ -104,6 +105,7 @@ class ModelshipStack(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         # A model that contradicts the config is a bad input: fail before anything is registered.
         choice = choose_model(settings, project_root, revision)
+        deployer = resolve_principal_type(settings.deployer_principal_type.value)
         super().__init__("modelship:stack:Modelship", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -116,17 +118,19 @@ class ModelshipStack(pulumi.ComponentResource):
             resource_group_name=rg, account_name=settings.storage_account_name,
             location=settings.location, container_name=settings.model_container,
             sku=settings.storage_sku.value, retention_days=settings.blob_retention_days,
+            deployer_principal_type=deployer,
         ), opts=child)
         self.registry = ContainerRegistry(f"{name}-registry", ContainerRegistryArgs(
             resource_group_name=rg, registry_name=settings.registry_name,
             location=settings.location, sku=settings.registry_sku.value,
+            deployer_principal_type=deployer,
         ), opts=child)
         self.cluster = KubernetesCluster(f"{name}-cluster", KubernetesClusterArgs(
             resource_group_name=rg, cluster_name=settings.cluster_name, location=settings.location,
             registry_id=self.registry.registry_id, kubernetes_version=settings.kubernetes_version,
             vm_size=settings.node_vm_size, min_count=settings.node_min_count,
             max_count=settings.node_max_count, network_policy=settings.network_policy.value,
-            kubelogin_mode=settings.kubelogin_mode.value,
+            kubelogin_mode=settings.kubelogin_mode.value, deployer_principal_type=deployer,
         ), opts=child)
 
         self.outputs: dict[str, pulumi.Input[object]] = {
@@ -156,6 +160,7 @@ class ModelshipStack(pulumi.ComponentResource):
             context=_relative(spec.context, project_root),
             dockerfile=_relative(spec.dockerfile, project_root),
             build_args=spec.build_args,
+            builder=settings.image_builder,
         ), opts=pulumi.ResourceOptions(parent=self, depends_on=[
             a for a in (self.registry.push_assignment,) if a is not None
         ]))

@@ -18,11 +18,17 @@ API
     runs are reproducible; pass ``revision=None`` to resolve it like ``pulumi up`` does (config,
     CI environment, git).
 
-``RecordingMocks()``
+``RecordingMocks(deployer_principal_type="ServicePrincipal")``
     ``pulumi.runtime.Mocks`` that records resources (``.resources``) and invokes (``.invokes``) and
     fabricates realistic outputs (Azure ids, ACR login server, AKS kubelet identity and an exec-format
     kubeconfig, LoadBalancer IP, docker-build digest). ``call`` raises :class:`UnmockedInvokeError` on
     any invoke token not in ``INVOKES``, so a new invoke cannot slip by unmocked.
+    Mocks accept anything, so these do not: every custom resource's inputs are checked against the
+    installed SDK's input types (:mod:`components.sdk_types`: unknown keys and enum values), against
+    the Azure rules of :mod:`components.arm_rules` (``deployer_principal_type`` is what the identity
+    running the program is, as ARM would know it), and Kubernetes objects against strict
+    ``kubernetes-validate``. A rejected registration raises :class:`MockRejectedError` and stays in
+    ``.rejections``; ``run_stack`` raises it at the end too, so no caller can miss it.
 
 ``install_mocks(mocks=None, preview=False) -> RecordingMocks``
     ``pulumi.runtime.set_mocks`` with a :class:`RecordingMonitor`, which also records each resource's
@@ -54,6 +60,8 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
+from components import arm_rules, sdk_types
+
 if TYPE_CHECKING:
     from settings import Settings
 
@@ -74,8 +82,16 @@ INVOKES = frozenset({GET_CLIENT_CONFIG, LIST_USER_CREDENTIALS})
 """Every invoke token the program may make; anything else is an error."""
 
 
+KUBERNETES_VERSION = "1.34.0"
+"""Kubernetes version whose schemas the mocks validate objects against (an AKS-supported minor)."""
+
+
 class UnmockedInvokeError(RuntimeError):
     """The program made an invoke that the mocks do not know."""
+
+
+class MockRejectedError(ValueError):
+    """A registration that Azure, the SDK's schema or the Kubernetes API would refuse."""
 
 
 @dataclasses.dataclass
@@ -158,9 +174,13 @@ def _digest(*parts: Any) -> str:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Mocks that record and fabricate; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, deployer_principal_type: str = "ServicePrincipal") -> None:
         self.resources: list[RecordedResource] = []
         self.invokes: list[RecordedInvoke] = []
+        self.rejections: list[str] = []
+        self.principal_kinds = {CLIENT_OBJECT_ID: deployer_principal_type,
+                                KUBELET_OBJECT_ID: "ServicePrincipal"}
+        """What each principal is in the (mocked) directory: the deployer, the kubelet identity."""
         self._lock = threading.Lock()
         self._current = threading.local()
 
@@ -186,6 +206,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         secret_paths: set[str] = set()
         inputs = _unsecret(dict(args.inputs), secrets=secret_paths)
+        if args.custom:
+            problems = self.problems(args.typ, args.name, inputs)
+            if problems:
+                with self._lock:
+                    self.rejections.extend(problems)
+                raise MockRejectedError("; ".join(problems))
         rid, outputs = self._fabricate(args.typ, args.name, inputs)
         record = RecordedResource(type=args.typ, name=args.name, inputs=inputs, outputs=outputs,
                                   custom=bool(args.custom), id=rid or "", provider=args.provider or "",
@@ -198,6 +224,20 @@ class RecordingMocks(pulumi.runtime.Mocks):
         with self._lock:
             self.resources.append(record)
         return rid, outputs
+
+    def problems(self, typ: str, name: str, inputs: dict[str, Any]) -> list[str]:
+        """Why Azure, the SDK's types or the Kubernetes API would refuse this resource."""
+        found = sdk_types.check_inputs(typ, inputs) + arm_rules.check_resource(
+            typ, name, inputs, self.principal_kinds)
+        if typ.startswith("kubernetes:") and "kind" in inputs and sdk_types.args_class(typ) is not None:
+            import kubernetes_validate  # a test/plan dependency (requirements-dev.txt), loaded on use
+
+            try:
+                kubernetes_validate.validate(inputs, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                found.append(f"{typ} {name}: kubernetes-validate {KUBERNETES_VERSION} strict: {exc.message} "
+                             f"at {'.'.join(str(p) for p in exc.path)}")
+        return found
 
     def _fabricate(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         out = copy.deepcopy(inputs)
@@ -295,9 +335,10 @@ class _WarningHandler(logging.Handler):
 
 
 def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
-                  logger: logging.Logger | None = None) -> RecordingMocks:
+                  logger: logging.Logger | None = None,
+                  deployer_principal_type: str = "ServicePrincipal") -> RecordingMocks:
     """Install recording mocks for the current process (project ``modelship``, stack ``dev``)."""
-    mocks = mocks or RecordingMocks()
+    mocks = mocks or RecordingMocks(deployer_principal_type)
     # set_mocks registers the root stack on the current event loop; an earlier asyncio.run() in
     # the same process (a test, a tool) leaves the main thread with none.
     try:
@@ -321,16 +362,21 @@ def _stage_project(project_root: Path, settings: Settings, model_dir: Path, tmp:
 
 def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
-              preview: bool = False) -> StackRun:
+              preview: bool = False, deployer_principal_type: str = "ServicePrincipal") -> StackRun:
     """Run the whole program under fresh recording mocks; see the module docstring."""
     from components.stack import build_stack
+    from settings import DeployerPrincipalType
 
     root = Path(project_root) if project_root is not None else Path(__file__).resolve().parent.parent
+    if settings.deployer_principal_type is DeployerPrincipalType.AUTO:
+        # Offline, the identity running the program is the mocks' deployer.
+        settings = dataclasses.replace(
+            settings, deployer_principal_type=DeployerPrincipalType(deployer_principal_type))
     handler = _WarningHandler()
     logger = logging.getLogger(f"modelship.mocks.{id(handler)}")
     logger.propagate = False
     logger.addHandler(handler)
-    mocks = install_mocks(preview=preview, logger=logger)
+    mocks = install_mocks(preview=preview, logger=logger, deployer_principal_type=deployer_principal_type)
     result: dict[str, Any] = {}
 
     def program(project: Path) -> pulumi.Output[Any]:
@@ -348,8 +394,16 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="modelship-plan-") as tmp:
         project = _stage_project(root, settings, Path(model_dir), Path(tmp)) if model_dir else root
-        pulumi.runtime.test(program)(project)
+        try:
+            pulumi.runtime.test(program)(project)
+        except Exception as exc:
+            if mocks.rejections:  # the engine wraps the mocks' error in its own; say it plainly
+                raise MockRejectedError("the mocks rejected what Azure would: "
+                                        + "; ".join(mocks.rejections)) from exc
+            raise
 
+    if mocks.rejections:
+        raise MockRejectedError("the mocks rejected what Azure would: " + "; ".join(mocks.rejections))
     run = StackRun(mocks.resources)
     run.outputs = result.get("outputs", {})
     run.secret_outputs = result.get("secret", set())

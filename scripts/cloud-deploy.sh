@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The cloud delivery steps shared by azure-pipelines.yml and .github/workflows/deploy.yml.
+# The cloud delivery steps shared by azure-pipelines.yml and .github/workflows/delivery.yml.
 #
-#   scripts/cloud-deploy.sh preview    pulumi preview with the policy pack (pull requests and main)
-#   scripts/cloud-deploy.sh deploy     fetch the model, pulumi up with the policy pack, smoke test;
-#                                      a failed smoke test rolls back to the last good revision
+#   scripts/cloud-deploy.sh preview    fetch the model, pulumi preview with the policy pack (pull
+#                                      requests): the preview shows the real diff of the service
+#   scripts/cloud-deploy.sh deploy     fetch the model, buildx builder + ACR login, pulumi up with the
+#                                      policy pack, smoke test; a failed smoke test rolls back to the
+#                                      last good revision
 #   scripts/cloud-deploy.sh rollback   redeploy the last good revision (also run by hand)
-#   scripts/cloud-deploy.sh fetch-model | smoke | record-good
+#   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
 #                                      the single steps, for pipelines that run `pulumi up` themselves
+#
+# Every command first checks that the stack's secrets provider can be used without a prompt
+# (Pulumi.<stack>.yaml names a cloud secretsprovider, or PULUMI_CONFIG_PASSPHRASE[_FILE] is set).
 #
 # Runs where Azure is already signed in (AzureCLI@2 / azure/login with workload identity) and the
 # ARM_* variables for Pulumi's azure-native provider are set. No secret is read from a file.
@@ -32,7 +37,19 @@ die() { printf 'cloud-deploy: error: %s\n' "$*" >&2; exit 1; }
 [ -n "${PULUMI_STACK:-}" ] || die "PULUMI_STACK is not set (the stack to deploy, e.g. dev)"
 command -v pulumi >/dev/null || die "the pulumi CLI is not on PATH"
 
+secrets_provider() {  # the secretsprovider a non-interactive run will use, or a clear failure
+  local file="$ROOT/Pulumi.$PULUMI_STACK.yaml" provider
+  provider="$(sed -n 's/^secretsprovider:[[:space:]]*//p' "$file" 2>/dev/null | tr -d "\"'" || true)"
+  case "$provider" in
+    azurekeyvault://*|awskms://*|gcpkms://*|hashivault://*) return 0 ;;
+  esac
+  if [ -n "${PULUMI_CONFIG_PASSPHRASE:-}${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then return 0; fi
+  if [ -z "$provider" ] && [ -z "${PULUMI_BACKEND_URL:-}" ]; then return 0; fi  # Pulumi Cloud: its own keys
+  die "stack $PULUMI_STACK: Pulumi.$PULUMI_STACK.yaml names no cloud secretsprovider (got '${provider:-none}'), so pulumi would ask for a passphrase; run: pulumi stack change-secrets-provider --stack $PULUMI_STACK 'azurekeyvault://<vault>.vault.azure.net/keys/<key>' (docs/pipelines.md)"
+}
+
 login() {
+  secrets_provider
   if [ -n "${PULUMI_BACKEND_URL:-}" ]; then
     say "pulumi login ${PULUMI_BACKEND_URL%%\?*}"
     pulumi login --non-interactive "$PULUMI_BACKEND_URL" >/dev/null
@@ -80,6 +97,21 @@ acr_login() {  # ModelImage pushes with this host's Docker credentials: the pipe
   else
     say "registry $registry does not exist yet: this 'pulumi up' creates it (and no image is pushed without a model)"
   fi
+}
+
+ensure_builder() {  # the buildx builder ModelImage builds with: the docker driver refuses cache export
+  local builder
+  builder="$(config imageBuilder modelship)"
+  if docker buildx inspect "$builder" >/dev/null 2>&1; then
+    return 0
+  fi
+  say "docker buildx create --name $builder --driver docker-container (registry build cache)"
+  docker buildx create --name "$builder" --driver docker-container --bootstrap >/dev/null
+}
+
+prepare_push() {  # everything the image push of `pulumi up` needs on this host
+  ensure_builder
+  acr_login
 }
 
 smoke() {  # the stack's url must serve exactly the model@version the stack says it deployed
@@ -136,7 +168,7 @@ rollback() {
     export PATH="$PWD/.venv/bin:$PATH"
     policy_venv "$tmp/src"
     fetch_model "$tmp/src"
-    acr_login
+    prepare_push
     pulumi up --yes --non-interactive --policy-pack policy --message "rollback to $sha"
     ROOT="$tmp/src" smoke
   )
@@ -150,13 +182,16 @@ case "$cmd" in
   preview)
     login
     policy_venv "$ROOT"
+    # Without the model the preview would show the image and the service being deleted, and the
+    # Kubernetes policy rules would not run.
+    fetch_model "$ROOT"
     pulumi preview --non-interactive --diff --policy-pack policy
     ;;
   deploy)
     login
     policy_venv "$ROOT"
     fetch_model "$ROOT"
-    acr_login
+    prepare_push
     say "pulumi up"
     pulumi up --yes --non-interactive --policy-pack policy
     if smoke; then
@@ -178,6 +213,10 @@ case "$cmd" in
     login
     fetch_model "$ROOT"
     ;;
+  prepare-push)
+    login
+    prepare_push
+    ;;
   smoke)
     login
     smoke
@@ -187,6 +226,6 @@ case "$cmd" in
     record_good
     ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, fetch-model, smoke or record-good"
+    die "unknown command '${cmd}': use preview, deploy, rollback, fetch-model, prepare-push, smoke or record-good"
     ;;
 esac

@@ -84,7 +84,8 @@ def test_cluster_security_and_autoscaling(run: StackRun) -> None:
     assert aks["aadProfile"]["managed"] is True and aks["aadProfile"]["enableAzureRBAC"] is True
     assert aks["oidcIssuerProfile"] == {"enabled": True}
     assert aks["securityProfile"]["workloadIdentity"] == {"enabled": True}
-    assert aks["networkProfile"]["networkPolicy"] == "azure"
+    assert aks["networkProfile"]["networkPolicy"] == "cilium"
+    assert aks["networkProfile"]["networkDataplane"] == "cilium"  # Cilium policy requires it
     (pool,) = aks["agentPoolProfiles"]
     assert pool["mode"] == "System" and pool["enableAutoScaling"] is True
     assert (pool["minCount"], pool["maxCount"]) == (1, 3)

@@ -50,6 +50,12 @@ case "$*" in
     while [ $# -gt 0 ]; do [ "$1" = --file ] && echo "$FAKE_GOOD_SHA" > "$2"; shift; done ;;
 esac
 """
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+echo "docker $*" >> "$CALLS"
+case "$*" in
+  "buildx inspect "*) [ -n "${FAKE_BUILDER_EXISTS:-}" ] || exit 1 ;;
+esac
+"""
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # venv creation is recorded and faked (no network); everything else runs the real interpreter.
 if [ "$1 $2" = "-m venv" ]; then
@@ -124,6 +130,8 @@ def deploy(tmp_path, server):
     _exe(bin_dir / "pulumi", FAKE_PULUMI)
     _exe(bin_dir / "modelship-models", FAKE_MODELS)
     _exe(bin_dir / "az", FAKE_AZ)
+    _exe(bin_dir / "docker", FAKE_DOCKER)
+    (root / "Pulumi.dev.yaml").write_text((REPO / "Pulumi.dev.yaml").read_text())
     _exe(bin_dir / "python", FAKE_PYTHON.replace("REAL_PYTHON", sys.executable))
     calls = tmp_path / "calls.log"
 
@@ -158,10 +166,12 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
     store = "url=https://modelshipmodels.blob.core.windows.net/ container=models"
     assert calls[fetch].endswith(f"{deploy.root}/app/model {store}")
+    builder = calls.index("docker buildx create --name modelship --driver docker-container --bootstrap")
     acr = calls.index("az acr login --name modelshipdevacr01 --output none")
     up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
     record = _index(calls, "az storage blob upload --auth-mode login")
-    assert login < select < fetch < acr < up < record  # ModelImage pushes with the identity's ACR token
+    # ModelImage builds on a docker-container builder and pushes with the identity's ACR token.
+    assert login < select < fetch < builder < acr < up < record
     assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
            f"--overwrite --data {deploy.sha}" in calls[record]
     assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
@@ -225,11 +235,34 @@ def test_first_deploy_without_a_store_skips_the_fetch_and_fails_with_the_reason(
     assert "serves no model: no model at app/model" in proc.stderr
 
 
-def test_preview_runs_the_policy_pack_and_changes_nothing(deploy):
+def test_preview_fetches_the_model_runs_the_policy_pack_and_changes_nothing(deploy):
+    """Blocker 5: without the model a PR preview shows the service being deleted."""
     proc, calls = deploy("preview")
     assert proc.returncode == 0, proc.stderr
-    assert "pulumi preview --non-interactive --diff --policy-pack policy" in calls
-    assert not any(c.startswith(("pulumi up", "modelship-models", "az ")) for c in calls)
+    fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
+    assert fetch < calls.index("pulumi preview --non-interactive --diff --policy-pack policy")
+    assert not any(c.startswith(("pulumi up", "az ", "docker ")) for c in calls)
+
+
+def test_an_existing_builder_is_reused(deploy):
+    proc, calls = deploy("prepare-push", FAKE_BUILDER_EXISTS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "docker buildx inspect modelship" in calls
+    assert not any(c.startswith("docker buildx create") for c in calls)
+    assert "az acr login --name modelshipdevacr01 --output none" in calls
+
+
+def test_a_stack_without_a_cloud_secrets_provider_fails_before_any_pulumi_call(deploy):
+    """Blocker 2: a self-managed backend with no secretsprovider would prompt for a passphrase."""
+    stack_file = deploy.root / "Pulumi.dev.yaml"
+    stack_file.write_text("\n".join(line for line in stack_file.read_text().splitlines()
+                                     if not line.startswith("secretsprovider:")))
+    proc, calls = deploy("preview")
+    assert proc.returncode == 1
+    assert "names no cloud secretsprovider" in proc.stderr and "change-secrets-provider" in proc.stderr
+    assert calls == []
+    proc, _ = deploy("preview", PULUMI_CONFIG_PASSPHRASE="from-a-secret-store")
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_missing_stack_and_unknown_command_fail_clearly(deploy):
