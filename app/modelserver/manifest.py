@@ -90,6 +90,67 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype.value, "shape": list(self.shape)}
 
 
+class Task(StrEnum):
+    """What a model does, as far as the evaluation gate is concerned."""
+
+    CLASSIFICATION = "classification"
+
+
+class Metric(StrEnum):
+    """Metrics the evaluation gate scores (all: higher is better, from 0 to 1)."""
+
+    ACCURACY = "accuracy"
+    MACRO_F1 = "macro_f1"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSpec:
+    """How a model is judged before an alias may name it (``evaluation`` in the manifest)."""
+
+    task: Task
+    metric: Metric
+    tolerance: float
+    """How much worse than the model it replaces it may score, in the metric's units
+    (0.005 = half a point of accuracy)."""
+    dataset: str = ""
+    """The golden data set's name (``digits-golden``); its version is chosen at evaluation time."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tolerance, (int, float)) or isinstance(self.tolerance, bool) \
+                or not 0 <= self.tolerance <= 1:
+            raise ManifestError(f"evaluation.tolerance must be a number from 0 to 1, got {self.tolerance!r}")
+        if self.dataset:
+            validate_name(self.dataset, "evaluation.dataset")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EvaluationSpec:
+        if not isinstance(data, Mapping):
+            raise ManifestError("evaluation must be an object with task, metric and tolerance")
+        unknown = sorted(set(data) - {"task", "metric", "tolerance", "dataset"})
+        if unknown:
+            raise ManifestError(f"evaluation has unknown keys {unknown}; allowed: task, metric, tolerance, "
+                                "dataset")
+        values = {}
+        for key, enum in (("task", Task), ("metric", Metric)):
+            try:
+                values[key] = enum(data.get(key))
+            except ValueError:
+                allowed = ", ".join(m.value for m in enum)
+                raise ManifestError(f"evaluation.{key} {data.get(key)!r} is not one of: {allowed}") from None
+        dataset = data.get("dataset", "")
+        if not isinstance(dataset, str):
+            raise ManifestError(f"evaluation.dataset must be a data set name, got {dataset!r}")
+        return cls(task=values["task"], metric=values["metric"], tolerance=data.get("tolerance"),
+                   dataset=dataset)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": self.task.value, "metric": self.metric.value,
+                               "tolerance": self.tolerance}
+        if self.dataset:
+            out["dataset"] = self.dataset
+        return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelManifest:
     """What ``manifest.json`` says about the model file beside it."""
@@ -106,6 +167,8 @@ class ModelManifest:
     source_revision: str
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
     trained_with: str = ""
+    evaluation: EvaluationSpec | None = None
+    """How the evaluation gate judges this model; absent in manifests written before the gate."""
 
     def __post_init__(self) -> None:
         validate_name(self.name, "name")
@@ -164,10 +227,11 @@ class ModelManifest:
             source_revision=data["source_revision"],
             metrics=dict(metrics),
             trained_with=str(data.get("trained_with", "")),
+            evaluation=EvaluationSpec.from_dict(data["evaluation"]) if "evaluation" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "name": self.name,
             "version": self.version,
@@ -182,6 +246,9 @@ class ModelManifest:
             "source_revision": self.source_revision,
             "metrics": dict(self.metrics),
         }
+        if self.evaluation is not None:
+            out["evaluation"] = self.evaluation.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

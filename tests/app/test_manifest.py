@@ -90,6 +90,15 @@ def test_missing_manifest_and_missing_model_file(tmp_path: Path) -> None:
         ),
         ({"outputs": [{"name": "y", "datatype": "FP32", "shape": [0]}]}, r"outputs\[0\].shape must be"),
         ({"metrics": {"accuracy": "high"}}, "metrics must map names to numbers"),
+        ({"evaluation": {"task": "regression", "metric": "accuracy", "tolerance": 0.1}},
+         "evaluation.task 'regression' is not one of: classification"),
+        ({"evaluation": {"task": "classification", "metric": "auc", "tolerance": 0.1}},
+         "evaluation.metric 'auc' is not one of: accuracy, macro_f1"),
+        ({"evaluation": {"task": "classification", "metric": "accuracy", "tolerance": 5}},
+         "evaluation.tolerance must be a number from 0 to 1"),
+        ({"evaluation": {"task": "classification", "metric": "accuracy", "tolerance": 0, "min": 1}},
+         r"evaluation has unknown keys \['min'\]"),
+        ({"evaluation": "strict"}, "evaluation must be an object"),
     ],
 )
 def test_invalid_fields_name_the_field_and_the_rule(tmp_path: Path, override: dict, message: str) -> None:
@@ -141,3 +150,15 @@ def test_git_revision_with_clean_refuses_a_modified_path(tmp_path: Path) -> None
     (tmp_path / "code" / "b.py").write_text("b = 1\n")
     assert git_revision(tmp_path / "code", clean=True) is None, "an untracked file counts"
     assert git_revision(tmp_path / "code") == sha
+
+
+def test_the_evaluation_bar_round_trips_and_is_optional(tmp_path: Path) -> None:
+    bar = {"task": "classification", "metric": "macro_f1", "tolerance": 0.01, "dataset": "digits-golden"}
+    _write_model_dir(tmp_path / "with", evaluation=bar)
+    manifest = load_model_dir(tmp_path / "with")
+    assert manifest.evaluation is not None and manifest.evaluation.metric.value == "macro_f1"
+    assert ModelManifest.from_dict(manifest.to_dict()) == manifest
+    assert manifest.to_dict()["evaluation"] == bar
+    _write_model_dir(tmp_path / "without")
+    old = load_model_dir(tmp_path / "without")
+    assert old.evaluation is None and "evaluation" not in old.to_dict()
