@@ -40,6 +40,7 @@ command -v curl >/dev/null || missing+=(curl)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)  # git and curl over https
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)  # the canary analysis' metrics (delivery/prometheus.py)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq

@@ -205,6 +205,7 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
         results = predictor.predict(parsed.inputs, parsed.outputs)
         metrics.inference.observe(time.perf_counter() - start)
         metrics.rows.inc(next(iter(parsed.inputs.values())).shape[0])
+        metrics.count_predictions(found.name, found.version, results)
         return Response(encode_infer_response(found, parsed.id, results), media_type=JSON)
 
     async def prometheus(request: Request) -> Response:
