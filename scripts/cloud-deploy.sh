@@ -7,6 +7,8 @@
 #                                      policy pack, smoke test; a failed smoke test rolls back to the
 #                                      last good revision
 #   scripts/cloud-deploy.sh rollback   redeploy the last good revision (also run by hand)
+#   scripts/cloud-deploy.sh doctor [preview|up]
+#                                      modelship-doctor: the prerequisites, each failure with its fix
 #   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
 #                                      the single steps, for pipelines that run `pulumi up` themselves
 #
@@ -109,6 +111,11 @@ ensure_builder() {  # the buildx builder ModelImage builds with: the docker driv
   docker buildx create --name "$builder" --driver docker-container --bootstrap >/dev/null
 }
 
+doctor() {  # modelship-doctor: every prerequisite checked, each failure with its fix (docs/azure.md)
+  say "modelship-doctor --stack $PULUMI_STACK --for $1"
+  (cd "$ROOT" && "$PYTHON" -m preflight --stack "$PULUMI_STACK" --for "$1" --project "$ROOT")
+}
+
 prepare_push() {  # everything the image push of `pulumi up` needs on this host
   ensure_builder
   acr_login
@@ -185,6 +192,7 @@ case "$cmd" in
     # Without the model the preview would show the image and the service being deleted, and the
     # Kubernetes policy rules would not run.
     fetch_model "$ROOT"
+    doctor preview
     pulumi preview --non-interactive --diff --policy-pack policy
     ;;
   deploy)
@@ -192,6 +200,7 @@ case "$cmd" in
     policy_venv "$ROOT"
     fetch_model "$ROOT"
     prepare_push
+    doctor up
     say "pulumi up"
     pulumi up --yes --non-interactive --policy-pack policy
     if smoke; then
@@ -217,6 +226,9 @@ case "$cmd" in
     login
     prepare_push
     ;;
+  doctor)
+    doctor "${2:-up}"
+    ;;
   smoke)
     login
     smoke
@@ -226,6 +238,6 @@ case "$cmd" in
     record_good
     ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, fetch-model, prepare-push, smoke or record-good"
+    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, prepare-push, smoke or record-good"
     ;;
 esac

@@ -58,6 +58,10 @@ esac
 """
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # venv creation is recorded and faked (no network); everything else runs the real interpreter.
+if [ "$1 $2" = "-m preflight" ]; then
+  echo "modelship-doctor ${*:3}" >> "$CALLS"
+  exit "${FAKE_DOCTOR_RC:-0}"
+fi
 if [ "$1 $2" = "-m venv" ]; then
   echo "python -m venv $3" >> "$CALLS"
   mkdir -p "$3/bin"
@@ -168,10 +172,11 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     assert calls[fetch].endswith(f"{deploy.root}/app/model {store}")
     builder = calls.index("docker buildx create --name modelship --driver docker-container --bootstrap")
     acr = calls.index("az acr login --name modelshipdevacr01 --output none")
+    doctor = _index(calls, "modelship-doctor --stack dev --for up")
     up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
     record = _index(calls, "az storage blob upload --auth-mode login")
     # ModelImage builds on a docker-container builder and pushes with the identity's ACR token.
-    assert login < select < fetch < builder < acr < up < record
+    assert login < select < fetch < builder < acr < doctor < up < record
     assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
            f"--overwrite --data {deploy.sha}" in calls[record]
     assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
@@ -240,8 +245,15 @@ def test_preview_fetches_the_model_runs_the_policy_pack_and_changes_nothing(depl
     proc, calls = deploy("preview")
     assert proc.returncode == 0, proc.stderr
     fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
-    assert fetch < calls.index("pulumi preview --non-interactive --diff --policy-pack policy")
+    doctor = _index(calls, "modelship-doctor --stack dev --for preview")
+    assert fetch < doctor < calls.index("pulumi preview --non-interactive --diff --policy-pack policy")
     assert not any(c.startswith(("pulumi up", "az ", "docker ")) for c in calls)
+
+
+def test_a_failed_doctor_stops_before_any_change(deploy):
+    proc, calls = deploy("deploy", FAKE_DOCTOR_RC="1")
+    assert proc.returncode == 1
+    assert not any(c.startswith("pulumi up") for c in calls)
 
 
 def test_an_existing_builder_is_reused(deploy):

@@ -75,7 +75,7 @@ BLOCKERS = [
      "        run: bash scripts/cloud-deploy.sh fetch-model\n", "", "github", "pull_request",
      "preview without the model fetched first"),
     ("5 script preview without the model", "script",
-     '    fetch_model "$ROOT"\n    pulumi preview', "    pulumi preview", "azure", "pull_request",
+     '    fetch_model "$ROOT"\n    doctor preview', "    doctor preview", "azure", "pull_request",
      "preview without the model fetched first"),
     ("7 builder not created", "script", "prepare_push() {  # everything the image push of `pulumi up` needs "
      "on this host\n  ensure_builder\n", "prepare_push() {\n", "azure", "push",
@@ -88,6 +88,9 @@ BLOCKERS = [
      "azure", "pull_request", "signs in to Azure as 'my-connection'"),
     ("Azure deploy without the model", "script", '    fetch_model "$ROOT"\n    prepare_push\n',
      "    prepare_push\n", "azure", "push", "up without the model fetched first"),
+    ("GitHub deploy without the doctor", "github",
+     "        run: modelship-doctor --stack \"$PULUMI_STACK\" --for up\n",
+     "        run: 'true'\n", "github", "push", "up before the doctor checked its prerequisites"),
     ("kubelogin not installed", "azure", "          - task: KubeloginInstaller@0\n",
      "          - task: PowerShell@2\n", "azure", "pull_request", "preview before kubelogin is installed"),
 ]

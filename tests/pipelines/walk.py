@@ -10,7 +10,8 @@ order, and ``violations(...)`` lists every precondition a step would find unmet 
 * the Pulumi CLI and kubelogin installed before ``pulumi preview``/``up``;
 * the secrets provider usable without a prompt (a cloud ``secretsprovider`` in the stack file, or
   a passphrase in the job's environment);
-* the model fetched before every preview and up, the policy pack on every preview and up;
+* the model fetched and ``modelship-doctor`` run before every preview and up, the policy pack on
+  every preview and up;
 * a docker-container buildx builder and an ACR login before ``pulumi up`` (it pushes the image);
 * Azure Pipelines environment names as template expressions, not macros.
 
@@ -80,6 +81,7 @@ _LINE_ACTIONS = (
     (r"\baz acr login\b", "acr-login"),
     (r"-m delivery\.smoke", "smoke"),
     (r"mark_blob upload", "record-good"),
+    (r"-m preflight", "doctor"),
 )
 """What a script line does, by the command it runs."""
 
@@ -204,6 +206,8 @@ def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str
         run = str(step.get("run", ""))
         if "make test" in run:
             actions.append(Action("make-test", label))
+        if "modelship-doctor" in run:
+            actions.append(Action("doctor", label))
         command = re.search(r"cloud-deploy\.sh ([\w-]+)", run)
         if command:
             fails_here = smoke_fails and step.get("id") == "smoke"
@@ -367,6 +371,8 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
                     found.append(f"{where}: {action.kind} before kubelogin is installed")
                 if "fetch-model" not in have:
                     found.append(f"{where}: {action.kind} without the model fetched first")
+                if "doctor" not in have:
+                    found.append(f"{where}: {action.kind} before the doctor checked its prerequisites")
                 if not action.policy:
                     found.append(f"{where}: {action.kind} without the policy pack")
                 if not _stack_secrets_ok(sources.stack_file, job.env):
