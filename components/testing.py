@@ -397,10 +397,10 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
         try:
             pulumi.runtime.test(program)(project)
         except Exception as exc:
-            if mocks.rejections:  # the engine wraps the mocks' error in its own; say it plainly
+            if mocks.rejections:  # the engine wraps the mocks' error in layers of its own; say it plainly
                 raise MockRejectedError("the mocks rejected what Azure would: "
-                                        + "; ".join(mocks.rejections)) from exc
-            raise
+                                        + "; ".join(mocks.rejections)) from None
+            raise exc
 
     if mocks.rejections:
         raise MockRejectedError("the mocks rejected what Azure would: " + "; ".join(mocks.rejections))
