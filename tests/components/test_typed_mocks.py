@@ -42,7 +42,7 @@ def _count_keys(value: object) -> int:
 def test_whole_program_passes_the_typed_mocks(recorded: list) -> None:
     """Every custom resource was checked (the run would have raised otherwise); count what."""
     types = {r.type for r in recorded}
-    assert len(recorded) == 18 and len(types) == 15, sorted(types)
+    assert len(recorded) >= 18 and len(types) >= 15, sorted(types)  # the stack of issue 9, at least
     assert all(check_inputs(r.type, r.inputs) == [] for r in recorded)
     assert sum(_count_keys(r.inputs) for r in recorded) > 250  # nested keys, all typed
 
