@@ -26,6 +26,7 @@ SOURCES = {
     "delivery": "delivery",
     "policy": "policy",
     "training": "training",
+    "preflight": "preflight",
     "tests": "tests",
 }
 
@@ -36,6 +37,7 @@ VIOLATIONS = {
     "policy-without-components": ("policy/rules.py", "import components.service"),
     "components-use-only-the-contract": ("components/service.py", "from modelserver import http"),
     "no-test-helpers-in-product": ("delivery/local.py", "from components import testing"),
+    "doctor-only-reads": ("preflight/checks.py", "import delivery.local"),
 }
 
 
