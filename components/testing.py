@@ -47,8 +47,6 @@ import asyncio
 import base64
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -62,25 +60,22 @@ from pulumi.runtime.mocks import MockMonitor
 
 from components import arm_rules, sdk_types
 
+# The fixed identities and fabricated outputs live in components.mock_azure; tests and tools
+# import them from here, so they are re-exported.
+from components.mock_azure import AKS_SERVER_ID as AKS_SERVER_ID
+from components.mock_azure import CLIENT_OBJECT_ID as CLIENT_OBJECT_ID
+from components.mock_azure import GET_CLIENT_CONFIG as GET_CLIENT_CONFIG
+from components.mock_azure import INVOKES as INVOKES
+from components.mock_azure import KUBELET_OBJECT_ID as KUBELET_OBJECT_ID
+from components.mock_azure import LIST_USER_CREDENTIALS as LIST_USER_CREDENTIALS
+from components.mock_azure import LOAD_BALANCER_IP as LOAD_BALANCER_IP
+from components.mock_azure import SUBSCRIPTION_ID as SUBSCRIPTION_ID
+from components.mock_azure import TENANT_ID as TENANT_ID
+from components.mock_azure import exec_kubeconfig as exec_kubeconfig
+from components.mock_azure import fabricate
+
 if TYPE_CHECKING:
     from settings import Settings
-
-SUBSCRIPTION_ID = "00000000-1111-2222-3333-444444444444"
-"""Subscription id returned by the mocked ``getClientConfig``."""
-TENANT_ID = "11111111-2222-3333-4444-555555555555"
-CLIENT_OBJECT_ID = "99999999-8888-7777-6666-555555555555"
-"""Object id of the (mocked) identity running the deployment."""
-KUBELET_OBJECT_ID = "kubelet-0000-1111-2222-333333333333"
-"""Object id of the mocked AKS kubelet identity."""
-LOAD_BALANCER_IP = "20.50.60.70"
-AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
-"""The fixed AKS AAD server application id kubelogin asks tokens for."""
-
-GET_CLIENT_CONFIG = "azure-native:authorization:getClientConfig"
-LIST_USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
-INVOKES = frozenset({GET_CLIENT_CONFIG, LIST_USER_CREDENTIALS})
-"""Every invoke token the program may make; anything else is an error."""
-
 
 KUBERNETES_VERSION = "1.34.0"
 """Kubernetes version whose schemas the mocks validate objects against (an AKS-supported minor)."""
@@ -132,24 +127,6 @@ class StackRun(list):
     warnings: list[str]
 
 
-def exec_kubeconfig(server: str = "https://modelship-aks.hcp.westeurope.azmk8s.io:443") -> str:
-    """An AKS exec-format user kubeconfig (what ``format=exec`` returns), as YAML text."""
-    return (
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: {server}\n"
-        "  name: modelship-aks\n"
-        "contexts:\n- context:\n    cluster: modelship-aks\n    user: clusterUser_modelship\n"
-        "  name: modelship-aks\ncurrent-context: modelship-aks\n"
-        "users:\n- name: clusterUser_modelship\n  user:\n    exec:\n"
-        "      apiVersion: client.authentication.k8s.io/v1beta1\n"
-        "      command: kubelogin\n"
-        "      args: [get-token, --login, devicecode, --server-id, " + AKS_SERVER_ID + ", --client-id,"
-        " 80faf920-1908-4b52-b5ef-a8e7bedfc67a, --tenant-id, " + TENANT_ID + ", --environment,"
-        " AzurePublicCloud]\n"
-        "      env: null\n      installHint: install kubelogin\n      provideClusterInfo: false\n"
-    )
-
-
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
@@ -165,10 +142,6 @@ def _unsecret(value: Any, path: str = "", secrets: set[str] | None = None) -> An
     if isinstance(value, list):
         return [_unsecret(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
     return copy.deepcopy(value)
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -198,7 +171,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             value = base64.b64encode(exec_kubeconfig(server).encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
         raise UnmockedInvokeError(
-            f"invoke {args.token!r} is not mocked; add it to components.testing.INVOKES and "
+            f"invoke {args.token!r} is not mocked; add it to components.mock_azure.INVOKES and "
             "RecordingMocks.call"
         )
 
@@ -212,7 +185,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 with self._lock:
                     self.rejections.extend(problems)
                 raise MockRejectedError("; ".join(problems))
-        rid, outputs = self._fabricate(args.typ, args.name, inputs)
+        rid, outputs = fabricate(args.typ, args.name, inputs)
         record = RecordedResource(type=args.typ, name=args.name, inputs=inputs, outputs=outputs,
                                   custom=bool(args.custom), id=rid or "", provider=args.provider or "",
                                   secret_inputs=secret_paths)
@@ -238,73 +211,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 found.append(f"{typ} {name}: kubernetes-validate {KUBERNETES_VERSION} strict: {exc.message} "
                              f"at {'.'.join(str(p) for p in exc.path)}")
         return found
-
-    def _fabricate(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        out = copy.deepcopy(inputs)
-        if not typ.startswith("azure-native:"):
-            return self._fabricate_other(typ, name, inputs, out)
-        rg = inputs.get("resourceGroupName", "rg")
-        base = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{rg}/providers"
-        if typ == "azure-native:resources:ResourceGroup":
-            out["name"] = inputs.get("resourceGroupName", name)
-            return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{out['name']}", out
-        if typ == "azure-native:storage:StorageAccount":
-            acct = out["name"] = inputs.get("accountName", name)
-            out["primaryEndpoints"] = {"blob": f"https://{acct}.blob.core.windows.net/"}
-            return f"{base}/Microsoft.Storage/storageAccounts/{acct}", out
-        if typ == "azure-native:storage:BlobContainer":
-            out["name"] = inputs.get("containerName", name)
-            return (f"{base}/Microsoft.Storage/storageAccounts/{inputs.get('accountName')}/blobServices/"
-                    f"default/containers/{out['name']}"), out
-        if typ == "azure-native:storage:BlobServiceProperties":
-            out["name"] = "default"
-            account = inputs.get("accountName")
-            return f"{base}/Microsoft.Storage/storageAccounts/{account}/blobServices/default", out
-        if typ == "azure-native:containerregistry:Registry":
-            reg = out["name"] = inputs.get("registryName", name)
-            out["loginServer"] = f"{reg.lower()}.azurecr.io"
-            return f"{base}/Microsoft.ContainerRegistry/registries/{reg}", out
-        if typ == "azure-native:containerservice:ManagedCluster":
-            cluster = out["name"] = inputs.get("resourceName", name)
-            out["fqdn"] = f"{cluster}.hcp.{inputs.get('location')}.azmk8s.io"
-            out["identityProfile"] = {"kubeletidentity": {
-                "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client-id",
-                "resourceId": f"{base}/Microsoft.ManagedIdentity/userAssignedIdentities/{cluster}-agentpool",
-            }}
-            out["oidcIssuerProfile"] = {"enabled": True,
-                                        "issuerURL": f"https://oidc.example/{TENANT_ID}/{cluster}/"}
-            return f"{base}/Microsoft.ContainerService/managedClusters/{cluster}", out
-        if typ == "azure-native:authorization:RoleAssignment":
-            out["name"] = _digest(inputs)[:32]
-            scope = inputs.get("scope")
-            return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{out['name']}", out
-        if typ == "azure-native:dns:RecordSet":
-            rel = inputs.get("relativeRecordSetName", name)
-            out["name"] = rel
-            out["fqdn"] = f"{rel}.{inputs.get('zoneName')}."
-            return f"{base}/Microsoft.Network/dnszones/{inputs.get('zoneName')}/A/{rel}", out
-        out.setdefault("name", name)
-        return f"{base}/{typ}/{name}", out
-
-    def _fabricate_other(self, typ: str, name: str, inputs: dict[str, Any],
-                         out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        if typ == "docker-build:index:Image":
-            digest = "sha256:" + _digest(inputs)
-            tags = inputs.get("tags") or []
-            out["digest"] = digest
-            out["contextHash"] = _digest(inputs.get("context"), inputs.get("buildArgs"))
-            out["ref"] = f"{tags[0]}@{digest}" if tags else ""
-            return f"{name}-id", out
-        if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):
-            meta = out.setdefault("metadata", {})
-            # Mimic Pulumi auto-naming: logical name plus a stable suffix.
-            meta.setdefault("name", f"{name}-{_digest(typ, name)[:8]}")
-            if typ == "kubernetes:core/v1:Service":
-                out["status"] = {"loadBalancer": {"ingress": [{"ip": LOAD_BALANCER_IP}]}}
-            ns = meta.get("namespace")
-            return (f"{ns}/{meta['name']}" if ns else meta["name"]), out
-        return f"{name}-id", out
-
 
 class RecordingMonitor(MockMonitor):
     """Mock monitor that adds URN, parent and dependencies to each :class:`RecordedResource`."""
