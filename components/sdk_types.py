@@ -22,6 +22,8 @@ import collections.abc
 import enum
 import functools
 import importlib
+import inspect
+import re
 import typing
 from typing import Any
 
@@ -106,6 +108,28 @@ def check_inputs(token: str, inputs: dict[str, Any]) -> list[str]:
     errors: list[str] = []
     _check_object(inputs, cls, "", errors)
     return [f"{token}: {e}" for e in errors]
+
+
+def check_invoke(token: str, args: dict[str, Any]) -> list[str]:
+    """Every way an invoke's ``args`` (camelCase) break the SDK function of ``token``."""
+    pkg, _, rest = token.partition(":")
+    module_name, _, name = rest.rpartition(":")
+    if pkg != "azure-native":
+        return []
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    func = getattr(importlib.import_module(f"pulumi_azure_native.{module_name}"), snake, None)
+    if func is None:
+        return [f"{token}: no function {snake} in pulumi_azure_native.{module_name}"]
+    hints = typing.get_type_hints(func)
+    params = [p for p in inspect.signature(func).parameters if p != "opts"]
+    errors: list[str] = []
+    for key, value in args.items():
+        param = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        if param not in params:
+            errors.append(f"{token}: {key}: unknown argument of {snake}; allowed: {', '.join(params)}")
+        else:
+            _check_value(value, hints.get(param, Any), key, errors)
+    return errors
 
 
 def _check_object(value: Any, cls: type, path: str, errors: list[str]) -> None:

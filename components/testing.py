@@ -161,6 +161,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         with self._lock:
             self.invokes.append(RecordedInvoke(args.token, _unsecret(dict(args.args))))
+        problems: list[str] = []
+        if args.token in INVOKES:  # an unknown token gets its own error below
+            problems = sdk_types.check_invoke(args.token, _unsecret(dict(args.args)))
+        if problems:
+            with self._lock:
+                self.rejections.extend(problems)
+            raise MockRejectedError("; ".join(problems))
         if args.token == GET_CLIENT_CONFIG:
             return {"clientId": "pipeline-client-id", "objectId": CLIENT_OBJECT_ID,
                     "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}

@@ -109,3 +109,14 @@ def test_kubernetes_objects_are_validated_strictly(recorded: list) -> None:
 def test_run_stack_raises_what_the_mocks_rejected(project: Path) -> None:
     with pytest.raises(MockRejectedError, match="UnmatchedPrincipalType"):
         run_stack(make_settings(deployerPrincipalType="User"), project_root=project)
+
+
+def test_invoke_arguments_are_checked_against_the_sdk_function() -> None:
+    from components.sdk_types import check_invoke
+
+    token = "azure-native:containerservice:listManagedClusterUserCredentials"
+    assert check_invoke(token, {"resourceGroupName": "rg", "resourceName": "aks", "format": "exec"}) == []
+    (error,) = check_invoke(token, {"resourceGroupName": "rg", "clusterName": "aks"})
+    assert "clusterName: unknown argument of list_managed_cluster_user_credentials" in error
+    assert "resource_name" in error
+    assert check_invoke("azure-native:authorization:getClientConfig", {"x": 1})
