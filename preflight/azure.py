@@ -61,7 +61,8 @@ def check_roles(ctx: Context) -> list[Result]:
     data, problem = _json(ctx, ["az", "role", "assignment", "list", "--scope", scope, "--include-inherited",
                                 "--output", "json"])
     if data is None:
-        return [Result("roles", "FAIL", f"cannot list role assignments: {problem}", "")]
+        return [Result("roles", "FAIL", f"cannot list role assignments: {problem}",
+                       f"grant the identity Reader (at least) on {scope}, or sign in again: az login")]
     roles = {a.get("roleDefinitionName") for a in data if a.get("principalId") == object_id
              and (scope.startswith(str(a.get("scope", "")).rstrip("/")) or a.get("scope") == "/")}
     results = []
@@ -98,7 +99,8 @@ def check_names(ctx: Context) -> list[Result]:
     ):
         data, problem = _json(ctx, check)
         if data is None:
-            results.append(Result(f"{what} name", "FAIL", f"cannot check {key}: {problem}", ""))
+            results.append(Result(f"{what} name", "FAIL", f"cannot check {key}: {problem}",
+                                  f"az login, then: {' '.join(check)}"))
         elif data.get("nameAvailable") or _own(ctx, own):
             results.append(Result(f"{what} name", "ok", f"{getattr(s, _field(key))} is free or this stack's"))
         else:
@@ -110,7 +112,8 @@ def check_names(ctx: Context) -> list[Result]:
            "&api-version=2024-05-01")
     data, problem = _json(ctx, ["az", "rest", "--method", "get", "--url", url, "--output", "json"])
     if data is None:
-        results.append(Result("DNS label", "FAIL", f"cannot check dnsLabel: {problem}", ""))
+        results.append(Result("DNS label", "FAIL", f"cannot check dnsLabel: {problem}",
+                              f"az login, then: az rest --method get --url '{url}'"))
     elif data.get("available") or ctx.deployed:
         results.append(Result("DNS label", "ok", f"{s.dns_label}.{s.location}.cloudapp.azure.com"
                               + ("" if data.get("available") else " (in use: this stack's service)")))

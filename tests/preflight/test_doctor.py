@@ -170,3 +170,14 @@ def test_a_person_config_with_a_pipeline_login_is_refused(doctor) -> None:
 def test_bad_arguments_exit_2(doctor) -> None:
     rc, _, _ = doctor(_healthy(), "--stak", "dev")
     assert rc == 2
+
+
+def test_every_failure_names_a_fix(doctor) -> None:
+    """Whatever fails, the line after it says what to run."""
+    state = _healthy()
+    state.update(account=None, keys=[], builders={}, containers=[])
+    rc, out, _ = doctor(state, missing=("kubelogin",))
+    lines = out.splitlines()
+    failures = [i for i, line in enumerate(lines) if line.startswith("FAIL")]
+    assert rc == 1 and len(failures) >= 5
+    assert all(lines[i + 1].strip().startswith("fix: ") for i in failures), out
