@@ -100,14 +100,18 @@ def _describe(typ: Any) -> str:
     return getattr(typ, "__name__", None) or str(typ)
 
 
-def check_inputs(token: str, inputs: dict[str, Any]) -> list[str]:
-    """Every way ``inputs`` (camelCase) breaks the SDK type of ``token``; empty when they fit."""
+def check_inputs(token: str, inputs: dict[str, Any], name: str = "") -> list[str]:
+    """Every way ``inputs`` (camelCase) breaks the SDK type of ``token``; empty when they fit.
+
+    Each message names the resource (``token name``), the path and what is allowed there.
+    """
     cls = args_class(token)
     if cls is None:
         return []
     errors: list[str] = []
     _check_object(inputs, cls, "", errors)
-    return [f"{token}: {e}" for e in errors]
+    where = f"{token} {name}" if name else token
+    return [f"{where}: {e}" for e in errors]
 
 
 def check_invoke(token: str, args: dict[str, Any]) -> list[str]:

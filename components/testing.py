@@ -207,7 +207,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def problems(self, typ: str, name: str, inputs: dict[str, Any]) -> list[str]:
         """Why Azure, the SDK's types or the Kubernetes API would refuse this resource."""
-        found = sdk_types.check_inputs(typ, inputs) + arm_rules.check_resource(
+        found = sdk_types.check_inputs(typ, inputs, name) + arm_rules.check_resource(
             typ, name, inputs, self.principal_kinds)
         if typ.startswith("kubernetes:") and "kind" in inputs and sdk_types.args_class(typ) is not None:
             import kubernetes_validate  # a test/plan dependency (requirements-dev.txt), loaded on use

@@ -92,8 +92,8 @@ def test_a_misspelled_nested_key_in_a_component_fails_registration(mocks: Record
 
     with pytest.raises(Exception, match=r"sku\.nmae: unknown property of SkuArgs; allowed: name"):
         pulumi.runtime.test(program)()
-    assert mocks.rejections == ["azure-native:storage:StorageAccount: sku.nmae: unknown property of SkuArgs; "
-                                "allowed: name"]
+    assert mocks.rejections == ["azure-native:storage:StorageAccount typo: sku.nmae: unknown property of "
+                                "SkuArgs; allowed: name"]
     mocks.rejections.clear()  # seen; the fixture fails any test that leaves one behind
 
 
