@@ -301,7 +301,7 @@ def test_a_model_that_does_not_load_keeps_the_server_live_but_never_ready(
 
 def test_an_unexpected_failure_is_a_json_500_traceable_by_request_id(model_dir: Path) -> None:
     class Exploding(Predictor):
-        def predict(self, inputs, outputs=None):
+        def infer(self, tensors, outputs=None, on_run=None):
             raise RuntimeError("boom")
 
     predictor = Exploding(model_dir)
