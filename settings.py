@@ -150,6 +150,18 @@ def _model_version(key: str, value: Any) -> str:
     return _match(_MODEL_VERSION_RE, "use 'latest' or 1-63 of letters, digits, '.', '_' and '-'")(key, value)
 
 
+_ALIAS_RE = re.compile(r"^(?!latest$)[a-z][a-z0-9-]{0,62}$")  # modelserver.manifest.ALIAS_RE, minus 'latest'
+
+
+def _webhook_url(key: str, value: Any) -> str:
+    from components.release_trigger import check_webhook_url  # the one home of the credential rule
+
+    try:
+        return check_webhook_url(value if isinstance(value, str) else "", key)
+    except ValueError as exc:
+        raise SettingsError(key, value, str(exc)) from None
+
+
 # Azure's rule for a public IP's DNS name label, stricter than RFC 1123: 3+ characters, a letter first.
 _AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -234,6 +246,9 @@ KEYS: tuple[_Key, ...] = (
     _Key("modelDir", "model_dir", _match(_PATH_RE, "use a directory path"), "app/model"),
     _Key("modelName", "model_name", _match(_RFC1123_LABEL_RE, _RFC1123), "digits"),
     _Key("modelVersion", "model_version", _model_version, "latest"),
+    _Key("releaseWebhookUrl", "release_webhook_url", _optional(_webhook_url), None),
+    _Key("releaseAlias", "release_alias", _match(_ALIAS_RE, "use an alias name such as 'production'"),
+         "production"),
     _Key("revision", "revision",
          _optional(_match(_REVISION_RE, "use 1-40 letters, digits, '.', '_' or '-' (a git sha), or "
                           "leave empty to take it from the environment or git")), None),
@@ -289,6 +304,9 @@ class Settings:
     model_name: str = "digits"
     model_version: str = "latest"
     """``latest``: whatever was fetched; otherwise the fetched manifest must carry this version."""
+    release_webhook_url: str | None = None
+    """The pipeline's webhook trigger; set: a promotion of ``release_alias`` starts it (Event Grid)."""
+    release_alias: str = "production"
     revision: str | None = None
     """Source revision for image tags; None: from GITHUB_SHA / BUILD_SOURCEVERSION / git."""
     base_image: str = "python:3.11-slim"

@@ -37,6 +37,21 @@ EVENT_TTL_MINUTES = (1, 1440)
 _SECRET_QUERY_KEYS = {"sig", "code", "token", "key", "secret", "password", "access_token", "x-functions-key"}
 
 
+def check_webhook_url(url: str, key: str = "webhook_url") -> str:
+    """Refuse what Event Grid cannot deliver to, and any URL that carries a credential into state."""
+    parts = urlsplit(url or "")
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"{key} must be an https URL (Event Grid delivers to https only), got "
+                         f"{parts.scheme or 'no'} scheme")
+    secret_keys = sorted({k.lower() for k, _ in parse_qsl(parts.query)} & _SECRET_QUERY_KEYS)
+    if parts.username or parts.password or secret_keys:
+        raise ValueError(
+            f"{key} carries a credential (" + ", ".join(secret_keys or ["user info"]) + "), which would be "
+            "stored in the stack's state: use a trigger that needs none (an Azure DevOps incoming webhook "
+            "without secret) and let the pipeline re-read the alias itself")
+    return url
+
+
 @dataclass
 class ReleaseTriggerArgs:
     resource_group_name: pulumi.Input[str]
@@ -63,16 +78,7 @@ class ReleaseTriggerArgs:
         if not is_alias_name(self.alias):
             raise ValueError(f"alias {self.alias!r} is not an alias name: a lowercase letter, then lowercase "
                              "letters, digits and '-'")
-        parts = urlsplit(self.webhook_url or "")
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"webhook_url must be an https URL (Event Grid delivers to https only), got "
-                             f"{parts.scheme or 'no'} scheme")
-        secret_keys = sorted({k for k, _ in parse_qsl(parts.query)} & _SECRET_QUERY_KEYS)
-        if parts.username or parts.password or secret_keys:
-            raise ValueError(
-                "webhook_url carries a credential (" + ", ".join(secret_keys or ["user info"]) + "), which "
-                "would be stored in the stack's state: use a trigger that needs none (an Azure DevOps "
-                "incoming webhook without secret) and let the pipeline re-read the alias itself")
+        check_webhook_url(self.webhook_url)
         for value, (low, high), key in (
                 (self.max_delivery_attempts, MAX_DELIVERY_ATTEMPTS, "max_delivery_attempts"),
                 (self.event_ttl_minutes, EVENT_TTL_MINUTES, "event_ttl_minutes")):

@@ -22,6 +22,7 @@ from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
+from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
 from modelserver.manifest import MANIFEST_FILE, git_revision, is_alias_name
@@ -105,6 +106,8 @@ class ModelshipStack(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         # A model that contradicts the config is a bad input: fail before anything is registered.
         choice = choose_model(settings, project_root, revision)
+        if settings.release_webhook_url:
+            check_webhook_url(settings.release_webhook_url, "releaseWebhookUrl")
         deployer = resolve_principal_type(settings.deployer_principal_type.value)
         super().__init__("modelship:stack:Modelship", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -133,6 +136,14 @@ class ModelshipStack(pulumi.ComponentResource):
             kubelogin_mode=settings.kubelogin_mode.value, deployer_principal_type=deployer,
         ), opts=child)
 
+        self.release_trigger: ReleaseTrigger | None = None
+        if settings.release_webhook_url:
+            self.release_trigger = ReleaseTrigger(f"{name}-release", ReleaseTriggerArgs(
+                resource_group_name=rg, location=settings.location,
+                storage_account_id=self.store.account.id, container=settings.model_container,
+                model_name=settings.model_name, webhook_url=settings.release_webhook_url,
+                alias=settings.release_alias,
+            ), opts=child)
         self.outputs: dict[str, pulumi.Input[object]] = {
             "resourceGroupName": rg,
             "storageAccountName": self.store.account_name,

@@ -76,3 +76,26 @@ def test_bad_arguments_fail_before_any_resource(overrides: dict, message: str, m
     with pytest.raises(ValueError, match=message):
         trigger_args(**overrides)
     assert mocks.resources == []
+
+
+def test_the_stack_declares_the_trigger_only_when_a_webhook_is_configured(project) -> None:
+    from components.testing import run_stack
+    from tests.components.conftest import make_settings
+
+    run = run_stack(make_settings(releaseWebhookUrl=WEBHOOK, releaseAlias="production"), project_root=project)
+    topic = one(run, "azure-native:eventgrid:SystemTopic")
+    account = one(run, "azure-native:storage:StorageAccount")
+    assert topic.inputs["source"] == account.outputs.get("id", account.id)
+    sub = one(run, "azure-native:eventgrid:SystemTopicEventSubscription")
+    assert sub.inputs["filter"]["subjectBeginsWith"].endswith("/blobs/digits/_aliases/production.json")
+    assert not by_type(run_stack(make_settings(), project_root=project), "azure-native:eventgrid:SystemTopic")
+
+
+def test_a_webhook_with_a_credential_fails_the_config_before_any_resource() -> None:
+    from settings import SettingsError
+    from tests.components.conftest import make_settings
+
+    with pytest.raises(SettingsError, match=r"releaseWebhookUrl.*carries a credential \(sig\)"):
+        make_settings(releaseWebhookUrl="https://x.logic.azure.com/w?sig=abc")
+    with pytest.raises(SettingsError, match="releaseAlias"):
+        make_settings(releaseAlias="latest")
