@@ -7,6 +7,11 @@
 #                                      policy pack, smoke test; a failed smoke test rolls back to the
 #                                      last good revision
 #   scripts/cloud-deploy.sh rollback   redeploy the last good revision (also run by hand)
+#   scripts/cloud-deploy.sh promote-candidate
+#                                      with MODEL_CANDIDATE=name@version: evaluate it against the alias
+#                                      on the golden data set, then promote it (the gate refuses a
+#                                      worse model: exit 7 fails the run before anything is deployed);
+#                                      `deploy` runs it first when MODEL_CANDIDATE is set
 #   scripts/cloud-deploy.sh doctor [preview|up]
 #                                      modelship-doctor: the prerequisites, each failure with its fix
 #   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
@@ -25,6 +30,8 @@
 #   PYTHON               interpreter with the project installed (default: python)
 #   SMOKE_TIMEOUT        seconds to wait for the endpoint to be ready (default: 300)
 #   MODELSHIP_ROLLBACK   0 disables the automatic rollback after a failed smoke test (default: 1)
+#   MODEL_CANDIDATE      name@version to evaluate and promote before deploying (default: none)
+#   GOLDEN_DATASET       golden data set of the evaluation (default: digits-golden@1)
 set -euo pipefail
 
 cmd="${1:-}"
@@ -77,7 +84,7 @@ config() { pulumi config get "$1" 2>/dev/null || echo "$2"; }
 
 fetch_model() {  # into $1/app/model: the model named by the stack config (modelName@modelVersion)
   local dir="$1" ref store
-  ref="$(config modelName digits)@$(config modelVersion latest)"
+  ref="$(config modelName digits)@$(config modelVersion production)"
   if ! store="$(pulumi stack output blobEndpoint 2>/dev/null)" || [ -z "$store" ]; then
     say "stack $PULUMI_STACK has no model store yet: this first 'pulumi up' creates it (no model is deployed)"
     say "then publish a model (modelship-models publish) and run the pipeline again"
@@ -127,13 +134,36 @@ smoke() {  # the stack's url must serve exactly the model@version the stack says
     die "stack $PULUMI_STACK serves no model: $(pulumi stack output modelStatus 2>/dev/null || echo 'no url output')"
   fi
   model="$(output model)"                       # name@version baked into the deployed image
-  wanted="$(config modelVersion latest)"
-  if [ "$wanted" != latest ] && [ "${model#*@}" != "$wanted" ]; then
+  wanted="$(config modelVersion production)"
+  # 'latest' and an alias (production) name whatever the fetch resolved; a version must match.
+  if [ "$wanted" != latest ] && ! is_alias "$wanted" && [ "${model#*@}" != "$wanted" ]; then
     die "the stack deployed $model but config modelVersion is $wanted"
   fi
   say "smoke test $model at $url"
   (cd "$ROOT" && "$PYTHON" -m delivery.smoke --url "$url" --model "${model%@*}" \
     --expect-version "${model#*@}" --timeout "$SMOKE_TIMEOUT" --interval 5)
+}
+
+is_alias() { [[ "$1" =~ ^[a-z][a-z0-9-]{0,62}$ && "$1" != latest ]]; }  # modelserver.manifest.ALIAS_RE
+
+promote_candidate() {  # evaluate MODEL_CANDIDATE against the stack's alias, then promote it
+  local candidate="${MODEL_CANDIDATE:-}" alias store container current against=()
+  [ -n "$candidate" ] || return 0
+  alias="$(config releaseAlias production)"
+  store="$(output blobEndpoint)"; container="$(output modelContainer)"
+  export MODELSHIP_STORE_URL="$store" MODELSHIP_STORE_CONTAINER="$container"
+  current="$(modelship-models aliases "${candidate%@*}" --json | "$PYTHON" -c \
+    'import json,sys; print(next((a["version"] for a in json.load(sys.stdin) if a["alias"] == sys.argv[1]), ""))' "$alias")"
+  if [ "$current" = "${candidate#*@}" ]; then
+    say "${candidate%@*}@$alias already names ${candidate#*@}: nothing to promote"
+    return 0
+  fi
+  [ -z "$current" ] || against=(--against "$alias")
+  say "evaluate $candidate ${against[*]:-(new alias)} on ${GOLDEN_DATASET:-digits-golden@1}"
+  modelship-models evaluate --quiet "$candidate" "${against[@]}" --dataset "${GOLDEN_DATASET:-digits-golden@1}"
+  say "promote $candidate to $alias"
+  modelship-models promote --quiet "$candidate" --alias "$alias" \
+    --reason "pipeline ${BUILD_BUILDID:-${GITHUB_RUN_ID:-local}}: passed the evaluation gate"
 }
 
 mark_blob() {  # az storage blob <verb> on the state container's "last good" marker
@@ -198,6 +228,7 @@ case "$cmd" in
   deploy)
     login
     policy_venv "$ROOT"
+    promote_candidate
     fetch_model "$ROOT"
     prepare_push
     doctor up
@@ -222,6 +253,10 @@ case "$cmd" in
     login
     fetch_model "$ROOT"
     ;;
+  promote-candidate)
+    login
+    promote_candidate
+    ;;
   prepare-push)
     login
     prepare_push
@@ -238,6 +273,6 @@ case "$cmd" in
     record_good
     ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, prepare-push, smoke or record-good"
+    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, smoke or record-good"
     ;;
 esac

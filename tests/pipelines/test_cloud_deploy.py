@@ -41,6 +41,10 @@ exit 0
 """
 FAKE_MODELS = r"""#!/usr/bin/env bash
 echo "modelship-models $* url=$MODELSHIP_STORE_URL container=$MODELSHIP_STORE_CONTAINER" >> "$CALLS"
+case "$1" in
+  aliases) echo "${FAKE_ALIASES:-[]}" ;;
+  evaluate) exit "${FAKE_EVALUATE_RC:-0}" ;;
+esac
 """
 FAKE_AZ = r"""#!/usr/bin/env bash
 echo "az $*" >> "$CALLS"
@@ -167,7 +171,7 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     assert proc.returncode == 0, proc.stderr
     login = _index(calls, "pulumi login --non-interactive azblob://pulumi-state?storage_account=modelshipstate")
     select = _index(calls, "pulumi stack select --non-interactive dev")
-    fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
+    fetch = _index(calls, "modelship-models fetch --quiet digits@production ")
     store = "url=https://modelshipmodels.blob.core.windows.net/ container=models"
     assert calls[fetch].endswith(f"{deploy.root}/app/model {store}")
     builder = calls.index("docker buildx create --name modelship --driver docker-container --bootstrap")
@@ -244,7 +248,7 @@ def test_preview_fetches_the_model_runs_the_policy_pack_and_changes_nothing(depl
     """Blocker 5: without the model a PR preview shows the service being deleted."""
     proc, calls = deploy("preview")
     assert proc.returncode == 0, proc.stderr
-    fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
+    fetch = _index(calls, "modelship-models fetch --quiet digits@production ")
     doctor = _index(calls, "modelship-doctor --stack dev --for preview")
     assert fetch < doctor < calls.index("pulumi preview --non-interactive --diff --policy-pack policy")
     assert not any(c.startswith(("pulumi up", "az ", "docker ")) for c in calls)
@@ -282,3 +286,44 @@ def test_missing_stack_and_unknown_command_fail_clearly(deploy):
     assert proc.returncode == 1 and "PULUMI_STACK is not set" in proc.stderr
     proc, _ = deploy("destroy")
     assert proc.returncode == 1 and "unknown command 'destroy'" in proc.stderr
+
+
+# -- evaluate -> promote -> deploy the alias (issue 13) -----------------------------------------
+
+PRODUCTION_AT_2 = '[{"alias": "production", "version": "2"}]'
+
+
+def test_a_candidate_is_evaluated_and_promoted_before_the_alias_is_fetched_and_deployed(deploy):
+    proc, calls = deploy("deploy", MODEL_CANDIDATE="digits@3", FAKE_ALIASES=PRODUCTION_AT_2)
+    assert proc.returncode == 0, proc.stderr
+    evaluate = _index(calls, "modelship-models evaluate")
+    promote = _index(calls, "modelship-models promote")
+    fetch, up = _index(calls, "modelship-models fetch"), _index(calls, "pulumi up")
+    assert evaluate < promote < fetch < up
+    assert "evaluate --quiet digits@3 --against production --dataset digits-golden@1" in calls[evaluate]
+    assert "promote --quiet digits@3 --alias production --reason" in calls[promote]
+    assert "fetch --quiet digits@production" in calls[fetch], "the pipeline does not deploy the alias"
+    assert "url=https://modelshipmodels.blob.core.windows.net/ container=models" in calls[evaluate]
+
+
+def test_a_candidate_refused_by_the_gate_fails_the_run_before_any_change(deploy):
+    proc, calls = deploy("deploy", MODEL_CANDIDATE="digits@3", FAKE_ALIASES=PRODUCTION_AT_2,
+                         FAKE_EVALUATE_RC="7")
+    assert proc.returncode != 0
+    assert not [c for c in calls if c.startswith(("modelship-models promote", "modelship-models fetch",
+                                                  "pulumi up"))], calls
+
+
+def test_without_a_candidate_or_when_the_alias_names_it_nothing_is_promoted(deploy):
+    for env in ({}, {"MODEL_CANDIDATE": "digits@2", "FAKE_ALIASES": PRODUCTION_AT_2}):
+        proc, calls = deploy("deploy", **env)
+        assert proc.returncode == 0, proc.stderr
+        assert not [c for c in calls if c.startswith(("modelship-models evaluate", "modelship-models promote"))]
+        assert any("fetch --quiet digits@production" in c for c in calls)
+
+
+def test_a_new_alias_is_judged_on_the_candidate_alone(deploy):
+    proc, calls = deploy("promote-candidate", MODEL_CANDIDATE="digits@1")
+    assert proc.returncode == 0, proc.stderr
+    evaluate = calls[_index(calls, "modelship-models evaluate")]
+    assert "--against" not in evaluate and "--dataset digits-golden@1" in evaluate
