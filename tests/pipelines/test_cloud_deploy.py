@@ -318,7 +318,8 @@ def test_without_a_candidate_or_when_the_alias_names_it_nothing_is_promoted(depl
     for env in ({}, {"MODEL_CANDIDATE": "digits@2", "FAKE_ALIASES": PRODUCTION_AT_2}):
         proc, calls = deploy("deploy", **env)
         assert proc.returncode == 0, proc.stderr
-        assert not [c for c in calls if c.startswith(("modelship-models evaluate", "modelship-models promote"))]
+        release = ("modelship-models evaluate", "modelship-models promote")
+        assert not [c for c in calls if c.startswith(release)]
         assert any("fetch --quiet digits@production" in c for c in calls)
 
 
