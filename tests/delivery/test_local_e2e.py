@@ -248,7 +248,8 @@ def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
     size = blob.get_blob_properties().size
     blob.upload_blob(b"\0" * size, overwrite=True)  # same size, different bytes
 
-    with pytest.raises(DeliveryError, match=r"cannot fetch the latest digits .*(sha256|integrity|corrupt)") as err:
+    corrupt = r"cannot fetch the latest digits .*(sha256|integrity|corrupt)"
+    with pytest.raises(DeliveryError, match=corrupt) as err:
         up(settings, echo=False, store=store)
     # The way back is named: the command that deploys a version that works.
     assert "make up MODEL=digits@<version>" in str(err.value)
