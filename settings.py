@@ -232,10 +232,14 @@ KEYS: tuple[_Key, ...] = (
     _Key("targetCpuUtilization", "target_cpu_utilization", _int_range(10, 95), 70),
     _Key("cpuRequest", "cpu_request", _match(_CPU_RE, "use a CPU quantity such as '250m' or '1'"), "250m"),
     _Key("cpuLimit", "cpu_limit", _match(_CPU_RE, "use a CPU quantity such as '500m' or '1'"), "1"),
-    _Key("memoryRequest", "memory_request", _match(_MEMORY_RE, "use a memory quantity such as '256Mi'"),
-         "256Mi"),
-    _Key("memoryLimit", "memory_limit", _match(_MEMORY_RE, "use a memory quantity such as '512Mi'"),
-         "512Mi"),
+    # Empty: derived from the model's size (components/sizing.py); a value below that is refused.
+    _Key("memoryRequest", "memory_request",
+         _optional(_match(_MEMORY_RE, "use a memory quantity such as '1280Mi', or leave empty to derive "
+                          "it from the model's size")), None),
+    _Key("memoryLimit", "memory_limit",
+         _optional(_match(_MEMORY_RE, "use a memory quantity such as '2432Mi', or leave empty to derive "
+                          "it from the model's size")), None),
+    _Key("startupSeconds", "startup_seconds", _optional(_int_range(10, 3600)), None),
     _Key("dnsLabel", "dns_label", _dns_label, None, required=True),
     _Key("dnsZoneName", "dns_zone_name",
          _optional(_match(_DNS_ZONE_RE, "use a lowercase DNS zone such as 'models.example.com', or "
@@ -294,8 +298,12 @@ class Settings:
     target_cpu_utilization: int = 70
     cpu_request: str = "250m"
     cpu_limit: str = "1"
-    memory_request: str = "256Mi"
-    memory_limit: str = "512Mi"
+    memory_request: str | None = None
+    """None: the model's size plus the measured overhead (``components.sizing``)."""
+    memory_limit: str | None = None
+    """None: twice the model's size (the load peak) plus the measured overhead."""
+    startup_seconds: int | None = None
+    """Start-up probe budget; None: derived from the model's size."""
     dns_zone_name: str | None = None
     """Azure DNS zone for an A record; None: no record, the cloudapp name only."""
     dns_zone_resource_group: str | None = None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pulumi
 from pulumi_azure_native import resources
 
+from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.deployer import resolve_principal_type
@@ -104,12 +105,20 @@ class ModelshipStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: Settings, project_root: Path, revision: str,
                  opts: pulumi.ResourceOptions | None = None):
-        # A model that contradicts the config is a bad input: fail before anything is registered.
+        # A model that contradicts the config, or memory below what it needs, is a bad input:
+        # fail before anything is registered.
         choice = choose_model(settings, project_root, revision)
         if settings.release_webhook_url:
             check_webhook_url(settings.release_webhook_url, "releaseWebhookUrl")
         deployer = resolve_principal_type(settings.deployer_principal_type.value)
+        sized = None if choice.spec is None else sizing.for_model(
+            choice.spec.manifest.size, model=choice.spec.manifest.ref,
+            memory_request=settings.memory_request, memory_limit=settings.memory_limit,
+            startup_seconds=settings.startup_seconds,
+        )
         super().__init__("modelship:stack:Modelship", name, None, opts)
+        self.resources: sizing.Resources | None = sized
+        """Memory and start-up budget of the model server, derived from the model's size."""
         child = pulumi.ResourceOptions(parent=self)
 
         self.resource_group = resources.ResourceGroup(
@@ -192,8 +201,10 @@ class ModelshipStack(pulumi.ComponentResource):
             target_cpu_utilization=settings.target_cpu_utilization,
             cpu_request=settings.cpu_request,
             cpu_limit=settings.cpu_limit,
+            model_size=manifest.size,
             memory_request=settings.memory_request,
             memory_limit=settings.memory_limit,
+            startup_seconds=settings.startup_seconds,
             dns_zone=zone,
             depends_on=[a for a in (self.cluster.acr_pull,) if a is not None],
         ), opts=pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider]))

@@ -36,8 +36,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
-from delivery import engine
+from delivery import budget, engine
 from delivery.frontdoor import FrontDoor
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
 from modelserver.manifest import git_revision
@@ -67,11 +68,22 @@ def k8s_cpu_to_docker(quantity: str) -> str:
 
 
 def deployment_limits() -> tuple[str, str]:
-    """The dev stack's container memory and CPU limits (``Pulumi.dev.yaml``), in Docker's notation."""
+    """The dev stack's container memory and CPU limits (``Pulumi.dev.yaml``), in Docker's notation
+    (memory ``""`` when the stack derives it from the model)."""
     from delivery.plan import load_stack_settings
 
     stack = load_stack_settings("dev")
-    return k8s_memory_to_docker(stack.memory_limit), k8s_cpu_to_docker(stack.cpu_limit)
+    memory = k8s_memory_to_docker(stack.memory_limit) if stack.memory_limit else ""
+    return memory, k8s_cpu_to_docker(stack.cpu_limit)
+
+
+def startup_seconds(env: Mapping[str, str]) -> int | None:
+    raw = env.get("MODELSHIP_STARTUP_SECONDS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 10 <= int(raw) <= 3600:
+        raise ValueError(f"MODELSHIP_STARTUP_SECONDS must be whole seconds in 10-3600, got {raw!r}")
+    return int(raw)
 
 
 class DeliveryError(RuntimeError):
@@ -121,8 +133,12 @@ class LocalSettings:
     """Image repository in the registry (``MODELSHIP_REPOSITORY``)."""
     base_image: str = ""
     """Base image (``MODELSHIP_BASE_IMAGE``); empty = the debootstrap base (:mod:`delivery.baseimage`)."""
-    memory: str = "512m"
-    """Container memory limit (``MODELSHIP_MEMORY``); default: the stack's ``memoryLimit``."""
+    memory: str = ""
+    """Container memory limit (``MODELSHIP_MEMORY``); default: the stack's ``memoryLimit``, and when
+    that is empty too, derived from the model's size (``components.sizing``) once it is fetched."""
+    startup_seconds: int | None = None
+    """How long a container may take to answer ready (``MODELSHIP_STARTUP_SECONDS``): the smoke
+    test's wait and the healthcheck's start period; None: derived from the model's size."""
     cpus: str = "1"
     """Container CPU limit (``MODELSHIP_CPUS``); default: the stack's ``cpuLimit``."""
 
@@ -138,7 +154,7 @@ class LocalSettings:
                 raise ValueError(f"{key} must be a port in 1024-65535, got {port}")
         if len({self.port, self.registry_port, self.azurite_port}) != 3:
             raise ValueError("MODELSHIP_PORT, MODELSHIP_REGISTRY_PORT and MODELSHIP_AZURITE_PORT must differ")
-        if not _MEMORY_RE.match(self.memory):
+        if self.memory and not _MEMORY_RE.match(self.memory):
             raise ValueError(
                 f"MODELSHIP_MEMORY {self.memory!r} is not allowed: use a number with k, m or g (512m)"
             )
@@ -176,7 +192,20 @@ class LocalSettings:
             base_image=env.get("MODELSHIP_BASE_IMAGE", ""),
             memory=env.get("MODELSHIP_MEMORY", memory),
             cpus=env.get("MODELSHIP_CPUS", cpus),
+            startup_seconds=startup_seconds(env),
         )
+
+    def sized_for(self, manifest) -> LocalSettings:
+        """These settings with the memory limit and start-up budget ``manifest``'s model needs.
+
+        A configured limit below that is refused here, before anything is built.
+        """
+        try:
+            sized = budget.resolve(manifest, self.memory, self.startup_seconds)
+        except sizing.SizingError as exc:
+            raise DeliveryError(f"{exc}. Nothing was built.") from None
+        return dataclasses.replace(self, memory=sized.docker_memory if not self.memory else self.memory,
+                                   startup_seconds=sized.startup_seconds)
 
     @property
     def model_ref(self) -> str:
@@ -215,6 +244,7 @@ class LocalSettings:
         return engine.RunOptions(
             memory=self.memory, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
             container_port=service.APP_PORT, env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT},
+            health_start_period=self.startup_seconds,
         )
 
 
@@ -389,13 +419,17 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
     return spec, iid, ref
 
 
-def wait_and_smoke(url: str, model: str, version: str, timeout: float = 90.0) -> None:
+def wait_and_smoke(url: str, model: str, version: str, timeout: float = 90.0, gone=None) -> None:
     from delivery.smoke import run_smoke
 
     result = run_smoke(url, model=model, expect_version=version, timeout=timeout, interval=0.5,
-                       log=lambda line: log(f"smoke: {line}"))
+                       log=lambda line: log(f"smoke: {line}"), gone=gone)
     log(f"smoke passed on {url}: ready after {result.ready_after_s:.1f} s, label {result.label}, "
         f"{model}@{result.version}")
+
+
+def _wait_s(settings: LocalSettings) -> float:
+    return float(settings.startup_seconds or sizing.STARTUP_BASE_S)
 
 
 def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
@@ -407,7 +441,8 @@ def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
     try:
         engine.run_container(image, name, port, settings.run_options,
                              {"modelship.instance": settings.instance, "modelship.role": "candidate"})
-        wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version)
+        wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version,
+                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory))
     except Exception as exc:
         logs = engine.logs_tail(name)
         raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}\n"
@@ -515,7 +550,8 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         engine.docker("start", nxt)
         port = engine.published_port(nxt, settings.run_options.container_port)
         url = f"http://127.0.0.1:{port}"
-        wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
+        wait_and_smoke(url, spec.manifest.name, spec.manifest.version, _wait_s(settings),
+                       budget.stopped(nxt, spec.manifest, settings.memory))
         # In the front door with weight 0 until HAProxy's own health check passes: no traffic yet.
         door.add(port, engine.container_state(nxt)["Id"])
     except BaseException as exc:
@@ -577,6 +613,9 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     ensure_demo_model(store, settings.model)
     log(f"3/6 fetch {settings.model_ref}")
     fetched = fetch_model(store, settings.model_ref, settings.context, settings.state_dir / "model-cache")
+    settings = settings.sized_for(fetched.manifest)
+    log(f"model {fetched.manifest.ref} is {sizing.human(fetched.manifest.size)}: memory limit "
+        f"{settings.memory}, start-up budget {settings.startup_seconds} s")
     log("4/6 build")
     ensure_wheelhouse(settings.context)
     base = choose_base_image(settings)

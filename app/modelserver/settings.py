@@ -49,7 +49,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 1
-    """uvicorn worker processes; each loads its own ONNX Runtime session."""
+    """uvicorn worker processes, forked after the model is loaded: they share its one copy."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Request bodies above this get 413."""
     log_level: str = "info"
