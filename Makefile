@@ -8,7 +8,8 @@ PY    := $(VENV)/bin/python
 help:
 	@echo "make up      install what is missing, then build, test, push and run the model service locally"
 	@echo "make up MODEL=digits@1.0.0   deploy that published version (a rollback); default: the latest"
-	@echo "make down    stop everything 'make up' started"
+	@echo "make down    stop everything 'make up' started and empty app/model (PURGE=1: also remove images,"
+	@echo "             registry and Azurite data, the model cache and the build cache)"
 	@echo "make status  show the running deployment"
 	@echo "make watch [MODEL=digits@production]   follow the alias and run 'make up' each time it is promoted"
 	@echo "make publish VERSION=1.1.0 | MODEL_DIR=dir   publish a new model to the local store (then make up)"
@@ -24,7 +25,8 @@ up: bootstrap
 	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)")
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m delivery.local down; else echo "nothing to stop (no $(VENV))"; fi
+	@if [ -x $(PY) ]; then $(PY) -m delivery.local down $(if $(PURGE),--purge --build-cache); \
+	 else echo "nothing to stop (no $(VENV))"; fi
 
 status:
 	@$(PY) -m delivery.local status

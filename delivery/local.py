@@ -38,7 +38,7 @@ from pathlib import Path
 
 from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
-from delivery import budget, engine
+from delivery import budget, engine, hygiene
 from delivery.frontdoor import FrontDoor
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
 from modelserver.manifest import git_revision
@@ -141,6 +141,8 @@ class LocalSettings:
     test's wait and the healthcheck's start period; None: derived from the model's size."""
     cpus: str = "1"
     """Container CPU limit (``MODELSHIP_CPUS``); default: the stack's ``cpuLimit``."""
+    keep: int = hygiene.DEFAULT_KEEP
+    """Images and model-cache entries kept after each ``up`` (``MODELSHIP_KEEP``)."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.instance):
@@ -193,6 +195,7 @@ class LocalSettings:
             memory=env.get("MODELSHIP_MEMORY", memory),
             cpus=env.get("MODELSHIP_CPUS", cpus),
             startup_seconds=startup_seconds(env),
+            keep=hygiene.keep_from_env(env),
         )
 
     def sized_for(self, manifest) -> LocalSettings:
@@ -646,12 +649,15 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     settings.record_file.write_text(json.dumps(record, indent=2) + "\n")
     log(f"running {pinned}")
     log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref})")
+    hygiene.prune_images(settings.repository, settings.keep, {iid}, log)
+    hygiene.prune_cache(settings.state_dir / "model-cache", settings.keep, log)
     return record
 
 
-def down(settings: LocalSettings) -> None:
+def down(settings: LocalSettings, purge: bool = False, build_cache: bool = False) -> None:
     """Stop everything ``up`` started: containers, front door, registry, Azurite, and dockerd if
-    bootstrap started it."""
+    bootstrap started it; empty ``app/model``. ``purge``: also remove the stored data
+    (:mod:`delivery.hygiene`)."""
     if engine.engine_available():
         for name in engine.containers_with_label(settings.label):
             engine.remove_container(name)
@@ -666,6 +672,9 @@ def down(settings: LocalSettings) -> None:
     if pid:
         log(f"stopped Azurite (pid {pid})")
     settings.record_file.unlink(missing_ok=True)
+    hygiene.clear_model_dir(settings.context, log)
+    if purge:
+        hygiene.purge(settings.state_dir, settings.azurite_dir, settings.repository, build_cache, log)
     if stop_pid(settings.state_dir / "run" / "dockerd.pid", "dockerd", timeout=30):
         log("stopped dockerd (started by bootstrap)")
 
@@ -709,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "publish"])
     parser.add_argument("--quiet-build", action="store_true", help="do not echo the build's progress")
+    parser.add_argument("--purge", action="store_true",
+                        help="down: also remove images, registry and Azurite data and the model cache")
+    parser.add_argument("--build-cache", action="store_true", help="down --purge: prune the build cache too")
     parser.add_argument("--model", metavar="NAME[@VERSION]",
                         help="up: the model version to deploy (default: MODELSHIP_MODEL, else digits@latest)")
     parser.add_argument("--model-dir", type=Path, help="publish: the model directory to publish")
@@ -722,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             up(settings, echo=not args.quiet_build)
         elif args.command == "down":
-            down(settings)
+            down(settings, purge=args.purge, build_cache=args.build_cache)
         elif args.command == "publish":
             if (args.model_dir is None) == (args.train is None):
                 parser.error("publish needs exactly one of --model-dir DIR or --train VERSION")
