@@ -211,6 +211,12 @@ class LocalSettings:
                                    startup_seconds=sized.startup_seconds)
 
     @property
+    def memory_limit(self) -> str:
+        """The container's memory limit: as configured or sized (:meth:`sized_for`); before a model
+        is known, the smallest derived limit."""
+        return self.memory or sizing.for_model(1).docker_memory
+
+    @property
     def model_ref(self) -> str:
         """``NAME@VERSION`` or ``NAME@latest``: what ``up`` fetches from the store."""
         return f"{self.model}@{self.model_version}"
@@ -245,7 +251,7 @@ class LocalSettings:
         from components import service
 
         return engine.RunOptions(
-            memory=self.memory, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
+            memory=self.memory_limit, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
             container_port=service.APP_PORT, env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT},
             health_start_period=self.startup_seconds,
         )
@@ -445,7 +451,7 @@ def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
         engine.run_container(image, name, port, settings.run_options,
                              {"modelship.instance": settings.instance, "modelship.role": "candidate"})
         wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version,
-                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory))
+                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory_limit))
     except Exception as exc:
         logs = engine.logs_tail(name)
         raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}\n"
@@ -554,7 +560,7 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         port = engine.published_port(nxt, settings.run_options.container_port)
         url = f"http://127.0.0.1:{port}"
         wait_and_smoke(url, spec.manifest.name, spec.manifest.version, _wait_s(settings),
-                       budget.stopped(nxt, spec.manifest, settings.memory))
+                       budget.stopped(nxt, spec.manifest, settings.memory_limit))
         # In the front door with weight 0 until HAProxy's own health check passes: no traffic yet.
         door.add(port, engine.container_state(nxt)["Id"])
     except BaseException as exc:
@@ -641,6 +647,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
         "model": spec.manifest.name, "model_version": spec.manifest.version,
         "model_bytes_transferred": fetched.bytes_transferred,
+        "memory": settings.memory, "startup_seconds": settings.startup_seconds,
         "revision": spec.revision, "base_image": base, "container": settings.container,
         "endpoint": f"http://127.0.0.1:{settings.port}",
     }

@@ -846,8 +846,15 @@ def _populate_cache(source: Path, cached: Path) -> None:
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{cached.name}.", dir=cached.parent)
-        with os.fdopen(fd, "wb") as dst, open(source, "rb") as src:
-            shutil.copyfileobj(src, dst, _IO_CHUNK)
+        try:
+            # A hard link when on the same filesystem: no copy, and the fetched file and the cache
+            # keep one inode and mtime, so a builder's incremental context sees it unchanged later.
+            os.close(fd)
+            os.unlink(tmp)
+            os.link(source, tmp)
+        except OSError:
+            with open(tmp, "wb") as dst, open(source, "rb") as src:
+                shutil.copyfileobj(src, dst, _IO_CHUNK)
         os.replace(tmp, cached)
         _write_stamp(cached, cached.name)
     except OSError as exc:
