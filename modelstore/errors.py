@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class ModelStoreError(Exception):
-    """Base of every model-store failure."""
+    """Base of every model-store failure (exit 1 itself: the service failed or could not be reached)."""
 
     exit_code = 1
 
@@ -41,3 +41,22 @@ class AlreadyExists(ModelStoreError):
     """A published version is immutable: publishing it again is refused."""
 
     exit_code = 6
+
+
+class Busy(ModelStoreError):
+    """Another publish of the same version holds it right now: retry once it has finished."""
+
+    exit_code = 7
+
+
+EXIT_CODES = {
+    0: "ok",
+    1: "the store could not be reached in time, or failed",
+    InvalidInput.exit_code: "bad input: reference, model directory, destination, cache or configuration",
+    NotFound.exit_code: "no such container, model or version",
+    IntegrityError.exit_code: "integrity: bytes or records that do not match their manifest",
+    AccessDenied.exit_code: "access denied, or no credential found",
+    AlreadyExists.exit_code: "the version is already published (versions are immutable)",
+    Busy.exit_code: "another publish of the same version is in progress",
+}
+"""Every exit code of ``modelship-models``: the CLI's help and the docs are checked against it."""
