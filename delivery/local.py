@@ -337,7 +337,7 @@ def fetch_model(store, ref: str, context: Path, cache_dir: Path):
         ) from exc
     m = result.manifest
     log(f"fetched {m.name}@{m.version} ({result.bytes_transferred} bytes transferred, "
-        f"cache {'hit' if result.cache_hit else 'miss'})")
+        f"cache {'hit' if result.cache_hit else 'miss'}, signed by {result.signer})")
     return result
 
 
@@ -348,6 +348,23 @@ def _published_versions(store, name: str) -> str:
     except Exception:  # the message it decorates is the error; this is only a hint
         return "unknown"
     return ", ".join(versions[-5:]) or "none"
+
+
+def prepare_trust(context: Path) -> None:
+    """Put the trusted public keys into ``<context>/trust``: the build verifies the model against them.
+
+    With no key configured (``MODELSHIP_SIGNING_KEY`` unset) the local key is created on first use,
+    outside the repository (:mod:`modelstore.signing`); only public keys enter the context.
+    """
+    from modelstore import signing
+    from modelstore.errors import ModelStoreError
+
+    try:
+        if not os.environ.get(signing.SIGNING_KEY_ENV):
+            signing.ensure_key()
+        signing.export_trusted_keys(context / "trust")
+    except ModelStoreError as exc:
+        raise DeliveryError(f"model signing keys: {exc}") from exc
 
 
 def missing_wheels(context: Path) -> list[str]:
@@ -414,6 +431,13 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
     try:
         iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo)
     except engine.DockerError as exc:
+        # The Dockerfile verifies the model's signature (app/modelserver/signature.py, exit 8).
+        refusal = re.search(r"refusing the model: (model signature check failed [^\n]*)", str(exc))
+        if refusal:
+            raise DeliveryError(
+                f"image build refused the model: {refusal.group(1)}. Nothing was pushed; the running "
+                "container (if any) keeps serving."
+            ) from exc
         raise DeliveryError(f"image build failed: {exc}") from exc
     log(f"built {iid[:19]} in {time.monotonic() - started:.1f} s")
     return spec, iid, ref
@@ -610,6 +634,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
 
         store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
     log("2/6 model store")
+    prepare_trust(settings.context)
     ensure_demo_model(store, settings.model)
     log(f"3/6 fetch {settings.model_ref}")
     fetched = fetch_model(store, settings.model_ref, settings.context, settings.state_dir / "model-cache")
@@ -637,6 +662,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
         "model": spec.manifest.name, "model_version": spec.manifest.version,
+        "model_signer": fetched.signer,
         "model_bytes_transferred": fetched.bytes_transferred,
         "revision": spec.revision, "base_image": base, "container": settings.container,
         "endpoint": f"http://127.0.0.1:{settings.port}",
@@ -676,6 +702,7 @@ def publish(settings: LocalSettings, model_dir: Path | None, train_version: str 
     from modelstore.store import ModelStore
 
     store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
+    prepare_trust(settings.context)  # creates the local signing key on first use
     with tempfile.TemporaryDirectory() as tmp:
         if train_version is not None:
             from training.train_digits import train

@@ -3,7 +3,7 @@ aliases, history: :mod:`modelstore.release_cli`).
 
 Exit codes: 0 ok, 2 usage or bad input, 3 not found, 4 integrity (sha256) failure,
 5 access denied or no credential, 6 version already published, 7 refused by the evaluation
-gate (promote), 1 anything else.
+gate (promote), 8 signature refused (unsigned, unknown key, bad signature, tampered), 1 anything else.
 The store is reached with ``--account-url``/``MODELSHIP_STORE_URL`` (DefaultAzureCredential) or
 ``AZURE_STORAGE_CONNECTION_STRING`` (emulator); account keys are never taken on the command line.
 """
@@ -174,7 +174,8 @@ def _fetch(store: ModelStore, args: argparse.Namespace) -> int:
         m = result.manifest
         how = "from cache, 0 bytes transferred" if result.cache_hit else \
             f"downloaded {_size(result.bytes_transferred)}"
-        print(f"fetched {m.ref} into {result.dest} (sha256 {m.sha256} verified, {how})")
+        print(f"fetched {m.ref} into {result.dest} (sha256 {m.sha256} verified, "
+              f"signed by {result.signer}, {how})")
     return 0
 
 

@@ -127,6 +127,8 @@ class FetchResult:
     """Bytes of the model file downloaded from the store (0 on a cache hit)."""
     cache_hit: bool
     dest: Path | None = None
+    signer: str | None = None
+    """``key sha256:...`` of the trusted key that verified the model's signature."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +140,7 @@ class FetchResult:
             "dest": str(self.dest) if self.dest else None,
             "cache_hit": self.cache_hit,
             "bytes_transferred": self.bytes_transferred,
+            "signer": self.signer,
         }
 
 
@@ -230,6 +233,8 @@ class ModelStore:
         concurrency: int = 4,
         chunk_size: int = 8 * MiB,
         max_pointer_attempts: int = 100,
+        signing_key: Path | None = None,
+        trusted_keys: Path | None = None,
     ):
         if concurrency < 1:
             raise InvalidInput(f"concurrency must be >= 1, got {concurrency}")
@@ -244,6 +249,10 @@ class ModelStore:
         self.concurrency = concurrency
         self.chunk_size = chunk_size
         self.max_pointer_attempts = max_pointer_attempts
+        self.signing_key = signing_key
+        """Private key publish signs with (default: ``MODELSHIP_SIGNING_KEY`` or the local key)."""
+        self.trusted_keys = trusted_keys
+        """Public key(s) fetch accepts (default: ``MODELSHIP_TRUSTED_KEYS`` or the local trusted dir)."""
 
     # -- construction -------------------------------------------------------------------------
 
@@ -327,6 +336,10 @@ class ModelStore:
         prefix = f"{manifest.name}/{manifest.version}"
         model_path = model_dir / manifest.model_file
         before = model_path.stat()
+        # Signed before anything is uploaded; the manifest is uploaded as the bytes that were signed.
+        from modelstore import signing  # not at import: `python -m modelstore.signing` imports this module
+        raw_manifest = (model_dir / MANIFEST_FILE).read_bytes()
+        signature, signer = signing.sign_for_publish(model_dir, manifest.model_file, self.signing_key)
         with self._azure_errors():
             if self.create_container:
                 with contextlib.suppress(ResourceExistsError):
@@ -342,6 +355,7 @@ class ModelStore:
                 "model_file": manifest.model_file,
                 "publisher": publisher,
                 "published_at": published_at,
+                "signer": f"sha256:{signer[:16]}",
             }
             self._upload_model_file(manifest, model_path, meta)
             after = model_path.stat()
@@ -350,9 +364,14 @@ class ModelStore:
                     f"{model_path} changed while it was being uploaded; nothing was published "
                     f"(the partial {prefix}/{manifest.model_file} has no manifest, so it is not a version)"
                 )
+            # Overwritable: until the manifest exists the version is not complete (a resumed publish).
+            self._container.get_blob_client(f"{prefix}/{signing.SIGNATURE_FILE}").upload_blob(
+                signature, overwrite=True, metadata={"signer": meta["signer"]},
+                content_settings=ContentSettings(content_type="application/json"),
+            )
             try:
                 manifest_blob.upload_blob(
-                    manifest.to_json().encode(),
+                    raw_manifest,
                     overwrite=False,
                     metadata=meta,
                     content_settings=ContentSettings(content_type="application/json"),
@@ -595,6 +614,7 @@ class ModelStore:
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".staging", dir=dest.parent))
         try:
             staging.chmod(0o755)  # mkdtemp's 0700 would become DEST's mode after the swap
+            self._download_signature(manifest, staging)  # an unsigned version fails before the download
             target = staging / manifest.model_file
             cached = Path(cache_dir) / "sha256" / manifest.sha256 if cache_dir else None
             cache_hit = cached is not None and self._copy_from_cache(cached, target, manifest)
@@ -604,12 +624,31 @@ class ModelStore:
                 if cached is not None:
                     _populate_cache(target, cached)
             (staging / MANIFEST_FILE).write_bytes(raw_manifest)
+            from modelstore import signing
+
+            signer = signing.verify_fetched(staging, manifest.ref, self.where, self.trusted_keys)
             _swap_into_place(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("fetched %s into %s (%s, %d bytes transferred)", manifest.ref, dest,
                  "cache hit" if cache_hit else "downloaded", transferred)
-        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest)
+        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest,
+                           signer=signer.short)
+
+    def _download_signature(self, manifest: ModelManifest, staging: Path) -> None:
+        from modelstore import signing
+
+        blob = self._container.get_blob_client(f"{manifest.name}/{manifest.version}/{signing.SIGNATURE_FILE}")
+        with self._azure_errors():
+            try:
+                data = blob.download_blob().readall()
+            except ResourceNotFoundError:
+                raise signing.SignatureRefused(
+                    f"refusing {manifest.ref} from {self.where}: model signature check failed (unsigned): "
+                    f"the version has no {signing.SIGNATURE_FILE}. Publish a new version (publish signs it). "
+                    "The destination was left unchanged.", signing.Check.UNSIGNED,
+                ) from None
+        (staging / signing.SIGNATURE_FILE).write_bytes(data)
 
     def _copy_from_cache(self, cached: Path, target: Path, manifest: ModelManifest) -> bool:
         try:
