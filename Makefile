@@ -3,12 +3,14 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: help bootstrap up down status publish plan test lint bench
+.PHONY: help bootstrap up down status publish plan test lint bench watch
 
 help:
 	@echo "make up      install what is missing, then build, test, push and run the model service locally"
+	@echo "make up MODEL=digits@1.0.0   deploy that published version (a rollback); default: the latest"
 	@echo "make down    stop everything 'make up' started"
 	@echo "make status  show the running deployment"
+	@echo "make watch [MODEL=digits@production]   follow the alias and run 'make up' each time it is promoted"
 	@echo "make publish VERSION=1.1.0 | MODEL_DIR=dir   publish a new model to the local store (then make up)"
 	@echo "make plan    print the Azure resources the stack would create (offline) and draw docs/architecture.png"
 	@echo "make test    run every test (Docker tests are mandatory when CI or MODELSHIP_REQUIRE_DOCKER is set)"
@@ -17,14 +19,19 @@ help:
 bootstrap:
 	@bash scripts/bootstrap.sh
 
+# MODEL=digits@1.1.0 pins (or rolls back to) a published version; without it, the store's latest.
 up: bootstrap
-	@$(PY) -m delivery.local up
+	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)")
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m delivery.local down; else echo "nothing to stop (no $(VENV))"; fi
 
 status:
 	@$(PY) -m delivery.local status
+
+# Follows an alias (default digits@production): each promotion releases the version it names.
+watch: bootstrap
+	@$(PY) -m delivery.watch $(if $(MODEL),--model "$(MODEL)")
 
 publish: bootstrap
 	@if [ -n "$(MODEL_DIR)" ]; then $(PY) -m delivery.local publish --model-dir "$(MODEL_DIR)"; \
@@ -41,6 +48,7 @@ test: bootstrap
 
 lint: bootstrap
 	@$(VENV)/bin/ruff check .
+	@PYTHONPATH=.:app $(VENV)/bin/lint-imports --no-cache
 
 bench: bootstrap
 	@$(PY) benchmarks/bench_build.py

@@ -48,8 +48,13 @@ class RegistrySku(StrEnum):
 
 
 class NetworkPolicy(StrEnum):
-    """Network policy engines AKS supports with the Azure CNI."""
+    """Network policy engines AKS supports with the Azure CNI overlay.
 
+    ``cilium`` (Azure CNI powered by Cilium, the eBPF dataplane) is the default: Azure Network
+    Policy Manager (``azure``) is being retired on AKS in favour of it (docs/azure.md).
+    """
+
+    CILIUM = "cilium"
     AZURE = "azure"
     CALICO = "calico"
 
@@ -66,6 +71,19 @@ class KubeloginMode(StrEnum):
     WORKLOADIDENTITY = "workloadidentity"
     SPN = "spn"
     MSI = "msi"
+
+
+class DeployerPrincipalType(StrEnum):
+    """What the identity running ``pulumi up`` is, for the role assignments the stack gives it.
+
+    ``auto`` detects it at deploy time (:mod:`components.deployer`): ``ServicePrincipal`` when the
+    azure-native provider signs in as one (``ARM_CLIENT_ID``, ``ARM_USE_MSI``), else the kind of
+    the ``az login`` account. ARM refuses an assignment whose type does not match the principal.
+    """
+
+    AUTO = "auto"
+    USER = "User"
+    SERVICE_PRINCIPAL = "ServicePrincipal"
 
 
 _LOCATION_RE = re.compile(r"^[a-z][a-z0-9]{2,39}$")
@@ -132,6 +150,18 @@ def _model_version(key: str, value: Any) -> str:
     return _match(_MODEL_VERSION_RE, "use 'latest' or 1-63 of letters, digits, '.', '_' and '-'")(key, value)
 
 
+_ALIAS_RE = re.compile(r"^(?!latest$)[a-z][a-z0-9-]{0,62}$")  # modelserver.manifest.ALIAS_RE, minus 'latest'
+
+
+def _webhook_url(key: str, value: Any) -> str:
+    from components.release_trigger import check_webhook_url  # the one home of the credential rule
+
+    try:
+        return check_webhook_url(value if isinstance(value, str) else "", key)
+    except ValueError as exc:
+        raise SettingsError(key, value, str(exc)) from None
+
+
 # Azure's rule for a public IP's DNS name label, stricter than RFC 1123: 3+ characters, a letter first.
 _AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -188,18 +218,28 @@ KEYS: tuple[_Key, ...] = (
          _match(_VM_SIZE_RE, "use an Azure VM size such as 'Standard_D2s_v5'"), "Standard_D2s_v5"),
     _Key("nodeMinCount", "node_min_count", _int_range(1, 100), 1),
     _Key("nodeMaxCount", "node_max_count", _int_range(1, 100), 3),
-    _Key("networkPolicy", "network_policy", _enum(NetworkPolicy), NetworkPolicy.AZURE.value),
+    _Key("networkPolicy", "network_policy", _enum(NetworkPolicy), NetworkPolicy.CILIUM.value),
     _Key("kubeloginMode", "kubelogin_mode", _enum(KubeloginMode), KubeloginMode.AZURECLI.value),
+    _Key("deployerPrincipalType", "deployer_principal_type", _enum(DeployerPrincipalType),
+         DeployerPrincipalType.AUTO.value),
+    _Key("imageBuilder", "image_builder",
+         _match(re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"), "use the name of a buildx builder with the "
+                "docker-container driver, e.g. 'modelship' (`docker buildx create --name modelship "
+                "--driver docker-container`)"), "modelship"),
     _Key("namespace", "namespace", _match(_RFC1123_LABEL_RE, _RFC1123), "modelship"),
     _Key("replicas", "replicas", _int_range(2, 50), 2),
     _Key("maxReplicas", "max_replicas", _int_range(2, 100), 5),
     _Key("targetCpuUtilization", "target_cpu_utilization", _int_range(10, 95), 70),
     _Key("cpuRequest", "cpu_request", _match(_CPU_RE, "use a CPU quantity such as '250m' or '1'"), "250m"),
     _Key("cpuLimit", "cpu_limit", _match(_CPU_RE, "use a CPU quantity such as '500m' or '1'"), "1"),
-    _Key("memoryRequest", "memory_request", _match(_MEMORY_RE, "use a memory quantity such as '256Mi'"),
-         "256Mi"),
-    _Key("memoryLimit", "memory_limit", _match(_MEMORY_RE, "use a memory quantity such as '512Mi'"),
-         "512Mi"),
+    # Empty: derived from the model's size (components/sizing.py); a value below that is refused.
+    _Key("memoryRequest", "memory_request",
+         _optional(_match(_MEMORY_RE, "use a memory quantity such as '1280Mi', or leave empty to derive "
+                          "it from the model's size")), None),
+    _Key("memoryLimit", "memory_limit",
+         _optional(_match(_MEMORY_RE, "use a memory quantity such as '2432Mi', or leave empty to derive "
+                          "it from the model's size")), None),
+    _Key("startupSeconds", "startup_seconds", _optional(_int_range(10, 3600)), None),
     _Key("dnsLabel", "dns_label", _dns_label, None, required=True),
     _Key("dnsZoneName", "dns_zone_name",
          _optional(_match(_DNS_ZONE_RE, "use a lowercase DNS zone such as 'models.example.com', or "
@@ -210,6 +250,9 @@ KEYS: tuple[_Key, ...] = (
     _Key("modelDir", "model_dir", _match(_PATH_RE, "use a directory path"), "app/model"),
     _Key("modelName", "model_name", _match(_RFC1123_LABEL_RE, _RFC1123), "digits"),
     _Key("modelVersion", "model_version", _model_version, "latest"),
+    _Key("releaseWebhookUrl", "release_webhook_url", _optional(_webhook_url), None),
+    _Key("releaseAlias", "release_alias", _match(_ALIAS_RE, "use an alias name such as 'production'"),
+         "production"),
     _Key("revision", "revision",
          _optional(_match(_REVISION_RE, "use 1-40 letters, digits, '.', '_' or '-' (a git sha), or "
                           "leave empty to take it from the environment or git")), None),
@@ -243,16 +286,24 @@ class Settings:
     node_vm_size: str = "Standard_D2s_v5"
     node_min_count: int = 1
     node_max_count: int = 3
-    network_policy: NetworkPolicy = NetworkPolicy.AZURE
+    network_policy: NetworkPolicy = NetworkPolicy.CILIUM
     kubelogin_mode: KubeloginMode = KubeloginMode.AZURECLI
+    deployer_principal_type: DeployerPrincipalType = DeployerPrincipalType.AUTO
+    """``auto``: detected at deploy time (components.deployer); else ``User`` or ``ServicePrincipal``."""
+    image_builder: str = "modelship"
+    """buildx builder (docker-container driver) that builds and exports the registry cache."""
     namespace: str = "modelship"
     replicas: int = 2
     max_replicas: int = 5
     target_cpu_utilization: int = 70
     cpu_request: str = "250m"
     cpu_limit: str = "1"
-    memory_request: str = "256Mi"
-    memory_limit: str = "512Mi"
+    memory_request: str | None = None
+    """None: the model's size plus the measured overhead (``components.sizing``)."""
+    memory_limit: str | None = None
+    """None: twice the model's size (the load peak) plus the measured overhead."""
+    startup_seconds: int | None = None
+    """Start-up probe budget; None: derived from the model's size."""
     dns_zone_name: str | None = None
     """Azure DNS zone for an A record; None: no record, the cloudapp name only."""
     dns_zone_resource_group: str | None = None
@@ -261,6 +312,9 @@ class Settings:
     model_name: str = "digits"
     model_version: str = "latest"
     """``latest``: whatever was fetched; otherwise the fetched manifest must carry this version."""
+    release_webhook_url: str | None = None
+    """The pipeline's webhook trigger; set: a promotion of ``release_alias`` starts it (Event Grid)."""
+    release_alias: str = "production"
     revision: str | None = None
     """Source revision for image tags; None: from GITHUB_SHA / BUILD_SOURCEVERSION / git."""
     base_image: str = "python:3.11-slim"

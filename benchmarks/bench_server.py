@@ -1,6 +1,7 @@
 """Inference server benchmark: modelship vs MLServer vs the in-process ONNX Runtime ceiling, in one run.
 
     .venv/bin/python benchmarks/bench_server.py [--duration 5] [--workers 2] [--write-readme]
+        [--baseline-app DIR]
 
 Trains the demo model (ONNX for us, the same fitted sklearn model for MLServer), starts each server
 on 127.0.0.1, and drives it with ``wrk`` (Debian package; a Lua script sends the POST body) at
@@ -9,6 +10,9 @@ runs from its own venv, ``benchmarks/.venv-mlserver``, created from ``requiremen
 missing; it is asked for both outputs (``predict`` + ``predict_proba``), as our server returns label and
 probabilities. The ceiling is ``Predictor.predict`` on ready numpy arrays in this process: no HTTP, no
 JSON. Any non-2xx response aborts the run. Load generator and servers share the same 2 cores.
+``--baseline-app DIR`` also runs the modelserver package found in DIR (for example an older
+checkout's ``app/``, from ``git archive <rev> app/modelserver | tar -x -C /tmp/base``) side by side,
+to measure a change of the server against the code before it.
 """
 
 from __future__ import annotations
@@ -138,7 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-readme", action="store_true", help="write the table into benchmarks/README.md"
     )
+    parser.add_argument(
+        "--baseline-app", type=Path, default=None,
+        help="directory holding another modelserver package to measure side by side (e.g. an old app/)",
+    )
     args = parser.parse_args(argv)
+    if args.baseline_app and not (args.baseline_app / "modelserver" / "__main__.py").is_file():
+        raise SystemExit(f"--baseline-app {args.baseline_app}: no modelserver package there")
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     mlserver = ensure_mlserver()
@@ -162,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for server, extra in (
                 ("modelship", {}),
+                ("baseline", {}),
                 ("mlserver", {"outputs": [{"name": "predict"}, {"name": "predict_proba"}]}),
             ):
                 path = work / f"{server}-{batch}.json"
@@ -193,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                 "/v2/models/digits/infer",
             )
         )
+        if args.baseline_app:
+            base_port = free_port()
+            base_env = {**env, "PYTHONPATH": str(args.baseline_app.resolve())}
+            command = [*servers[0][1][:-4], "--port", str(base_port), "--workers", str(args.workers)]
+            servers.append(("baseline", command, base_env, base_port, "/v2/models/digits/infer"))
         ml_port = free_port()
         (work / "sklearn" / "settings.json").write_text(
             json.dumps(
@@ -296,6 +312,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{ratio:.2f}x throughput, p99 {ours['p99']:.2f} vs {theirs['p99']:.2f} ms -> "
         f"{'MET' if met else 'NOT MET'}.",
     ]
+    if args.baseline_app:
+        lines += [
+            "",
+            f"modelship against the baseline server code in `{args.baseline_app}` (same run, same cells):",
+            "",
+            "| batch | conc. | modelship req/s | p99 ms | baseline req/s | p99 ms | throughput ratio |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for batch in BATCHES:
+            for c in CONCURRENCY:
+                ours, base = results[("modelship", batch, c)], results[("baseline", batch, c)]
+                lines.append(
+                    f"| {batch} | {c} | {ours['rps']:.0f} | {ours['p99']:.2f} | {base['rps']:.0f} | "
+                    f"{base['p99']:.2f} | {ours['rps'] / base['rps']:.2f}x |"
+                )
     table = "\n".join(lines)
     print("\n" + table)
     if args.write_readme:

@@ -3,7 +3,8 @@
 * Managed (system-assigned) identity, Kubernetes RBAC, Entra ID integration with Azure RBAC for
   Kubernetes authorization, local accounts disabled: there is no static admin certificate.
 * OIDC issuer + workload identity, so pods get Entra ID tokens without secrets.
-* Network policy enforced (Azure or Calico) on the Azure CNI overlay.
+* Network policy enforced on the Azure CNI overlay: Cilium (Azure CNI powered by Cilium, eBPF
+  dataplane; the default), Azure Network Policy Manager (being retired) or Calico.
 * The kubelet identity gets **AcrPull** on the registry; the deploying principal gets the
   *Azure Kubernetes Service RBAC Cluster Admin* role so its kubeconfig can apply manifests.
 * ``kubeconfig`` is the user kubeconfig (exec format) converted for a non-interactive kubelogin
@@ -19,10 +20,12 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice
 
 from components.kubeconfig import decode_kubeconfig
-from components.roles import BuiltinRole, assign_role, client_config
+from components.roles import PRINCIPAL_TYPES, BuiltinRole, assign_role, client_config
 
 NON_INTERACTIVE_LOGINS = ("azurecli", "workloadidentity", "spn", "msi")
 """kubelogin ``--login`` modes that need no human."""
+NETWORK_POLICIES = ("cilium", "azure", "calico")
+"""Network policy engines; ``cilium`` runs on the Cilium dataplane (it requires it)."""
 
 
 @dataclass
@@ -43,12 +46,15 @@ class KubernetesClusterArgs:
     """Autoscaler lower bound of the system pool."""
     max_count: int = 3
     """Autoscaler upper bound of the system pool."""
-    network_policy: str = "azure"
-    """``azure`` or ``calico``."""
+    network_policy: str = "cilium"
+    """``cilium`` (with the Cilium dataplane), ``azure`` or ``calico``."""
     kubelogin_mode: str = "azurecli"
     """Non-interactive kubelogin mode written into the kubeconfig."""
     grant_admin_to_deployer: bool = True
     """Give the identity running ``pulumi up`` cluster-admin through Azure RBAC."""
+    deployer_principal_type: str | None = None
+    """``User`` or ``ServicePrincipal``: what the identity running ``pulumi up`` is (required with
+    ``grant_admin_to_deployer``; ARM refuses a mismatch). See :mod:`components.deployer`."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_count <= self.max_count <= 100:
@@ -56,8 +62,12 @@ class KubernetesClusterArgs:
                 f"need 1 <= min_count <= max_count <= 100, got min_count={self.min_count}, "
                 f"max_count={self.max_count}"
             )
-        if self.network_policy not in ("azure", "calico"):
-            raise ValueError(f"network_policy must be 'azure' or 'calico', got {self.network_policy!r}")
+        if self.network_policy not in NETWORK_POLICIES:
+            raise ValueError(f"network_policy must be one of {', '.join(NETWORK_POLICIES)}, "
+                             f"got {self.network_policy!r}")
+        if self.grant_admin_to_deployer and self.deployer_principal_type not in PRINCIPAL_TYPES:
+            raise ValueError(f"deployer_principal_type must be one of {', '.join(PRINCIPAL_TYPES)} when "
+                             f"grant_admin_to_deployer is set, got {self.deployer_principal_type!r}")
         if self.kubelogin_mode not in NON_INTERACTIVE_LOGINS:
             # devicecode and interactive wait for someone at a browser: CI would hang.
             raise ValueError(
@@ -119,6 +129,9 @@ class KubernetesCluster(pulumi.ComponentResource):
                 network_plugin=containerservice.NetworkPlugin.AZURE,
                 network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
                 network_policy=args.network_policy,
+                # Cilium policy is enforced by the Cilium (eBPF) dataplane, which it requires.
+                network_dataplane=(containerservice.NetworkDataplane.CILIUM
+                                   if args.network_policy == "cilium" else None),
                 load_balancer_sku=containerservice.LoadBalancerSku.STANDARD,
             ),
             opts=pulumi.ResourceOptions.merge(
@@ -142,7 +155,8 @@ class KubernetesCluster(pulumi.ComponentResource):
         if args.grant_admin_to_deployer:
             self.admin_assignment = assign_role(
                 f"{name}-admin", parent=self, config=config, role=BuiltinRole.AKS_RBAC_CLUSTER_ADMIN,
-                principal_id=config.object_id, scope=self.cluster.id,
+                principal_id=config.object_id, principal_type=str(args.deployer_principal_type),
+                scope=self.cluster.id,
             )
 
         # The user credential needs no admin rights and, for Entra ID clusters, no secret: it only

@@ -39,6 +39,10 @@ class ModelImageArgs:
     """Target platform of the AKS nodes."""
     push: bool = True
     """Push to the registry (False only for offline tests of the build description)."""
+    builder: str | None = "modelship"
+    """buildx builder to build with; it must use the docker-container driver, because the default
+    ``docker`` driver refuses the registry cache export (docs/azure.md). None: the default builder,
+    without cache export."""
 
     def __post_init__(self) -> None:
         if not self.repository or self.repository != self.repository.lower() or " " in self.repository:
@@ -66,7 +70,7 @@ class ModelImage(pulumi.ComponentResource):
         # would reinstall the dependencies; with it a code-only change rebuilds the code layer only.
         cache_ref = pulumi.Output.concat(args.login_server, "/", args.repository, ":buildcache")
         cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
-        cache_to = [
+        cache_to = None if args.builder is None else [
             docker_build.CacheToArgs(
                 registry=docker_build.CacheToRegistryArgs(
                     ref=cache_ref, mode=docker_build.CacheMode.MAX, image_manifest=True, oci_media_types=True
@@ -89,6 +93,7 @@ class ModelImage(pulumi.ComponentResource):
             push=args.push,
             cache_from=cache_from if args.push else None,
             cache_to=cache_to if args.push else None,
+            builder=docker_build.BuilderConfigArgs(name=args.builder) if args.builder else None,
             # Builds happen on `pulumi up` only; preview stays fast and needs no registry.
             build_on_preview=False,
             opts=pulumi.ResourceOptions(parent=self),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import containerregistry
 
-from components.roles import BuiltinRole, assign_role, client_config
+from components.roles import PRINCIPAL_TYPES, BuiltinRole, assign_role, client_config
 
 
 @dataclass
@@ -27,6 +27,14 @@ class ContainerRegistryArgs:
     """Basic, Standard or Premium."""
     grant_push_to_deployer: bool = True
     """Assign AcrPush to the identity running ``pulumi up`` so it can push the model image."""
+    deployer_principal_type: str | None = None
+    """``User`` or ``ServicePrincipal``: what the identity running ``pulumi up`` is (required with
+    ``grant_push_to_deployer``; ARM refuses a mismatch). See :mod:`components.deployer`."""
+
+    def __post_init__(self) -> None:
+        if self.grant_push_to_deployer and self.deployer_principal_type not in PRINCIPAL_TYPES:
+            raise ValueError(f"deployer_principal_type must be one of {', '.join(PRINCIPAL_TYPES)} when "
+                             f"grant_push_to_deployer is set, got {self.deployer_principal_type!r}")
 
 
 class ContainerRegistry(pulumi.ComponentResource):
@@ -54,7 +62,8 @@ class ContainerRegistry(pulumi.ComponentResource):
             config = client_config(self)
             self.push_assignment = assign_role(
                 f"{name}-push", parent=self, config=config, role=BuiltinRole.ACR_PUSH,
-                principal_id=config.object_id, scope=self.registry.id,
+                principal_id=config.object_id, principal_type=str(args.deployer_principal_type),
+                scope=self.registry.id,
             )
         self.login_server = self.registry.login_server
         self.registry_id = self.registry.id

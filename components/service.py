@@ -21,6 +21,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import dns
 
+from components.sizing import PROBE_PERIOD_S, Resources, for_model
+
 APP_PORT = 8080
 """Port the model server listens on."""
 APP_UID = 10001
@@ -61,8 +63,15 @@ class ModelServiceArgs:
     target_cpu_utilization: int = 70
     cpu_request: str = "250m"
     cpu_limit: str = "1"
-    memory_request: str = "256Mi"
-    memory_limit: str = "512Mi"
+    model_size: int | None = None
+    """Model file size in bytes (the manifest's ``size``): memory and start-up budget follow it.
+    None: sized as a small model (the floors of :mod:`components.sizing`)."""
+    memory_request: str | None = None
+    """None: derived from ``model_size``; a value below that is refused."""
+    memory_limit: str | None = None
+    """None: derived from ``model_size`` (the load peak); a value below that is refused."""
+    startup_seconds: int | None = None
+    """Startup probe budget; None: derived from ``model_size``."""
     dns_zone: DnsZoneArgs | None = None
     """Also create an A record in this zone; None: the cloudapp name only."""
     depends_on: list[pulumi.Resource] = field(default_factory=list)
@@ -84,6 +93,12 @@ class ModelServiceArgs:
             )
         if isinstance(self.image, str) and "@sha256:" not in self.image:
             raise ValueError(f"image must be pinned by digest (name@sha256:...), got {self.image!r}")
+        self.resources: Resources = for_model(
+            self.model_size or 1, model=f"{self.model_name}@{self.model_version}",
+            memory_request=self.memory_request, memory_limit=self.memory_limit,
+            startup_seconds=self.startup_seconds,
+            keys=("memory_request", "memory_limit", "startup_seconds"),
+        )
 
 
 class ModelService(pulumi.ComponentResource):
@@ -220,6 +235,8 @@ class ModelService(pulumi.ComponentResource):
 
     @staticmethod
     def _pod_spec(args: ModelServiceArgs) -> k8s.core.v1.PodSpecArgs:
+        sized = args.resources
+
         def probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
             return k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http"),
@@ -247,11 +264,12 @@ class ModelService(pulumi.ComponentResource):
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=APP_PORT, protocol="TCP")],
                 env=[k8s.core.v1.EnvVarArgs(name="MODELSHIP_MODEL_DIR", value=MODEL_MOUNT)],
                 resources=k8s.core.v1.ResourceRequirementsArgs(
-                    requests={"cpu": args.cpu_request, "memory": args.memory_request},
-                    limits={"cpu": args.cpu_limit, "memory": args.memory_limit},
+                    requests={"cpu": args.cpu_request, "memory": sized.memory_request},
+                    limits={"cpu": args.cpu_limit, "memory": sized.memory_limit},
                 ),
-                # Model load can take a while; startup gives it up to 5 minutes before liveness counts.
-                startup_probe=probe(READY_PATH, period=5, failures=60),
+                # Hashing and loading the model take time in proportion to its size: the startup
+                # probe allows the whole budget before readiness and liveness count.
+                startup_probe=probe(READY_PATH, PROBE_PERIOD_S, sized.startup_failure_threshold),
                 readiness_probe=probe(READY_PATH, period=5, failures=3),
                 liveness_probe=probe(LIVE_PATH, period=10, failures=3),
                 security_context=k8s.core.v1.SecurityContextArgs(

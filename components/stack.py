@@ -10,7 +10,6 @@ model fetched yet the platform is still created and a warning says how to publis
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,13 +17,16 @@ from typing import TYPE_CHECKING
 import pulumi
 from pulumi_azure_native import resources
 
+from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
+from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
+from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
-from modelserver.manifest import MANIFEST_FILE
+from modelserver.manifest import MANIFEST_FILE, git_revision, is_alias_name
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -52,14 +54,7 @@ def resolve_revision(configured: str | None, project_root: Path) -> str:
         value = os.environ.get(var, "").strip()
         if value:
             return value[:12]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=project_root, capture_output=True,
-            text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip() or "dev"
-    except (OSError, subprocess.SubprocessError):
-        return "dev"
+    return git_revision(project_root) or "dev"
 
 
 def choose_model(settings: Settings, project_root: Path, revision: str) -> ModelChoice:
@@ -84,7 +79,9 @@ def choose_model(settings: Settings, project_root: Path, revision: str) -> Model
             f"config key 'modelName' is {settings.model_name!r} but {settings.model_dir}/{MANIFEST_FILE} "
             f"holds model {manifest.name!r}; fetch the right model or change modelName"
         )
-    if settings.model_version != "latest" and manifest.version != settings.model_version:
+    # 'latest' and an alias ('production') name whatever version the fetch resolved them to.
+    floating = settings.model_version == "latest" or is_alias_name(settings.model_version)
+    if not floating and manifest.version != settings.model_version:
         raise ModelMismatchError(
             f"config key 'modelVersion' is {settings.model_version!r} but {settings.model_dir}/"
             f"{MANIFEST_FILE} holds version {manifest.version!r}; run `modelship-models fetch "
@@ -108,9 +105,20 @@ class ModelshipStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: Settings, project_root: Path, revision: str,
                  opts: pulumi.ResourceOptions | None = None):
-        # A model that contradicts the config is a bad input: fail before anything is registered.
+        # A model that contradicts the config, or memory below what it needs, is a bad input:
+        # fail before anything is registered.
         choice = choose_model(settings, project_root, revision)
+        if settings.release_webhook_url:
+            check_webhook_url(settings.release_webhook_url, "releaseWebhookUrl")
+        deployer = resolve_principal_type(settings.deployer_principal_type.value)
+        sized = None if choice.spec is None else sizing.for_model(
+            choice.spec.manifest.size, model=choice.spec.manifest.ref,
+            memory_request=settings.memory_request, memory_limit=settings.memory_limit,
+            startup_seconds=settings.startup_seconds,
+        )
         super().__init__("modelship:stack:Modelship", name, None, opts)
+        self.resources: sizing.Resources | None = sized
+        """Memory and start-up budget of the model server, derived from the model's size."""
         child = pulumi.ResourceOptions(parent=self)
 
         self.resource_group = resources.ResourceGroup(
@@ -122,19 +130,29 @@ class ModelshipStack(pulumi.ComponentResource):
             resource_group_name=rg, account_name=settings.storage_account_name,
             location=settings.location, container_name=settings.model_container,
             sku=settings.storage_sku.value, retention_days=settings.blob_retention_days,
+            deployer_principal_type=deployer,
         ), opts=child)
         self.registry = ContainerRegistry(f"{name}-registry", ContainerRegistryArgs(
             resource_group_name=rg, registry_name=settings.registry_name,
             location=settings.location, sku=settings.registry_sku.value,
+            deployer_principal_type=deployer,
         ), opts=child)
         self.cluster = KubernetesCluster(f"{name}-cluster", KubernetesClusterArgs(
             resource_group_name=rg, cluster_name=settings.cluster_name, location=settings.location,
             registry_id=self.registry.registry_id, kubernetes_version=settings.kubernetes_version,
             vm_size=settings.node_vm_size, min_count=settings.node_min_count,
             max_count=settings.node_max_count, network_policy=settings.network_policy.value,
-            kubelogin_mode=settings.kubelogin_mode.value,
+            kubelogin_mode=settings.kubelogin_mode.value, deployer_principal_type=deployer,
         ), opts=child)
 
+        self.release_trigger: ReleaseTrigger | None = None
+        if settings.release_webhook_url:
+            self.release_trigger = ReleaseTrigger(f"{name}-release", ReleaseTriggerArgs(
+                resource_group_name=rg, location=settings.location,
+                storage_account_id=self.store.account.id, container=settings.model_container,
+                model_name=settings.model_name, webhook_url=settings.release_webhook_url,
+                alias=settings.release_alias,
+            ), opts=child)
         self.outputs: dict[str, pulumi.Input[object]] = {
             "resourceGroupName": rg,
             "storageAccountName": self.store.account_name,
@@ -162,6 +180,7 @@ class ModelshipStack(pulumi.ComponentResource):
             context=_relative(spec.context, project_root),
             dockerfile=_relative(spec.dockerfile, project_root),
             build_args=spec.build_args,
+            builder=settings.image_builder,
         ), opts=pulumi.ResourceOptions(parent=self, depends_on=[
             a for a in (self.registry.push_assignment,) if a is not None
         ]))
@@ -182,8 +201,10 @@ class ModelshipStack(pulumi.ComponentResource):
             target_cpu_utilization=settings.target_cpu_utilization,
             cpu_request=settings.cpu_request,
             cpu_limit=settings.cpu_limit,
+            model_size=manifest.size,
             memory_request=settings.memory_request,
             memory_limit=settings.memory_limit,
+            startup_seconds=settings.startup_seconds,
             dns_zone=zone,
             depends_on=[a for a in (self.cluster.acr_pull,) if a is not None],
         ), opts=pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider]))

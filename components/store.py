@@ -4,6 +4,9 @@ Locked down for identity-only access: HTTPS only, TLS 1.2 minimum, no public blo
 keys disabled, so every reader and writer authenticates with Entra ID (the pipeline's identity, a
 workload identity) and no account key or SAS exists to leak. Versioning and soft delete keep an
 overwritten or deleted model recoverable.
+
+The identity running ``pulumi up`` gets *Storage Blob Data Reader* on the model container, so the
+same pipeline identity can ``modelship-models fetch`` the model before every preview and up.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import storage
+
+from components.roles import PRINCIPAL_TYPES, BuiltinRole, assign_role, client_config
 
 
 @dataclass
@@ -28,10 +33,17 @@ class ModelStoreArgs:
     """Redundancy SKU."""
     retention_days: int = 7
     """Soft-delete retention for blobs and containers."""
+    grant_read_to_deployer: bool = True
+    """Assign Storage Blob Data Reader on the container to the identity running ``pulumi up``."""
+    deployer_principal_type: str | None = None
+    """``User`` or ``ServicePrincipal`` (required with ``grant_read_to_deployer``)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.retention_days <= 365:
             raise ValueError(f"retention_days must be 1-365, got {self.retention_days}")
+        if self.grant_read_to_deployer and self.deployer_principal_type not in PRINCIPAL_TYPES:
+            raise ValueError(f"deployer_principal_type must be one of {', '.join(PRINCIPAL_TYPES)} when "
+                             f"grant_read_to_deployer is set, got {self.deployer_principal_type!r}")
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -83,6 +95,14 @@ class ModelStore(pulumi.ComponentResource):
             public_access=storage.PublicAccess.NONE,
             opts=child,
         )
+        self.read_assignment: pulumi.Resource | None = None
+        if args.grant_read_to_deployer:
+            config = client_config(self)
+            self.read_assignment = assign_role(
+                f"{name}-read", parent=self, config=config, role=BuiltinRole.STORAGE_BLOB_DATA_READER,
+                principal_id=config.object_id, principal_type=str(args.deployer_principal_type),
+                scope=self.container.id,
+            )
 
         self.account_name = self.account.name
         self.blob_endpoint = self.account.primary_endpoints.apply(lambda e: e.blob)

@@ -18,11 +18,17 @@ API
     runs are reproducible; pass ``revision=None`` to resolve it like ``pulumi up`` does (config,
     CI environment, git).
 
-``RecordingMocks()``
+``RecordingMocks(deployer_principal_type="ServicePrincipal")``
     ``pulumi.runtime.Mocks`` that records resources (``.resources``) and invokes (``.invokes``) and
     fabricates realistic outputs (Azure ids, ACR login server, AKS kubelet identity and an exec-format
     kubeconfig, LoadBalancer IP, docker-build digest). ``call`` raises :class:`UnmockedInvokeError` on
     any invoke token not in ``INVOKES``, so a new invoke cannot slip by unmocked.
+    Mocks accept anything, so these do not: every custom resource's inputs are checked against the
+    installed SDK's input types (:mod:`components.sdk_types`: unknown keys and enum values), against
+    the Azure rules of :mod:`components.arm_rules` (``deployer_principal_type`` is what the identity
+    running the program is, as ARM would know it), and Kubernetes objects against strict
+    ``kubernetes-validate``. A rejected registration raises :class:`MockRejectedError` and stays in
+    ``.rejections``; ``run_stack`` raises it at the end too, so no caller can miss it.
 
 ``install_mocks(mocks=None, preview=False) -> RecordingMocks``
     ``pulumi.runtime.set_mocks`` with a :class:`RecordingMonitor`, which also records each resource's
@@ -41,8 +47,6 @@ import asyncio
 import base64
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -54,28 +58,35 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
+from components import arm_rules, sdk_types
+
+# The fixed identities and fabricated outputs live in components.mock_azure; tests and tools
+# import them from here, so they are re-exported.
+from components.mock_azure import AKS_SERVER_ID as AKS_SERVER_ID
+from components.mock_azure import CLIENT_OBJECT_ID as CLIENT_OBJECT_ID
+from components.mock_azure import GET_CLIENT_CONFIG as GET_CLIENT_CONFIG
+from components.mock_azure import INVOKES as INVOKES
+from components.mock_azure import KUBELET_OBJECT_ID as KUBELET_OBJECT_ID
+from components.mock_azure import LIST_USER_CREDENTIALS as LIST_USER_CREDENTIALS
+from components.mock_azure import LOAD_BALANCER_IP as LOAD_BALANCER_IP
+from components.mock_azure import SUBSCRIPTION_ID as SUBSCRIPTION_ID
+from components.mock_azure import TENANT_ID as TENANT_ID
+from components.mock_azure import exec_kubeconfig as exec_kubeconfig
+from components.mock_azure import fabricate
+
 if TYPE_CHECKING:
     from settings import Settings
 
-SUBSCRIPTION_ID = "00000000-1111-2222-3333-444444444444"
-"""Subscription id returned by the mocked ``getClientConfig``."""
-TENANT_ID = "11111111-2222-3333-4444-555555555555"
-CLIENT_OBJECT_ID = "99999999-8888-7777-6666-555555555555"
-"""Object id of the (mocked) identity running the deployment."""
-KUBELET_OBJECT_ID = "kubelet-0000-1111-2222-333333333333"
-"""Object id of the mocked AKS kubelet identity."""
-LOAD_BALANCER_IP = "20.50.60.70"
-AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
-"""The fixed AKS AAD server application id kubelogin asks tokens for."""
-
-GET_CLIENT_CONFIG = "azure-native:authorization:getClientConfig"
-LIST_USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
-INVOKES = frozenset({GET_CLIENT_CONFIG, LIST_USER_CREDENTIALS})
-"""Every invoke token the program may make; anything else is an error."""
+KUBERNETES_VERSION = "1.34.0"
+"""Kubernetes version whose schemas the mocks validate objects against (an AKS-supported minor)."""
 
 
 class UnmockedInvokeError(RuntimeError):
     """The program made an invoke that the mocks do not know."""
+
+
+class MockRejectedError(ValueError):
+    """A registration that Azure, the SDK's schema or the Kubernetes API would refuse."""
 
 
 @dataclasses.dataclass
@@ -116,24 +127,6 @@ class StackRun(list):
     warnings: list[str]
 
 
-def exec_kubeconfig(server: str = "https://modelship-aks.hcp.westeurope.azmk8s.io:443") -> str:
-    """An AKS exec-format user kubeconfig (what ``format=exec`` returns), as YAML text."""
-    return (
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: {server}\n"
-        "  name: modelship-aks\n"
-        "contexts:\n- context:\n    cluster: modelship-aks\n    user: clusterUser_modelship\n"
-        "  name: modelship-aks\ncurrent-context: modelship-aks\n"
-        "users:\n- name: clusterUser_modelship\n  user:\n    exec:\n"
-        "      apiVersion: client.authentication.k8s.io/v1beta1\n"
-        "      command: kubelogin\n"
-        "      args: [get-token, --login, devicecode, --server-id, " + AKS_SERVER_ID + ", --client-id,"
-        " 80faf920-1908-4b52-b5ef-a8e7bedfc67a, --tenant-id, " + TENANT_ID + ", --environment,"
-        " AzurePublicCloud]\n"
-        "      env: null\n      installHint: install kubelogin\n      provideClusterInfo: false\n"
-    )
-
-
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
@@ -151,16 +144,16 @@ def _unsecret(value: Any, path: str = "", secrets: set[str] | None = None) -> An
     return copy.deepcopy(value)
 
 
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
 class RecordingMocks(pulumi.runtime.Mocks):
     """Mocks that record and fabricate; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, deployer_principal_type: str = "ServicePrincipal") -> None:
         self.resources: list[RecordedResource] = []
         self.invokes: list[RecordedInvoke] = []
+        self.rejections: list[str] = []
+        self.principal_kinds = {CLIENT_OBJECT_ID: deployer_principal_type,
+                                KUBELET_OBJECT_ID: "ServicePrincipal"}
+        """What each principal is in the (mocked) directory: the deployer, the kubelet identity."""
         self._lock = threading.Lock()
         self._current = threading.local()
 
@@ -168,6 +161,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         with self._lock:
             self.invokes.append(RecordedInvoke(args.token, _unsecret(dict(args.args))))
+        problems: list[str] = []
+        if args.token in INVOKES:  # an unknown token gets its own error below
+            problems = sdk_types.check_invoke(args.token, _unsecret(dict(args.args)))
+        if problems:
+            with self._lock:
+                self.rejections.extend(problems)
+            raise MockRejectedError("; ".join(problems))
         if args.token == GET_CLIENT_CONFIG:
             return {"clientId": "pipeline-client-id", "objectId": CLIENT_OBJECT_ID,
                     "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}
@@ -178,7 +178,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             value = base64.b64encode(exec_kubeconfig(server).encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
         raise UnmockedInvokeError(
-            f"invoke {args.token!r} is not mocked; add it to components.testing.INVOKES and "
+            f"invoke {args.token!r} is not mocked; add it to components.mock_azure.INVOKES and "
             "RecordingMocks.call"
         )
 
@@ -186,7 +186,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         secret_paths: set[str] = set()
         inputs = _unsecret(dict(args.inputs), secrets=secret_paths)
-        rid, outputs = self._fabricate(args.typ, args.name, inputs)
+        if args.custom:
+            problems = self.problems(args.typ, args.name, inputs)
+            if problems:
+                with self._lock:
+                    self.rejections.extend(problems)
+                raise MockRejectedError("; ".join(problems))
+        rid, outputs = fabricate(args.typ, args.name, inputs)
         record = RecordedResource(type=args.typ, name=args.name, inputs=inputs, outputs=outputs,
                                   custom=bool(args.custom), id=rid or "", provider=args.provider or "",
                                   secret_inputs=secret_paths)
@@ -199,72 +205,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
             self.resources.append(record)
         return rid, outputs
 
-    def _fabricate(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        out = copy.deepcopy(inputs)
-        if not typ.startswith("azure-native:"):
-            return self._fabricate_other(typ, name, inputs, out)
-        rg = inputs.get("resourceGroupName", "rg")
-        base = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{rg}/providers"
-        if typ == "azure-native:resources:ResourceGroup":
-            out["name"] = inputs.get("resourceGroupName", name)
-            return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{out['name']}", out
-        if typ == "azure-native:storage:StorageAccount":
-            acct = out["name"] = inputs.get("accountName", name)
-            out["primaryEndpoints"] = {"blob": f"https://{acct}.blob.core.windows.net/"}
-            return f"{base}/Microsoft.Storage/storageAccounts/{acct}", out
-        if typ == "azure-native:storage:BlobContainer":
-            out["name"] = inputs.get("containerName", name)
-            return (f"{base}/Microsoft.Storage/storageAccounts/{inputs.get('accountName')}/blobServices/"
-                    f"default/containers/{out['name']}"), out
-        if typ == "azure-native:storage:BlobServiceProperties":
-            out["name"] = "default"
-            account = inputs.get("accountName")
-            return f"{base}/Microsoft.Storage/storageAccounts/{account}/blobServices/default", out
-        if typ == "azure-native:containerregistry:Registry":
-            reg = out["name"] = inputs.get("registryName", name)
-            out["loginServer"] = f"{reg.lower()}.azurecr.io"
-            return f"{base}/Microsoft.ContainerRegistry/registries/{reg}", out
-        if typ == "azure-native:containerservice:ManagedCluster":
-            cluster = out["name"] = inputs.get("resourceName", name)
-            out["fqdn"] = f"{cluster}.hcp.{inputs.get('location')}.azmk8s.io"
-            out["identityProfile"] = {"kubeletidentity": {
-                "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client-id",
-                "resourceId": f"{base}/Microsoft.ManagedIdentity/userAssignedIdentities/{cluster}-agentpool",
-            }}
-            out["oidcIssuerProfile"] = {"enabled": True,
-                                        "issuerURL": f"https://oidc.example/{TENANT_ID}/{cluster}/"}
-            return f"{base}/Microsoft.ContainerService/managedClusters/{cluster}", out
-        if typ == "azure-native:authorization:RoleAssignment":
-            out["name"] = _digest(inputs)[:32]
-            scope = inputs.get("scope")
-            return f"{scope}/providers/Microsoft.Authorization/roleAssignments/{out['name']}", out
-        if typ == "azure-native:dns:RecordSet":
-            rel = inputs.get("relativeRecordSetName", name)
-            out["name"] = rel
-            out["fqdn"] = f"{rel}.{inputs.get('zoneName')}."
-            return f"{base}/Microsoft.Network/dnszones/{inputs.get('zoneName')}/A/{rel}", out
-        out.setdefault("name", name)
-        return f"{base}/{typ}/{name}", out
+    def problems(self, typ: str, name: str, inputs: dict[str, Any]) -> list[str]:
+        """Why Azure, the SDK's types or the Kubernetes API would refuse this resource."""
+        found = sdk_types.check_inputs(typ, inputs, name) + arm_rules.check_resource(
+            typ, name, inputs, self.principal_kinds)
+        if typ.startswith("kubernetes:") and "kind" in inputs and sdk_types.args_class(typ) is not None:
+            import kubernetes_validate  # a test/plan dependency (requirements-dev.txt), loaded on use
 
-    def _fabricate_other(self, typ: str, name: str, inputs: dict[str, Any],
-                         out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        if typ == "docker-build:index:Image":
-            digest = "sha256:" + _digest(inputs)
-            tags = inputs.get("tags") or []
-            out["digest"] = digest
-            out["contextHash"] = _digest(inputs.get("context"), inputs.get("buildArgs"))
-            out["ref"] = f"{tags[0]}@{digest}" if tags else ""
-            return f"{name}-id", out
-        if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):
-            meta = out.setdefault("metadata", {})
-            # Mimic Pulumi auto-naming: logical name plus a stable suffix.
-            meta.setdefault("name", f"{name}-{_digest(typ, name)[:8]}")
-            if typ == "kubernetes:core/v1:Service":
-                out["status"] = {"loadBalancer": {"ingress": [{"ip": LOAD_BALANCER_IP}]}}
-            ns = meta.get("namespace")
-            return (f"{ns}/{meta['name']}" if ns else meta["name"]), out
-        return f"{name}-id", out
-
+            try:
+                kubernetes_validate.validate(inputs, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                found.append(f"{typ} {name}: kubernetes-validate {KUBERNETES_VERSION} strict: {exc.message} "
+                             f"at {'.'.join(str(p) for p in exc.path)}")
+        return found
 
 class RecordingMonitor(MockMonitor):
     """Mock monitor that adds URN, parent and dependencies to each :class:`RecordedResource`."""
@@ -295,9 +248,10 @@ class _WarningHandler(logging.Handler):
 
 
 def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
-                  logger: logging.Logger | None = None) -> RecordingMocks:
+                  logger: logging.Logger | None = None,
+                  deployer_principal_type: str = "ServicePrincipal") -> RecordingMocks:
     """Install recording mocks for the current process (project ``modelship``, stack ``dev``)."""
-    mocks = mocks or RecordingMocks()
+    mocks = mocks or RecordingMocks(deployer_principal_type)
     # set_mocks registers the root stack on the current event loop; an earlier asyncio.run() in
     # the same process (a test, a tool) leaves the main thread with none.
     try:
@@ -321,16 +275,21 @@ def _stage_project(project_root: Path, settings: Settings, model_dir: Path, tmp:
 
 def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
-              preview: bool = False) -> StackRun:
+              preview: bool = False, deployer_principal_type: str = "ServicePrincipal") -> StackRun:
     """Run the whole program under fresh recording mocks; see the module docstring."""
     from components.stack import build_stack
+    from settings import DeployerPrincipalType
 
     root = Path(project_root) if project_root is not None else Path(__file__).resolve().parent.parent
+    if settings.deployer_principal_type is DeployerPrincipalType.AUTO:
+        # Offline, the identity running the program is the mocks' deployer.
+        settings = dataclasses.replace(
+            settings, deployer_principal_type=DeployerPrincipalType(deployer_principal_type))
     handler = _WarningHandler()
     logger = logging.getLogger(f"modelship.mocks.{id(handler)}")
     logger.propagate = False
     logger.addHandler(handler)
-    mocks = install_mocks(preview=preview, logger=logger)
+    mocks = install_mocks(preview=preview, logger=logger, deployer_principal_type=deployer_principal_type)
     result: dict[str, Any] = {}
 
     def program(project: Path) -> pulumi.Output[Any]:
@@ -348,8 +307,16 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="modelship-plan-") as tmp:
         project = _stage_project(root, settings, Path(model_dir), Path(tmp)) if model_dir else root
-        pulumi.runtime.test(program)(project)
+        try:
+            pulumi.runtime.test(program)(project)
+        except Exception as exc:
+            if mocks.rejections:  # the engine wraps the mocks' error in layers of its own; say it plainly
+                raise MockRejectedError("the mocks rejected what Azure would: "
+                                        + "; ".join(mocks.rejections)) from None
+            raise exc
 
+    if mocks.rejections:
+        raise MockRejectedError("the mocks rejected what Azure would: " + "; ".join(mocks.rejections))
     run = StackRun(mocks.resources)
     run.outputs = result.get("outputs", {})
     run.secret_outputs = result.get("secret", set())

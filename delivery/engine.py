@@ -136,6 +136,9 @@ class RunOptions:
     """Size of the writable /tmp, as the pod's ``emptyDir`` size limit."""
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Environment the Deployment sets on the container (never secrets)."""
+    health_start_period: int | None = None
+    """Seconds the image's HEALTHCHECK failures do not count (the model's start-up budget); None:
+    the image's own."""
 
     def args(self) -> list[str]:
         # Same as the pod's securityContext: non-root, read-only root filesystem with a writable
@@ -145,6 +148,7 @@ class RunOptions:
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--memory", self.memory, "--memory-swap", self.memory, "--cpus", self.cpus,
             *[arg for key, value in self.env.items() for arg in ("-e", f"{key}={value}")],
+            *(["--health-start-period", f"{self.health_start_period}s"] if self.health_start_period else []),
         ]
 
 
@@ -189,6 +193,24 @@ def container_state(name: str) -> dict | None:
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout)[0]
+
+
+def describe_exit(state: Mapping) -> str | None:
+    """Why a container is no longer running (None while it runs), from ``docker inspect``'s State.
+
+    The kernel's out-of-memory kill is named as such: Docker records it as ``OOMKilled`` (any
+    process of the container killed for the memory limit) and the status is then usually 137.
+    """
+    st = state.get("State") or {}
+    if st.get("Running") or st.get("Status") == "created":
+        return None
+    code = st.get("ExitCode")
+    if st.get("OOMKilled"):
+        return f"it was killed for running out of memory (State.OOMKilled, exit status {code})"
+    if code == 137:
+        return "it was killed with SIGKILL (exit status 137), not by its own choice"
+    error = f": {st['Error']}" if st.get("Error") else ""
+    return f"it exited with status {code}{error}"
 
 
 def containers_with_label(label: str) -> list[str]:

@@ -1,201 +1,359 @@
-"""The local front door: a TCP forwarder on 127.0.0.1:<port> that stands in for the LoadBalancer.
+"""The local front door: Debian's HAProxy on 127.0.0.1:<port>, standing in for the LoadBalancer.
 
 In the cluster, clients reach the pods through the Service, and a rolling update with
 ``maxUnavailable: 0`` adds the new pod to the Service before it removes the old one. Docker cannot
-publish one host port from two containers, so locally the fixed port belongs to this small
-forwarder instead, and each model container publishes an ephemeral loopback port. A release
-starts the new container on its own port, smoke-tests it there, then switches the front door to
-it and only then stops the old one (SIGTERM: the server finishes its in-flight requests).
+publish one host port from two containers, so locally the fixed port belongs to one HAProxy per
+deployment instance (its own config, admin socket, pid and log under ``root``), and each model
+container publishes an ephemeral loopback port.
 
-The backend is a small JSON file (``backend.json``: port and container id), replaced atomically
-(write + rename) by :meth:`FrontDoor.switch`; the forwarder reads it for every new connection, so
-the switch takes effect on the next connection and connections already open keep their backend.
-A connection whose backend does not answer is closed at once (no hang). Stdlib only (asyncio);
-the daemon is ``python -m delivery.frontdoor`` with a pid file, like the registry and Azurite.
+HAProxy speaks HTTP here: a client's keep-alive connection ends at HAProxy, and every request is
+balanced on its own, so a release moves even long-lived connections to the new container without
+closing them. Backends are health-checked (the app's readiness path) and changed through the
+runtime API (the admin socket: ``set server ... addr/weight/state``), never by a reload:
+
+- :meth:`FrontDoor.add` puts a backend (a loopback port) into a free server slot with weight 0;
+  it takes traffic only once its health check passed and a weight is set;
+- :meth:`FrontDoor.set_weights` splits traffic by weight (``{port: weight}``, 0-256; HAProxy's
+  round robin gives each backend exactly its share of every cycle of requests);
+- :meth:`FrontDoor.remove` drains a backend (no new requests, in-flight ones finish) and frees its
+  slot;
+- :meth:`FrontDoor.switch` is the release: add, wait until healthy, all weight to it, drain the rest.
+
+A canary is ``add(canary_port)`` then ``set_weights({stable_port: 90, canary_port: 10})``; a
+promotion ``switch(canary_port)``; a rollback ``remove(canary_port)``.
+
+Requests that fail because a backend closed an idle connection or refused one are retried on
+another server (``retry-on conn-failure empty-response``): inference is a pure function of the
+request, so a replay is harmless. The container id of each backend is kept beside the config
+(``backends.json``); what HAProxy routes is always read back from HAProxy itself.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
+import csv
+import dataclasses
+import io
 import json
 import os
-import signal
+import socket
 import subprocess
-import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
 
-ROOT = Path(__file__).resolve().parent.parent
-CONNECT_TIMEOUT = 5.0
-"""Seconds to reach the backend before the client connection is closed."""
-CHUNK = 64 * 1024
+HAPROXY_BIN = Path("/usr/sbin/haproxy")
+BACKEND = "app"
+"""HAProxy backend (server pool) that the frontend sends every request to."""
+SLOTS = ("s1", "s2")
+"""Server slots of the pool: a stable and a canary (or an old and a new) backend at once."""
+MAX_WEIGHT = 256
+"""HAProxy's largest server weight."""
+HEALTH_PATH = "/v2/health/ready"
+"""The app's readiness path (``components.service.READY_PATH``), checked every second."""
+SOCKET_TIMEOUT = 5.0
+"""Seconds one admin-socket command may take."""
+_UNUSED_ADDR = ("127.0.0.1", 1)
 
 
-def read_backend(path: Path) -> dict | None:
-    """The backend record (``{"port": int, "container_id": str}``), or None if there is none yet."""
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("port"), int) else None
+class FrontDoorError(ServiceError):
+    """The front door could not start, or refused a change; the message says which and why."""
 
 
-def write_backend(path: Path, port: int, container_id: str = "") -> None:
-    """Replace the backend record atomically: readers see the old or the new one, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"port": port, "container_id": container_id}) + "\n")
-    os.replace(tmp, path)
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One server slot of the front door as HAProxy reports it."""
+
+    slot: str
+    port: int
+    weight: int
+    status: str
+    """HAProxy's view: ``UP``, ``DOWN``, ``DRAIN``, ``MAINT`` (free slot), ``UP 1/2``..."""
+    sessions: int
+    """Requests (connections to this backend) in progress now."""
+    container_id: str = ""
+
+    @property
+    def free(self) -> bool:
+        return self.status.startswith("MAINT")
+
+    @property
+    def up(self) -> bool:
+        """Passing its health check (``UP 1/2`` is up but failing: not counted)."""
+        return self.status in ("UP", "DRAIN")
 
 
-# --- the forwarder (runs in the daemon) ---------------------------------------------------------
+def render_config(port: int, admin_socket: Path, health_path: str = HEALTH_PATH) -> str:
+    """The HAProxy configuration of one front door (both slots start free, in maintenance)."""
+    servers = "\n".join(f"  server {slot} {_UNUSED_ADDR[0]}:{_UNUSED_ADDR[1]} disabled" for slot in SLOTS)
+    return f"""\
+# Generated by delivery/frontdoor.py; changed at run time through the admin socket, never reloaded.
+global
+  stats socket {admin_socket} mode 600 level admin
+  log stdout format raw daemon
+  maxconn 4096
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until EOF, then half-close the other side (an HTTP client may still read the answer)."""
-    while data := await reader.read(CHUNK):
-        writer.write(data)
-        await writer.drain()
-    if writer.can_write_eof():
-        writer.write_eof()
+defaults
+  mode http
+  log global
+  option httplog
+  option dontlog-normal
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 30s
+  timeout check 2s
+  # A request whose backend refused the connection or closed an idle one before answering is
+  # replayed on another server: inference is a pure function of the request.
+  retries 3
+  option redispatch 1
+  retry-on conn-failure empty-response
 
+frontend modelship
+  bind 127.0.0.1:{port}
+  default_backend {BACKEND}
 
-class Forwarder:
-    """Accepts on ``listen_port`` and joins each connection to the backend named in ``backend_file``."""
+backend {BACKEND}
+  balance roundrobin
+  option httpchk GET {health_path}
+  http-check expect status 200
+  default-server check inter 1s fall 2 rise 1 weight 0
+{servers}
+"""
 
-    def __init__(self, listen_port: int, backend_file: Path, host: str = "127.0.0.1"):
-        self.listen_port = listen_port
-        self.backend_file = backend_file
-        self.host = host
-        self._last_port: int | None = None
-
-    def log(self, msg: str) -> None:
-        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} frontdoor: {msg}", flush=True)
-
-    async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        backend = read_backend(self.backend_file)
-        try:
-            if backend is None:
-                return  # nothing deployed yet: a clean close
-            port = backend["port"]
-            if port != self._last_port:
-                self.log(f"backend is now {self.host}:{port} ({backend.get('container_id', '')[:12]})")
-                self._last_port = port
-            try:
-                back_r, back_w = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, port), CONNECT_TIMEOUT
-                )
-            except (TimeoutError, OSError) as exc:
-                self.log(f"backend {self.host}:{port} does not answer: {exc!r}")
-                return
-            tasks = [asyncio.ensure_future(_pipe(client_r, back_w)),
-                     asyncio.ensure_future(_pipe(back_r, client_w))]
-            try:
-                # Both directions end on EOF; an error on one (reset) ends the other too.
-                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in pending:
-                    task.cancel()
-                for task in done:
-                    task.exception()  # retrieved: a reset is the peer's business, not ours
-            finally:
-                for task in tasks:
-                    task.cancel()
-                back_w.close()
-        finally:
-            client_w.close()
-
-    async def serve(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # Signal handlers exist only on the main thread of a Unix loop; tests serve from a thread
-        # and stop through the event instead.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-        server = await asyncio.start_server(self.handle, self.host, self.listen_port, reuse_address=True)
-        self.log(f"listening on {self.host}:{self.listen_port}, backend from {self.backend_file}")
-        async with server:
-            await stop.wait()
-        self.log("stopped")
-
-
-# --- the daemon's lifecycle (used by delivery.local) --------------------------------------------
 
 class FrontDoor:
-    """The front door of one deployment: pid, log and backend files under ``root``."""
+    """The front door of one deployment: HAProxy's config, admin socket, pid and log under ``root``."""
 
     def __init__(self, root: Path, port: int):
         self.root = root
         self.port = port
-        self.pid_file = root / "frontdoor.pid"
-        self.log_file = root / "frontdoor.log"
-        self.backend_file = root / "backend.json"
+        self.config_file = root / "haproxy.cfg"
+        self.admin_socket = root / "admin.sock"
+        self.pid_file = root / "haproxy.pid"
+        self.log_file = root / "haproxy.log"
+        self.ids_file = root / "backends.json"
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    # --- lifecycle ---------------------------------------------------------------------------
+
     def running_pid(self) -> int | None:
         return read_pid(self.pid_file)
 
-    def backend(self) -> dict | None:
-        return read_backend(self.backend_file)
-
-    def switch(self, port: int, container_id: str = "") -> None:
-        """Send every new connection to 127.0.0.1:``port`` from now on."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_backend(self.backend_file, port, container_id)
-
     def ensure(self, timeout: float = 10.0) -> bool:
-        """Start the forwarder unless ours runs; True if it was started now."""
-        if self.running_pid() is not None and port_open(self.port):
+        """Start HAProxy unless ours runs and answers; True if it was started now."""
+        if self.running_pid() is not None and self._answers():
             return False
         if port_open(self.port):
-            raise ServiceError(
+            raise FrontDoorError(
                 f"port {self.port} is taken by another process, so the front door cannot listen there; "
                 "free it (a container left by an older `make up`: `make down` once) or set MODELSHIP_PORT"
             )
+        if not HAPROXY_BIN.exists():
+            raise FrontDoorError(f"{HAPROXY_BIN} is missing: run scripts/bootstrap.sh (apt haproxy)")
+        stop_pid(self.pid_file, "front door")  # ours, but not answering: start afresh
         self.root.mkdir(parents=True, exist_ok=True)
+        self.admin_socket.unlink(missing_ok=True)
+        self.ids_file.unlink(missing_ok=True)  # a new HAProxy starts with every slot free
+        self.config_file.write_text(render_config(self.port, self.admin_socket))
+        check = subprocess.run([str(HAPROXY_BIN), "-c", "-q", "-f", str(self.config_file)],
+                               capture_output=True, text=True, timeout=30, check=False)
+        if check.returncode != 0:
+            raise FrontDoorError(f"haproxy rejected {self.config_file}: {check.stderr.strip()}")
         with open(self.log_file, "ab") as log:
+            # -db: stay in the foreground (our pid file, our process group), log to the file.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "delivery.frontdoor", "--port", str(self.port),
-                 "--backend-file", str(self.backend_file)],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                [str(HAPROXY_BIN), "-db", "-f", str(self.config_file)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise ServiceError(f"the front door exited with {proc.returncode}; see {self.log_file}")
-            if port_open(self.port):
-                print(f"[local] front door listening on {self.endpoint} (pid {proc.pid})", flush=True)
+                raise FrontDoorError(f"haproxy exited with {proc.returncode}; see {self.log_file}")
+            if port_open(self.port) and self._answers():
+                print(f"[local] front door (haproxy) listening on {self.endpoint} (pid {proc.pid})",
+                      flush=True)
                 return True
             time.sleep(0.1)
         stop_pid(self.pid_file, "front door")
-        raise ServiceError(f"the front door did not listen on 127.0.0.1:{self.port} within {timeout:.0f} s")
+        raise FrontDoorError(f"haproxy did not listen on 127.0.0.1:{self.port} within {timeout:.0f} s")
 
     def stop(self) -> bool:
         stopped = stop_pid(self.pid_file, "front door")
-        self.backend_file.unlink(missing_ok=True)
+        for path in (self.admin_socket, self.ids_file):
+            path.unlink(missing_ok=True)
         return stopped
 
+    # --- the runtime API ---------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m delivery.frontdoor", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, required=True, help="port to listen on (127.0.0.1)")
-    parser.add_argument("--backend-file", type=Path, required=True, help="JSON file naming the backend port")
-    args = parser.parse_args(argv)
-    try:
-        asyncio.run(Forwarder(args.port, args.backend_file).serve())
-    except OSError as exc:
-        print(f"frontdoor: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    def command(self, line: str) -> str:
+        """Send one command to HAProxy's admin socket and return its answer."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(SOCKET_TIMEOUT)
+                sock.connect(str(self.admin_socket))
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while data := sock.recv(65536):
+                    chunks.append(data)
+        except OSError as exc:
+            raise FrontDoorError(f"the front door's admin socket {self.admin_socket} does not answer "
+                                 f"({exc}); is it running? (`make up` starts it)") from exc
+        return b"".join(chunks).decode()
 
+    def _answers(self) -> bool:
+        with contextlib.suppress(FrontDoorError):
+            return "Name: HAProxy" in self.command("show info")
+        return False
 
-if __name__ == "__main__":
-    sys.exit(main())
+    def backends(self) -> list[Backend]:
+        """Every slot, free or not, as HAProxy reports it now."""
+        text = self.command(f"show stat {BACKEND} 4 -1").lstrip("# ")
+        ids = self._ids()
+        addrs = self._addresses()
+        out = []
+        for row in csv.DictReader(io.StringIO(text)):
+            slot = row["svname"]
+            if slot not in SLOTS:
+                continue
+            port = addrs.get(slot, 0)
+            status = row["status"]
+            free = status.startswith("MAINT")
+            out.append(Backend(slot=slot, port=0 if free else port, weight=int(row["weight"] or 0),
+                               status=status, sessions=int(row["scur"] or 0),
+                               container_id="" if free else ids.get(str(port), "")))
+        return out
+
+    def _addresses(self) -> dict[str, int]:
+        ports = {}
+        for line in self.command(f"show servers state {BACKEND}").splitlines():
+            fields = line.split()
+            # be_id be_name srv_id srv_name srv_addr ... srv_port is the 19th field.
+            if len(fields) > 18 and fields[1] == BACKEND and fields[3] in SLOTS:
+                ports[fields[3]] = int(fields[18])
+        return ports
+
+    def _ids(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.ids_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_ids(self, ids: Mapping[str, str]) -> None:
+        tmp = self.ids_file.with_name(f".{self.ids_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dict(sorted(ids.items()))) + "\n")
+        os.replace(tmp, self.ids_file)
+
+    def _set(self, slot: str, what: str) -> None:
+        answer = self.command(f"set server {BACKEND}/{slot} {what}").strip()
+        # Successful changes answer nothing, or a note such as "no need to change the addr".
+        if answer and not answer.lower().startswith(("no need", "port changed", "ip changed")):
+            raise FrontDoorError(f"haproxy refused `set server {BACKEND}/{slot} {what}`: {answer}")
+
+    def find(self, port: int) -> Backend | None:
+        return next((b for b in self.backends() if b.port == port and not b.free), None)
+
+    def add(self, port: int, container_id: str = "", timeout: float = 30.0) -> Backend:
+        """Put 127.0.0.1:``port`` into a free slot with weight 0 and wait until its check passes.
+
+        It receives no request until :meth:`set_weights` gives it a weight. Adding a port that is
+        already a backend only waits for it to be healthy.
+        """
+        backend = self.find(port)
+        if backend is None:
+            free = next((b for b in self.backends() if b.free), None)
+            if free is None:
+                busy = ", ".join(f"127.0.0.1:{b.port}" for b in self.backends())
+                raise FrontDoorError(f"the front door has no free slot for 127.0.0.1:{port}: both serve "
+                                     f"({busy}); remove one first")
+            ids = self._ids()
+            ids[str(port)] = container_id
+            self._write_ids(ids)
+            self._set(free.slot, "weight 0")
+            self._set(free.slot, f"addr 127.0.0.1 port {port}")
+            self._set(free.slot, "state ready")
+            # Leaving maintenance, HAProxy assumes a server is up; with weight 0 it gets nothing,
+            # and from here it is up only after its own check passed.
+            self._set(free.slot, "health down")
+        return self.wait_healthy(port, timeout)
+
+    def wait_healthy(self, port: int, timeout: float = 30.0) -> Backend:
+        deadline = time.monotonic() + timeout
+        while True:
+            backend = self.find(port)
+            if backend is None:
+                raise FrontDoorError(f"127.0.0.1:{port} is not a backend of the front door")
+            if backend.up:
+                return backend
+            if time.monotonic() > deadline:
+                raise FrontDoorError(f"127.0.0.1:{port} did not pass the front door's health check "
+                                     f"(GET {HEALTH_PATH}) within {timeout:.0f} s: {backend.status}")
+            time.sleep(0.1)
+
+    def set_weights(self, weights: Mapping[int, int]) -> None:
+        """Give each backend port its weight (0-256): ``{stable: 90, canary: 10}`` sends 10 % to canary.
+
+        Every port must already be a backend (:meth:`add`); ports not named keep their weight.
+        """
+        current = {b.port: b for b in self.backends() if not b.free}
+        for port, weight in weights.items():
+            if not 0 <= weight <= MAX_WEIGHT:
+                raise ValueError(f"weight for 127.0.0.1:{port} must be 0-{MAX_WEIGHT}, got {weight}")
+            if port not in current:
+                raise FrontDoorError(f"127.0.0.1:{port} is not a backend of the front door; add() it first")
+        # Raise weights before lowering others, so there is never a moment with no weight at all.
+        for port, weight in sorted(weights.items(), key=lambda item: -item[1]):
+            self._set(current[port].slot, f"weight {weight}")
+
+    def remove(self, port: int, timeout: float = 30.0) -> bool:
+        """Drain 127.0.0.1:``port`` (no new requests; in-flight ones finish) and free its slot.
+
+        Returns False if it was not a backend. Requests still running after ``timeout`` seconds are
+        left to the container's own graceful stop.
+        """
+        backend = self.find(port)
+        if backend is None:
+            return False
+        self._set(backend.slot, "weight 0")
+        self._set(backend.slot, "state drain")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.find(port)
+            if current is None or current.sessions == 0:
+                break
+            time.sleep(0.05)
+        self._set(backend.slot, "state maint")
+        self._set(backend.slot, f"addr {_UNUSED_ADDR[0]} port {_UNUSED_ADDR[1]}")
+        ids = self._ids()
+        ids.pop(str(port), None)
+        self._write_ids(ids)
+        return True
+
+    def switch(self, port: int, container_id: str = "", timeout: float = 30.0) -> None:
+        """Send every request to 127.0.0.1:``port`` from now on, and drain every other backend."""
+        others = [b for b in self.backends() if not b.free and b.port != port]
+        if self.find(port) is None and len(others) == len(SLOTS):
+            # Both slots serve something else (an interrupted canary): free the lighter one first.
+            self.remove(min(others, key=lambda b: b.weight).port, timeout)
+        self.add(port, container_id, timeout)
+        self.set_weights({port: 100})
+        for other in self.backends():
+            if not other.free and other.port != port:
+                self.remove(other.port, timeout)
+
+    def backend(self) -> dict | None:
+        """The backend with the most weight, as ``{"port", "container_id"}``; None if none serves."""
+        with contextlib.suppress(FrontDoorError):
+            serving = [b for b in self.backends() if not b.free and b.weight > 0]
+            if serving:
+                top = max(serving, key=lambda b: b.weight)
+                return {"port": top.port, "container_id": top.container_id}
+        return None

@@ -22,6 +22,7 @@ whose message says what failed; nothing before the switch touches the running co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,17 +36,15 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
-from delivery import engine
+from delivery import budget, engine
 from delivery.frontdoor import FrontDoor
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
+from modelserver.manifest import git_revision
 
 ROOT = Path(__file__).resolve().parent.parent
-PULLED_BASE = "python:3.11-slim"
-LOCAL_BASE = "modelship/python-base:3.11-bookworm"
 DEMO_VERSION = "1.0.0"
-SWITCH_GRACE = 0.5
-"""Seconds between the front door's switch and the old container's stop (connects in flight)."""
 STOP_TIMEOUT = 30
 """Seconds ``docker stop`` waits before SIGKILL; above the server's 20 s graceful timeout."""
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -69,11 +68,22 @@ def k8s_cpu_to_docker(quantity: str) -> str:
 
 
 def deployment_limits() -> tuple[str, str]:
-    """The dev stack's container memory and CPU limits (``Pulumi.dev.yaml``), in Docker's notation."""
+    """The dev stack's container memory and CPU limits (``Pulumi.dev.yaml``), in Docker's notation
+    (memory ``""`` when the stack derives it from the model)."""
     from delivery.plan import load_stack_settings
 
     stack = load_stack_settings("dev")
-    return k8s_memory_to_docker(stack.memory_limit), k8s_cpu_to_docker(stack.cpu_limit)
+    memory = k8s_memory_to_docker(stack.memory_limit) if stack.memory_limit else ""
+    return memory, k8s_cpu_to_docker(stack.cpu_limit)
+
+
+def startup_seconds(env: Mapping[str, str]) -> int | None:
+    raw = env.get("MODELSHIP_STARTUP_SECONDS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 10 <= int(raw) <= 3600:
+        raise ValueError(f"MODELSHIP_STARTUP_SECONDS must be whole seconds in 10-3600, got {raw!r}")
+    return int(raw)
 
 
 class DeliveryError(RuntimeError):
@@ -82,6 +92,18 @@ class DeliveryError(RuntimeError):
 
 def log(msg: str) -> None:
     print(f"[local] {msg}", flush=True)
+
+
+def parse_model_ref(ref: str) -> tuple[str, str]:
+    """``digits`` or ``digits@1.1.0`` -> (name, version or ``latest``); a clear error otherwise."""
+    from modelstore.errors import ModelStoreError
+    from modelstore.store import parse_ref
+
+    try:
+        return parse_ref(ref)
+    except ModelStoreError as exc:
+        raise ValueError(f"MODELSHIP_MODEL / MODEL={ref!r} is not allowed: {exc}; "
+                         "use NAME or NAME@VERSION, for example digits@1.1.0") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,15 +123,22 @@ class LocalSettings:
     azurite_port: int = 10000
     """Blob port of Azurite on 127.0.0.1 (``MODELSHIP_AZURITE_PORT``)."""
     model: str = "digits"
-    """Model name in the store (``MODELSHIP_MODEL``)."""
+    """Model name in the store (``MODELSHIP_MODEL``: ``NAME`` or ``NAME@VERSION``)."""
+    model_version: str = "latest"
+    """Version to deploy: ``latest`` follows the store's pointer; a version pins it (a rollback is
+    ``make up MODEL=digits@1.0.0``)."""
     store_container: str = "models"
     """Blob container of the model store (``MODELSHIP_STORE_CONTAINER``)."""
     repository: str = "modelship/digits"
     """Image repository in the registry (``MODELSHIP_REPOSITORY``)."""
     base_image: str = ""
-    """Base image (``MODELSHIP_BASE_IMAGE``); empty = python:3.11-slim if it pulls, else the local base."""
-    memory: str = "512m"
-    """Container memory limit (``MODELSHIP_MEMORY``); default: the stack's ``memoryLimit``."""
+    """Base image (``MODELSHIP_BASE_IMAGE``); empty = the debootstrap base (:mod:`delivery.baseimage`)."""
+    memory: str = ""
+    """Container memory limit (``MODELSHIP_MEMORY``); default: the stack's ``memoryLimit``, and when
+    that is empty too, derived from the model's size (``components.sizing``) once it is fetched."""
+    startup_seconds: int | None = None
+    """How long a container may take to answer ready (``MODELSHIP_STARTUP_SECONDS``): the smoke
+    test's wait and the healthcheck's start period; None: derived from the model's size."""
     cpus: str = "1"
     """Container CPU limit (``MODELSHIP_CPUS``); default: the stack's ``cpuLimit``."""
 
@@ -125,7 +154,7 @@ class LocalSettings:
                 raise ValueError(f"{key} must be a port in 1024-65535, got {port}")
         if len({self.port, self.registry_port, self.azurite_port}) != 3:
             raise ValueError("MODELSHIP_PORT, MODELSHIP_REGISTRY_PORT and MODELSHIP_AZURITE_PORT must differ")
-        if not _MEMORY_RE.match(self.memory):
+        if self.memory and not _MEMORY_RE.match(self.memory):
             raise ValueError(
                 f"MODELSHIP_MEMORY {self.memory!r} is not allowed: use a number with k, m or g (512m)"
             )
@@ -133,6 +162,7 @@ class LocalSettings:
             raise ValueError(
                 f"MODELSHIP_CPUS {self.cpus!r} is not allowed: use a positive number like 1 or 0.5"
             )
+        parse_model_ref(self.model_ref)
         if not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", self.repository):
             raise ValueError(f"MODELSHIP_REPOSITORY {self.repository!r} is not a repository name")
 
@@ -155,13 +185,36 @@ class LocalSettings:
             port=port("MODELSHIP_PORT", 8080),
             registry_port=port("MODELSHIP_REGISTRY_PORT", 5000),
             azurite_port=port("MODELSHIP_AZURITE_PORT", 10000),
-            model=env.get("MODELSHIP_MODEL", "digits"),
+            **dict(zip(("model", "model_version"), parse_model_ref(env.get("MODELSHIP_MODEL", "digits")),
+                       strict=True)),
             store_container=env.get("MODELSHIP_STORE_CONTAINER", "models"),
             repository=env.get("MODELSHIP_REPOSITORY", "modelship/digits"),
             base_image=env.get("MODELSHIP_BASE_IMAGE", ""),
             memory=env.get("MODELSHIP_MEMORY", memory),
             cpus=env.get("MODELSHIP_CPUS", cpus),
+            startup_seconds=startup_seconds(env),
         )
+
+    def sized_for(self, manifest) -> LocalSettings:
+        """These settings with the memory limit and start-up budget ``manifest``'s model needs.
+
+        A configured limit below that is refused here, before anything is built.
+        """
+        try:
+            sized = budget.resolve(manifest, self.memory, self.startup_seconds)
+        except sizing.SizingError as exc:
+            raise DeliveryError(f"{exc}. Nothing was built.") from None
+        return dataclasses.replace(self, memory=sized.docker_memory if not self.memory else self.memory,
+                                   startup_seconds=sized.startup_seconds)
+
+    @property
+    def model_ref(self) -> str:
+        """``NAME@VERSION`` or ``NAME@latest``: what ``up`` fetches from the store."""
+        return f"{self.model}@{self.model_version}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
 
     @property
     def azurite_dir(self) -> Path:
@@ -191,6 +244,7 @@ class LocalSettings:
         return engine.RunOptions(
             memory=self.memory, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
             container_port=service.APP_PORT, env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT},
+            health_start_period=self.startup_seconds,
         )
 
 
@@ -215,21 +269,7 @@ def source_revision(context: Path) -> str:
     A code change that is not committed yet still gets its own tag, so a rebuilt image never
     silently takes over the tag of a different build.
     """
-    try:
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."], cwd=context, capture_output=True, text=True,
-            check=True, timeout=20,
-        ).stdout
-        if not status.strip():
-            sha = subprocess.run(
-                ["git", "rev-parse", "--short=12", "HEAD"], cwd=context, capture_output=True, text=True,
-                check=True, timeout=20,
-            ).stdout.strip()
-            if sha:
-                return sha
-    except (subprocess.SubprocessError, FileNotFoundError):
-        pass
-    return f"dev-{context_digest(context)[:12]}"
+    return git_revision(context, clean=True) or f"dev-{context_digest(context)[:12]}"
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -279,21 +319,52 @@ def ensure_demo_model(store, name: str) -> None:
             raise DeliveryError(f"cannot publish the demo model {name}@{DEMO_VERSION}: {exc}") from exc
 
 
-def fetch_model(store, name: str, context: Path, cache_dir: Path):
-    """Fetch the latest ``name`` into ``<context>/model``; the store leaves it untouched on failure."""
+def fetch_model(store, ref: str, context: Path, cache_dir: Path):
+    """Fetch ``NAME@VERSION`` (or ``NAME@latest``) into ``<context>/model``; the store leaves it
+    untouched on failure."""
     from modelstore.errors import ModelStoreError
 
+    name, version = ref.split("@", 1) if "@" in ref else (ref, "latest")
+    what = f"the latest {name}" if version == "latest" else ref
     try:
-        result = store.fetch(name, context / "model", cache_dir=cache_dir)
+        result = store.fetch(ref, context / "model", cache_dir=cache_dir)
     except ModelStoreError as exc:
         raise DeliveryError(
-            f"cannot fetch the latest {name} from the model store: {exc}. "
-            "Nothing was built or pushed; the running container (if any) keeps serving."
+            f"cannot fetch {what} from the model store: {exc}. "
+            "Nothing was built or pushed; the running container (if any) keeps serving. "
+            f"To deploy another version: make up MODEL={name}@<version> "
+            f"(published: {_published_versions(store, name)})"
         ) from exc
     m = result.manifest
     log(f"fetched {m.name}@{m.version} ({result.bytes_transferred} bytes transferred, "
-        f"cache {'hit' if result.cache_hit else 'miss'})")
+        f"cache {'hit' if result.cache_hit else 'miss'}, signed by {result.signer})")
     return result
+
+
+def _published_versions(store, name: str) -> str:
+    """The store's versions of ``name``, newest last, for an error message (best effort)."""
+    try:
+        versions = [v.version for v in store.versions(name)]
+    except Exception:  # the message it decorates is the error; this is only a hint
+        return "unknown"
+    return ", ".join(versions[-5:]) or "none"
+
+
+def prepare_trust(context: Path) -> None:
+    """Put the trusted public keys into ``<context>/trust``: the build verifies the model against them.
+
+    With no key configured (``MODELSHIP_SIGNING_KEY`` unset) the local key is created on first use,
+    outside the repository (:mod:`modelstore.signing`); only public keys enter the context.
+    """
+    from modelstore import signing
+    from modelstore.errors import ModelStoreError
+
+    try:
+        if not os.environ.get(signing.SIGNING_KEY_ENV):
+            signing.ensure_key()
+        signing.export_trusted_keys(context / "trust")
+    except ModelStoreError as exc:
+        raise DeliveryError(f"model signing keys: {exc}") from exc
 
 
 def missing_wheels(context: Path) -> list[str]:
@@ -335,23 +406,17 @@ def ensure_wheelhouse(context: Path) -> None:
         )
 
 
-def choose_base_image(settings: LocalSettings, pull_timeout: float = 30.0) -> str:
-    """python:3.11-slim where it can be pulled, else the debootstrap base, built once and reused."""
+def choose_base_image(settings: LocalSettings) -> str:
+    """``MODELSHIP_BASE_IMAGE`` if set, else the debootstrap base, built once and reused."""
     if settings.base_image:
         return settings.base_image
-    for ref in (PULLED_BASE, LOCAL_BASE):
-        if engine.image_exists(ref):
-            return ref
-    log(f"pulling {PULLED_BASE} (timeout {pull_timeout:.0f} s)")
-    if engine.pull(PULLED_BASE, timeout=pull_timeout):
-        return PULLED_BASE
-    log(f"cannot pull {PULLED_BASE}; building {LOCAL_BASE} with debootstrap (once, a few minutes)")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "build-base-image.sh"), LOCAL_BASE], check=False)
-    if proc.returncode != 0 or not engine.image_exists(LOCAL_BASE):
-        raise DeliveryError(
-            f"could not pull {PULLED_BASE} nor build {LOCAL_BASE} (scripts/build-base-image.sh)"
-        )
-    return LOCAL_BASE
+    from delivery.baseimage import BaseImageError, ensure_base_image
+
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return ensure_base_image(log_file=settings.log_dir / "base-image.log", log=log)
+    except BaseImageError as exc:
+        raise DeliveryError(str(exc)) from exc
 
 
 def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistry,
@@ -366,18 +431,29 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
     try:
         iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo)
     except engine.DockerError as exc:
+        # The Dockerfile verifies the model's signature (app/modelserver/signature.py, exit 8).
+        refusal = re.search(r"refusing the model: (model signature check failed [^\n]*)", str(exc))
+        if refusal:
+            raise DeliveryError(
+                f"image build refused the model: {refusal.group(1)}. Nothing was pushed; the running "
+                "container (if any) keeps serving."
+            ) from exc
         raise DeliveryError(f"image build failed: {exc}") from exc
     log(f"built {iid[:19]} in {time.monotonic() - started:.1f} s")
     return spec, iid, ref
 
 
-def wait_and_smoke(url: str, model: str, version: str, timeout: float = 90.0) -> None:
+def wait_and_smoke(url: str, model: str, version: str, timeout: float = 90.0, gone=None) -> None:
     from delivery.smoke import run_smoke
 
     result = run_smoke(url, model=model, expect_version=version, timeout=timeout, interval=0.5,
-                       log=lambda line: log(f"smoke: {line}"))
+                       log=lambda line: log(f"smoke: {line}"), gone=gone)
     log(f"smoke passed on {url}: ready after {result.ready_after_s:.1f} s, label {result.label}, "
         f"{model}@{result.version}")
+
+
+def _wait_s(settings: LocalSettings) -> float:
+    return float(settings.startup_seconds or sizing.STARTUP_BASE_S)
 
 
 def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
@@ -389,7 +465,8 @@ def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
     try:
         engine.run_container(image, name, port, settings.run_options,
                              {"modelship.instance": settings.instance, "modelship.role": "candidate"})
-        wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version)
+        wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version,
+                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory))
     except Exception as exc:
         logs = engine.logs_tail(name)
         raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}\n"
@@ -475,10 +552,11 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
     """Run ``pinned`` (``repo@sha256:...``) behind the front door without a moment of downtime.
 
     Like a rolling update with ``maxUnavailable: 0``: the new container starts next to the old
-    one, on its own ephemeral loopback port, and is smoke-tested there. Only then does the front
-    door send new connections to it; the old container is stopped after that (SIGTERM: it finishes
-    its in-flight requests). On any failure before the switch the new container is removed and the
-    old one, which never stopped, keeps serving.
+    one, on its own ephemeral loopback port, and is smoke-tested there. Only once HAProxy's health
+    check passes too does the front door send requests to it, and drain the old one (no new
+    requests; those in flight finish); the old container is stopped after that. On any failure
+    before the switch the new container is removed and the old one, which never stopped, keeps
+    serving.
     """
     door = frontdoor(settings)
     repair(settings, door)
@@ -491,15 +569,21 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         raise DeliveryError(
             f"cannot create a container from {pinned}: {exc}. The running container was not touched."
         ) from exc
-    url = f"container {nxt}"
+    url, port = f"container {nxt}", 0
     try:
         engine.docker("start", nxt)
         port = engine.published_port(nxt, settings.run_options.container_port)
         url = f"http://127.0.0.1:{port}"
-        wait_and_smoke(url, spec.manifest.name, spec.manifest.version)
+        wait_and_smoke(url, spec.manifest.name, spec.manifest.version, _wait_s(settings),
+                       budget.stopped(nxt, spec.manifest, settings.memory))
+        # In the front door with weight 0 until HAProxy's own health check passes: no traffic yet.
+        door.add(port, engine.container_state(nxt)["Id"])
     except BaseException as exc:
         # BaseException too: an interrupt (Ctrl-C) must not leave a half-started container behind.
         logs = engine.logs_tail(nxt)
+        if port:
+            with contextlib.suppress(ServiceError):
+                door.remove(port, timeout=5)
         engine.remove_container(nxt)
         if not isinstance(exc, Exception):
             raise
@@ -510,8 +594,7 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
     # From here on the new container serves; an interruption is finished by repair() next time.
     had_old = engine.container_state(live) is not None
     if had_old:
-        # Connections accepted just before the switch may still be connecting to the old one.
-        time.sleep(SWITCH_GRACE)
+        # switch() drained it: no request is in progress there, and none will come.
         engine.docker("rename", live, previous)
     engine.docker("rename", nxt, live)
     if had_old:
@@ -551,9 +634,13 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
 
         store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
     log("2/6 model store")
+    prepare_trust(settings.context)
     ensure_demo_model(store, settings.model)
-    log("3/6 fetch the latest model")
-    fetched = fetch_model(store, settings.model, settings.context, settings.state_dir / "model-cache")
+    log(f"3/6 fetch {settings.model_ref}")
+    fetched = fetch_model(store, settings.model_ref, settings.context, settings.state_dir / "model-cache")
+    settings = settings.sized_for(fetched.manifest)
+    log(f"model {fetched.manifest.ref} is {sizing.human(fetched.manifest.size)}: memory limit "
+        f"{settings.memory}, start-up budget {settings.startup_seconds} s")
     log("4/6 build")
     ensure_wheelhouse(settings.context)
     base = choose_base_image(settings)
@@ -575,6 +662,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
         "model": spec.manifest.name, "model_version": spec.manifest.version,
+        "model_signer": fetched.signer,
         "model_bytes_transferred": fetched.bytes_transferred,
         "revision": spec.revision, "base_image": base, "container": settings.container,
         "endpoint": f"http://127.0.0.1:{settings.port}",
@@ -614,6 +702,7 @@ def publish(settings: LocalSettings, model_dir: Path | None, train_version: str 
     from modelstore.store import ModelStore
 
     store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
+    prepare_trust(settings.context)  # creates the local signing key on first use
     with tempfile.TemporaryDirectory() as tmp:
         if train_version is not None:
             from training.train_digits import train
@@ -647,11 +736,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "publish"])
     parser.add_argument("--quiet-build", action="store_true", help="do not echo the build's progress")
+    parser.add_argument("--model", metavar="NAME[@VERSION]",
+                        help="up: the model version to deploy (default: MODELSHIP_MODEL, else digits@latest)")
     parser.add_argument("--model-dir", type=Path, help="publish: the model directory to publish")
     parser.add_argument("--train", metavar="VERSION", help="publish: train the demo model as VERSION")
     args = parser.parse_args(argv)
     try:
-        settings = LocalSettings.from_env()
+        env = dict(os.environ)
+        if args.model:
+            env["MODELSHIP_MODEL"] = args.model
+        settings = LocalSettings.from_env(env)
         if args.command == "up":
             up(settings, echo=not args.quiet_build)
         elif args.command == "down":

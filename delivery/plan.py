@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -104,13 +105,39 @@ def key_properties(node: PlanNode) -> dict[str, str]:
     return out
 
 
-def render_tree(nodes: Sequence[PlanNode]) -> str:
-    """Indented tree of resources under their parents, with type and key properties."""
+def ordered_children(nodes: Sequence[PlanNode]) -> dict[str | None, list[PlanNode]]:
+    """Children of each parent URN (None: the roots) in one canonical order.
+
+    The mocks register resources in whatever order their inputs resolve, which varies from run to
+    run; the plan text and the diagram must not. Siblings are ordered by how deep they sit in the
+    dependency graph (what is created first comes first), then by name.
+    """
     by_urn = {n.urn: n for n in nodes}
     children: dict[str | None, list[PlanNode]] = {}
     for n in nodes:
-        parent = n.parent if n.parent in by_urn else None
-        children.setdefault(parent, []).append(n)
+        children.setdefault(n.parent if n.parent in by_urn else None, []).append(n)
+    depth: dict[str, int] = {}
+
+    def rank(urn: str, seen: frozenset[str] = frozenset()) -> int:
+        if urn in depth:
+            return depth[urn]
+        node = by_urn[urn]
+        deps = [d for d in node.dependencies if d in by_urn and d not in seen]
+        value = 1 + max((rank(d, seen | {urn}) for d in deps), default=-1)
+        if not node.custom:  # a component comes when its first resource can
+            kids = [rank(k.urn, seen | {urn}) for k in children.get(urn, [])]
+            value = max(value, min(kids, default=0))
+        depth[urn] = value
+        return value
+
+    for kids in children.values():
+        kids.sort(key=lambda n: (rank(n.urn), n.name, n.type, n.urn))
+    return children
+
+
+def render_tree(nodes: Sequence[PlanNode]) -> str:
+    """Indented tree of resources under their parents, with type and key properties."""
+    children = ordered_children(nodes)
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
@@ -134,7 +161,7 @@ def _icon(type_token: str):
     from diagrams.azure import general as az_general
     from diagrams.azure import network as az_network
     from diagrams.generic.blank import Blank
-    from diagrams.k8s import clusterconfig, group, network, rbac
+    from diagrams.k8s import K8S, clusterconfig, group, network, rbac
     from diagrams.k8s import compute as k8s_compute
     from diagrams.onprem.container import Docker
 
@@ -153,7 +180,8 @@ def _icon(type_token: str):
         "kubernetes:apps/v1:Deployment": k8s_compute.Deploy,
         "kubernetes:core/v1:Service": network.SVC,
         "kubernetes:core/v1:ServiceAccount": rbac.SA,
-        "kubernetes:policy/v1:PodDisruptionBudget": clusterconfig.Limits,
+        # The icon set has no PodDisruptionBudget (Limits is a LimitRange): the plain Kubernetes logo.
+        "kubernetes:policy/v1:PodDisruptionBudget": K8S,
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": clusterconfig.HPA,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": network.Netpol,
         "azure-native:dns:RecordSet": az_network.DNSZones,
@@ -166,19 +194,59 @@ def _drawable(nodes: Sequence[PlanNode]) -> list[PlanNode]:
     return [n for n in nodes if not n.type.startswith("pulumi:")]
 
 
+DEPENDS = {"color": "#888888", "style": "dashed"}
+"""Edge style: B depends on A (Pulumi creates A first)."""
+USER_PATH = {"color": "#1f6feb", "penwidth": "2.5", "fontcolor": "#1f6feb"}
+"""Edge style: a user's request."""
+MODEL_PATH = {"color": "#d9730d", "penwidth": "2.5", "fontcolor": "#d9730d"}
+"""Edge style: the model's bytes, from the data scientist to the pods."""
+
+
+ROLES = {
+    "kubernetes:core/v1:Service": " (load balancer)",
+    "kubernetes:apps/v1:Deployment": " (pods)",
+}
+"""What a resource is on the user's path, added to its label."""
+
+
+def _node_id(key: str) -> str:
+    # diagrams names nodes with random uuids, and graphviz lays out by name: fixed ids make the
+    # picture a function of the program alone.
+    return "n" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _first(nodes: Iterable[PlanNode], type_token: str) -> PlanNode | None:
+    return next((n for n in nodes if n.type == type_token), None)
+
+
+def public_dns_name(nodes: Sequence[PlanNode]) -> str:
+    """The LoadBalancer Service's public name (``<dnsLabel>.<region>.cloudapp.azure.com``)."""
+    from components.service import DNS_LABEL_ANNOTATION
+
+    svc = _first(nodes, "kubernetes:core/v1:Service")
+    rg = _first(nodes, "azure-native:resources:ResourceGroup")
+    annotations = ((svc.inputs.get("metadata") or {}).get("annotations") or {}) if svc else {}
+    label = annotations.get(DNS_LABEL_ANNOTATION)
+    region = (rg.inputs.get("location") if rg else None) or "<region>"
+    return f"{label}.{region}.cloudapp.azure.com" if label else "public IP"
+
+
 def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on Azure",
          formats: Sequence[str] = ("png",)) -> list[Path]:
-    """Write ``out_base.<format>``: components as clusters, resources as icons, dependencies as edges.
+    """Write ``out_base.<format>``: components as clusters, resources as icons, dependencies as
+    dashed edges, plus the user's path (DNS name -> load balancer -> pods) and the model's path
+    (data scientist -> blob store -> image -> pods), and a legend for the three kinds of arrow.
 
-    PNG only by default: the SVG that graphviz writes links its icons by absolute local path.
+    Byte-identical for the same program and config: canonical order and fixed node ids. PNG only
+    by default: the SVG that graphviz writes links its icons by absolute local path.
     """
     from diagrams import Cluster, Diagram, Edge
+    from diagrams.azure.network import DNSZones
+    from diagrams.generic.blank import Blank
+    from diagrams.onprem.client import User, Users
 
     nodes = _drawable(nodes)
-    by_urn = {n.urn: n for n in nodes}
-    children: dict[str | None, list[PlanNode]] = {}
-    for n in nodes:
-        children.setdefault(n.parent if n.parent in by_urn else None, []).append(n)
+    children = ordered_children(nodes)
     drawn: dict[str, Any] = {}
     written = []
     for fmt in formats:
@@ -190,16 +258,51 @@ def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on A
             def place(parent: str | None) -> None:
                 for n in children.get(parent, []):
                     if n.custom:
-                        drawn[n.urn] = _icon(n.type)(f"{n.name}\n{n.type.split(':')[-1]}")
+                        kind = n.type.split(":")[-1] + ROLES.get(n.type, "")
+                        drawn[n.urn] = _icon(n.type)(f"{n.name}\n{kind}", nodeid=_node_id(n.urn))
                     if children.get(n.urn):
                         with Cluster(f"{n.name} ({n.type.split(':')[-1]})"):
                             place(n.urn)
 
+            users = Users("users", nodeid=_node_id("users"))
+            scientist = User("data scientist", nodeid=_node_id("data-scientist"))
+            dns = DNSZones(f"DNS name\n{public_dns_name(nodes)}", nodeid=_node_id("dns-name"))
             place(None)
-            for n in nodes:
-                for dep in n.dependencies:
+            for n in (n for kids in children.values() for n in kids):
+                for dep in sorted(n.dependencies):
                     if n.urn in drawn and dep in drawn and dep != n.urn:
-                        drawn[dep] >> Edge(color="#555555") >> drawn[n.urn]
+                        drawn[dep] >> Edge(**DEPENDS) >> drawn[n.urn]
+
+            def find(type_token: str) -> Any:
+                found = _first(nodes, type_token)
+                return drawn.get(found.urn) if found else None
+
+            svc, deploy = find("kubernetes:core/v1:Service"), find("kubernetes:apps/v1:Deployment")
+            record = find("azure-native:dns:RecordSet")
+            blobs, image = find("azure-native:storage:BlobContainer"), find("docker-build:index:Image")
+            # The user's path: name resolution, the Service's Azure load balancer, the pods.
+            if record is not None:
+                users >> Edge(label="custom name", **USER_PATH) >> record >> Edge(**USER_PATH) >> dns
+            users >> Edge(label="1. resolve", **USER_PATH) >> dns
+            if svc is not None:
+                dns >> Edge(label="2. HTTP :80 (load balancer)", **USER_PATH) >> svc
+                if deploy is not None:
+                    svc >> Edge(label="3. pods :8080", **USER_PATH) >> deploy
+            # The model's path: published to the blob store, baked into the image, run in the pods.
+            if blobs is not None:
+                scientist >> Edge(label="publish model", **MODEL_PATH) >> blobs
+                if image is not None:
+                    blobs >> Edge(label="fetched into the build", **MODEL_PATH) >> image
+            if image is not None and deploy is not None:
+                image >> Edge(label="run by digest", **MODEL_PATH) >> deploy
+
+            with Cluster("Legend"):
+                keys = [("depends on (created first)", DEPENDS), ("a user's request", USER_PATH),
+                        ("the model's bytes", MODEL_PATH)]
+                for i, (text, style) in enumerate(keys):
+                    a = Blank("", nodeid=_node_id(f"legend-{i}-a"), width="0.2", height="0.2")
+                    b = Blank("", nodeid=_node_id(f"legend-{i}-b"), width="0.2", height="0.2")
+                    a >> Edge(label=text, **style) >> b
         written.append(out_base.with_suffix(f".{fmt}"))
     return written
 

@@ -98,14 +98,21 @@ def _brief(payload: Any) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
-def wait_ready(base: str, timeout: float, interval: float, log=None) -> tuple[float, int]:
-    """Poll the readiness endpoint until 200 or ``timeout``; return (seconds waited, probes)."""
+def wait_ready(base: str, timeout: float, interval: float, log=None, gone=None) -> tuple[float, int]:
+    """Poll the readiness endpoint until 200 or ``timeout``; return (seconds waited, probes).
+
+    ``gone`` (optional) is asked before each probe; a string it returns (the server's process or
+    container has ended, and why) fails the wait at once with that reason instead of at the deadline.
+    """
     url = f"{base}/v2/health/ready"
     started = time.monotonic()
     deadline = started + timeout
     attempts, last = 0, "no answer yet"
     while True:
         attempts += 1
+        ended = gone() if gone else None
+        if ended:
+            raise SmokeError(f"not ready: {ended}")
         remaining = deadline - time.monotonic()
         try:
             status, payload = _request("GET", url, None, min(_MAX_REQUEST_S, remaining))
@@ -172,14 +179,16 @@ def run_smoke(
     timeout: float = 120.0,
     interval: float = 2.0,
     log=None,
+    gone=None,
 ) -> SmokeResult:
     """Smoke-test the server at ``url``; raise :class:`SmokeError` naming the failed check.
 
     ``timeout`` bounds the wait for readiness; the metadata and inference calls that follow
-    have their own 10 s bound each. ``log`` (optional) receives progress lines.
+    have their own 10 s bound each. ``log`` (optional) receives progress lines; ``gone`` see
+    :func:`wait_ready`.
     """
     base = _validate(url, model, timeout, interval)
-    ready_after, attempts = wait_ready(base, timeout, interval, log)
+    ready_after, attempts = wait_ready(base, timeout, interval, log, gone)
 
     meta_url = f"{base}/v2/models/{model}"
     meta = _json_call("GET", meta_url, None, f"model {model!r} metadata")

@@ -1,4 +1,5 @@
-"""``modelship-models``: publish, list, show and fetch models in the model store.
+"""``modelship-models``: publish, list, show and fetch models in the model store (and promote,
+aliases, history: :mod:`modelstore.release_cli`).
 
 Exit codes: ``modelstore.errors.EXIT_CODES`` (printed by ``--help``). No failure ever ends in a
 traceback: unexpected ones say so in one line, and ``--verbose`` logs the details.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from modelstore import release_cli
 from modelstore.connection import DEFAULT_TIMEOUT, TIMEOUT_ENV
 from modelstore.errors import EXIT_CODES, ModelStoreError
 from modelstore.store import DEFAULT_CACHE_DIR, DEFAULT_CONTAINER, ModelStore, VersionInfo, parse_ref
@@ -63,16 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("show", parents=[common], help="show one version (default: latest)")
-    p.add_argument("ref", metavar="NAME[@VERSION]")
+    p.add_argument("ref", metavar="NAME[@VERSION|ALIAS]")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("fetch", parents=[common], help="download a verified model directory")
-    p.add_argument("ref", metavar="NAME[@VERSION|latest]")
+    p.add_argument("ref", metavar="NAME[@VERSION|ALIAS|latest]")
     p.add_argument("dest", type=Path, metavar="DEST")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help=f"local cache keyed by sha256 (env MODELSHIP_CACHE_DIR, default {DEFAULT_CACHE_DIR})")
     p.add_argument("--no-cache", action="store_true", help="neither read nor fill the cache")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    release_cli.add_commands(sub, common)
     return parser
 
 
@@ -168,6 +171,7 @@ def _show(store: ModelStore, args: argparse.Namespace) -> int:
         ("source", manifest.source_revision),
         ("published", f"{published.published_at} by {published.publisher}" if published else "-"),
         ("latest", f"{manifest.name}@{latest}"),
+        ("aliases", ", ".join(release_cli.aliases_naming(store, manifest)) or "-"),
     ):
         print(f"  {label:<10} {value}")
     print()
@@ -186,11 +190,12 @@ def _fetch(store: ModelStore, args: argparse.Namespace) -> int:
         m = result.manifest
         how = "from cache, 0 bytes transferred" if result.cache_hit else \
             f"downloaded {_size(result.bytes_transferred)}"
-        print(f"fetched {m.ref} into {result.dest} (sha256 {m.sha256} verified, {how})")
+        print(f"fetched {m.ref} into {result.dest} (sha256 {m.sha256} verified, "
+              f"signed by {result.signer}, {how})")
     return 0
 
 
-_COMMANDS = {"publish": _publish, "list": _list, "show": _show, "fetch": _fetch}
+_COMMANDS = {"publish": _publish, "list": _list, "show": _show, "fetch": _fetch, **release_cli.COMMANDS}
 
 
 def _print_json(data: Any) -> None:

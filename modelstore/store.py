@@ -62,6 +62,7 @@ from modelserver.manifest import (
     MANIFEST_FILE,
     ManifestError,
     ModelManifest,
+    is_alias_name,
     load_model_dir,
     validate_name,
     validate_version,
@@ -129,6 +130,8 @@ class FetchResult:
     """Bytes of the model file downloaded from the store (0 on a cache hit)."""
     cache_hit: bool
     dest: Path | None = None
+    signer: str | None = None
+    """``key sha256:...`` of the trusted key that verified the model's signature."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,18 +143,22 @@ class FetchResult:
             "dest": str(self.dest) if self.dest else None,
             "cache_hit": self.cache_hit,
             "bytes_transferred": self.bytes_transferred,
+            "signer": self.signer,
         }
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
-    """``NAME``, ``NAME@latest`` or ``NAME@VERSION`` -> (name, version or ``latest``)."""
+    """``NAME``, ``NAME@latest``, ``NAME@VERSION`` or ``NAME@ALIAS`` -> (name, what follows the @).
+
+    An alias-shaped part (:func:`modelserver.manifest.is_alias_name`) is resolved by :meth:`resolve`.
+    """
     if not isinstance(ref, str) or ref.count("@") > 1:
-        raise InvalidInput(f"model reference {ref!r} is not NAME, NAME@VERSION or NAME@latest")
+        raise InvalidInput(f"model reference {ref!r} is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest")
     name, at, version = ref.partition("@")
     if at and not version:
         raise InvalidInput(
-            f"model reference {ref!r} has an empty version after '@': use {name}, {name}@VERSION "
-            f"or {name}@latest"
+            f"model reference {ref!r} has an empty version after '@': use {name}, {name}@VERSION, "
+            f"{name}@ALIAS or {name}@latest"
         )
     version = version or LATEST
     try:
@@ -212,6 +219,8 @@ class ModelStore:
         chunk_size: int = 8 * MiB,
         max_pointer_attempts: int = 100,
         timeout: float | None = None,
+        signing_key: Path | None = None,
+        trusted_keys: Path | None = None,
     ):
         if concurrency < 1:
             raise InvalidInput(f"concurrency must be >= 1, got {concurrency}")
@@ -226,6 +235,10 @@ class ModelStore:
         self.concurrency = concurrency
         self.chunk_size = chunk_size
         self.max_pointer_attempts = max_pointer_attempts
+        self.signing_key = signing_key
+        """Private key publish signs with (default: ``MODELSHIP_SIGNING_KEY`` or the local key)."""
+        self.trusted_keys = trusted_keys
+        """Public key(s) fetch accepts (default: ``MODELSHIP_TRUSTED_KEYS`` or the local trusted dir)."""
         # The client's retry policy when the store built the client (from_* below): its window is
         # reset at the start of every operation, so one operation's failures never shorten the next.
         retry = getattr(getattr(container, "_config", None), "retry_policy", None)
@@ -337,6 +350,10 @@ class ModelStore:
             raise InvalidInput(f"model directory {model_dir} is not valid: {exc}") from None
         publisher = publisher or default_publisher()
         prefix = f"{manifest.name}/{manifest.version}"
+        # Signed before anything is uploaded; the manifest is uploaded as the bytes that were signed.
+        from modelstore import signing  # not at import: `python -m modelstore.signing` imports this module
+        raw_manifest = (model_dir / MANIFEST_FILE).read_bytes()
+        signature, signer = signing.sign_for_publish(model_dir, manifest.model_file, self.signing_key)
         with self._azure_errors():
             if self.create_container:
                 with contextlib.suppress(ResourceExistsError):
@@ -344,12 +361,14 @@ class ModelStore:
             manifest_blob = self._container.get_blob_client(f"{prefix}/{MANIFEST_FILE}")
             if manifest_blob.exists():
                 raise self._already_exists(manifest)
+            self._refuse_alias_name(manifest)
             meta = {
                 "sha256": manifest.sha256,
                 "size": str(manifest.size),
                 "model_file": manifest.model_file,
                 "publisher": publisher,
                 "published_at": _now(),
+                "signer": f"sha256:{signer[:16]}",
             }
             model_blob = self._container.get_blob_client(f"{prefix}/{manifest.model_file}")
             self._remove_leftover(manifest, model_blob, manifest_blob)
@@ -357,9 +376,15 @@ class ModelStore:
             lease = self._hold(manifest, model_blob, etag, manifest_blob)
             held_since = time.monotonic()
             try:
+                # Overwritable, and written under the lease: until the manifest exists the version is
+                # not complete, and only the lease holder may complete it.
+                self._container.get_blob_client(f"{prefix}/{signing.SIGNATURE_FILE}").upload_blob(
+                    signature, overwrite=True, metadata={"signer": meta["signer"]},
+                    content_settings=ContentSettings(content_type="application/json"),
+                )
                 try:
                     manifest_blob.upload_blob(
-                        manifest.to_json().encode(),
+                        raw_manifest,
                         overwrite=False,
                         metadata=meta,
                         content_settings=ContentSettings(content_type="application/json"),
@@ -445,6 +470,16 @@ class ModelStore:
             if exc.status_code in (404, 409, 412):
                 raise self._busy_or_exists(manifest, manifest_blob) from None
             raise
+
+    def _refuse_alias_name(self, manifest: ModelManifest) -> None:
+        """``NAME@X`` must mean one thing: a version may not take the name of an existing alias."""
+        from modelstore.aliases import Aliases
+
+        if is_alias_name(manifest.version) and Aliases(self).read(manifest.name, manifest.version)[0]:
+            raise InvalidInput(
+                f"{manifest.ref}: '{manifest.version}' is an alias of '{manifest.name}'; "
+                "pick a version that is not an alias name"
+            )
 
     def _check_still_ours(self, manifest: ModelManifest, blob: Any, etag: str, manifest_blob: Any) -> None:
         """After a manifest write slow enough for the lease to lapse: withdraw it if the file changed."""
@@ -542,7 +577,7 @@ class ModelStore:
         with self._azure_errors():
             return sorted(
                 p.name.rstrip("/") for p in self._container.walk_blobs(delimiter="/")
-                if p.name.endswith("/")
+                if p.name.endswith("/") and not p.name.startswith("_")  # _datasets/ is no model
             )
 
     def versions(self, name: str) -> list[VersionInfo]:
@@ -598,9 +633,14 @@ class ModelStore:
     def resolve(self, ref: str) -> tuple[ModelManifest, bytes]:
         """The manifest (parsed and raw) of ``NAME[@VERSION|latest]``."""
         name, version = parse_ref(ref)
+        # Aliases live in their own module, which builds on this one: imported here, not at the top.
+        from modelstore.aliases import Aliases
+
         with self._azure_errors():
             if version == LATEST:
                 version = self.latest(name).version
+            elif is_alias_name(version):
+                version = Aliases(self).resolve(name, version) or version
             raw = self._download_manifest(name, version)
         try:
             manifest = ModelManifest.from_dict(json.loads(raw))
@@ -631,9 +671,17 @@ class ModelStore:
             known = [v.version for v in self.versions(name)]
             if not known:
                 raise self._no_model(name) from None
+            from modelstore.aliases import Aliases
+
+            if not is_alias_name(version):
+                raise NotFound(
+                    f"model '{name}' has no version '{version}' in {self.where}; "
+                    f"published versions: {', '.join(known)}"
+                ) from None
+            aliases = ", ".join(a.alias for a in Aliases(self).list(name)) or "none"
             raise NotFound(
-                f"model '{name}' has no version '{version}' in {self.where}; "
-                f"published versions: {', '.join(known)}"
+                f"model '{name}' has no version or alias '{version}' in {self.where}; "
+                f"published versions: {', '.join(known)}; aliases: {aliases}"
             ) from None
 
     def _no_model(self, name: str) -> NotFound:
@@ -655,6 +703,7 @@ class ModelStore:
         cache = localdir.check_cache_dir(cache_dir)
         with localdir.staging_for(dest) as staging:
             manifest, raw_manifest = self.resolve(ref)
+            self._download_signature(manifest, staging)  # an unsigned version fails before the download
             target = staging / manifest.model_file
             cached = cache / manifest.sha256 if cache else None
             cache_hit = cached is not None and localdir.copy_from_cache(
@@ -665,10 +714,29 @@ class ModelStore:
                 if cached is not None:
                     localdir.populate_cache(target, cached)
             (staging / MANIFEST_FILE).write_bytes(raw_manifest)
+            from modelstore import signing
+
+            signer = signing.verify_fetched(staging, manifest.ref, self.where, self.trusted_keys)
             localdir.swap_into_place(staging, dest)
         log.info("fetched %s into %s (%s, %d bytes transferred)", manifest.ref, dest,
                  "cache hit" if cache_hit else "downloaded", transferred)
-        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest)
+        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest,
+                           signer=signer.short)
+
+    def _download_signature(self, manifest: ModelManifest, staging: Path) -> None:
+        from modelstore import signing
+
+        blob = self._container.get_blob_client(f"{manifest.name}/{manifest.version}/{signing.SIGNATURE_FILE}")
+        with self._azure_errors():
+            try:
+                data = blob.download_blob().readall()
+            except ResourceNotFoundError:
+                raise signing.SignatureRefused(
+                    f"refusing {manifest.ref} from {self.where}: model signature check failed (unsigned): "
+                    f"the version has no {signing.SIGNATURE_FILE}. Publish a new version (publish signs it). "
+                    "The destination was left unchanged.", signing.Check.UNSIGNED,
+                ) from None
+        (staging / signing.SIGNATURE_FILE).write_bytes(data)
 
     def _download_model(self, manifest: ModelManifest, target: Path) -> int:
         blob_name = f"{manifest.name}/{manifest.version}/{manifest.model_file}"

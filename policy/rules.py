@@ -46,10 +46,17 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 }
 """Where each workload kind keeps its pod spec: the container rules apply to all of them."""
 
-ALLOWED_TLS = ("TLS1_2", "TLS1_3")
+ALLOWED_TLS = ("TLS1_2",)
+"""The SDK's MinimumTlsVersion enum lists TLS1_3 but documents it as not supported by Azure
+Storage ("Minimum TLS version 1.3 version is not supported"); a test keeps this in step."""
+ALLOWED_CAPABILITIES = ("NET_BIND_SERVICE",)
+"""The only capability a container may add (the restricted Pod Security Standard's list)."""
+HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
 MANAGED_IDENTITY_TYPES = ("SystemAssigned", "UserAssigned")
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
+# What Azure accepts as a public IP DNS name label (the cloud provider copies the annotation there).
+AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 Report = Callable[..., None]
 
@@ -167,6 +174,34 @@ def _container_hardening(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{label}: resources.limits must set {' and '.join(missing)}")
 
 
+def _no_privilege(args: ResourceValidationArgs, report: Report) -> None:
+    for label, container, _ in _containers(args):
+        security = container.get("securityContext")
+        if _get(security, "privileged") is True:
+            report(f"{label}: securityContext.privileged must not be true")
+        if _get(security, "allowPrivilegeEscalation") is not False:
+            report(f"{label}: securityContext.allowPrivilegeEscalation must be false, "
+                   f"got {_get(security, 'allowPrivilegeEscalation')!r}")
+        added = [c for c in _seq(_get(security, "capabilities", "add")) if c not in ALLOWED_CAPABILITIES]
+        if added:
+            report(f"{label}: securityContext.capabilities.add may only hold "
+                   f"{', '.join(ALLOWED_CAPABILITIES)}, got {', '.join(map(str, added))}")
+
+
+def _pod_isolation(args: ResourceValidationArgs, report: Report) -> None:
+    path = POD_TEMPLATE_PATHS.get(args.resource_type)
+    if path is None:
+        return
+    pod = _get(args.props, *path)
+    kind = args.resource_type.rsplit(":", 1)[-1]
+    for field in HOST_NAMESPACES:
+        if _get(pod, field) is True:
+            report(f"{kind} {args.name}: {field} must not be true (the pod would share the node's namespace)")
+    if _seq(_get(pod, "ephemeralContainers")):
+        report(f"{kind} {args.name}: ephemeralContainers must not be declared (debug containers bypass "
+               "the pod's hardening)")
+
+
 def _image_digest(args: ResourceValidationArgs, report: Report) -> None:
     for label, container, _ in _containers(args):
         image = container.get("image")
@@ -181,6 +216,10 @@ def _lb_dns_label(args: ResourceValidationArgs, report: Report) -> None:
     if not isinstance(label, str) or not label:
         report(f"LoadBalancer service {args.name}: annotation {DNS_LABEL_ANNOTATION} must name a DNS label, "
                f"got {label!r}")
+    elif not AZURE_DNS_LABEL_RE.match(label):
+        report(f"LoadBalancer service {args.name}: annotation {DNS_LABEL_ANNOTATION} {label!r} is not a "
+               "DNS label Azure accepts (3-63 lowercase letters, digits and '-', a letter first, "
+               "alphanumeric last)")
 
 
 def _policy(name: str, description: str, validate) -> ResourceValidationPolicy:
@@ -192,7 +231,9 @@ POLICIES: list[ResourceValidationPolicy] = [
     _policy("storage-no-public-blob-access",
             "Storage accounts set allowBlobPublicAccess=false; blob containers are never public.",
             _no_public_blob_access),
-    _policy("storage-tls-1-2", "Storage accounts accept TLS 1.2 or newer only, over HTTPS.", _tls_minimum),
+    _policy("storage-tls-1-2",
+            "Storage accounts require TLS 1.2 (the newest Azure Storage supports), over HTTPS.",
+            _tls_minimum),
     _policy("storage-shared-key-disabled",
             "Storage accounts set allowSharedKeyAccess=false: Entra ID (RBAC) access only.",
             _shared_key_disabled),
@@ -202,10 +243,16 @@ POLICIES: list[ResourceValidationPolicy] = [
     _policy("containers-non-root-read-only-limits",
             "Containers run as non-root with a read-only root filesystem and CPU and memory limits.",
             _container_hardening),
+    _policy("containers-no-privilege",
+            "Containers are not privileged, set allowPrivilegeEscalation=false and add no capability "
+            "but NET_BIND_SERVICE.", _no_privilege),
+    _policy("pods-isolated-from-the-node",
+            "Pods do not use hostNetwork, hostPID or hostIPC, and declare no ephemeral containers.",
+            _pod_isolation),
     _policy("images-pinned-by-digest", "Container images are referenced by digest (@sha256:...).",
             _image_digest),
     _policy("loadbalancer-dns-label",
-            f"LoadBalancer services carry the {DNS_LABEL_ANNOTATION} annotation.", _lb_dns_label),
+            f"LoadBalancer services carry a valid Azure DNS label in {DNS_LABEL_ANNOTATION}.", _lb_dns_label),
 ]
 """Every rule of the pack; all mandatory."""
 

@@ -2,8 +2,8 @@
 # Make this machine able to run modelship locally: install what is missing and start Docker.
 #
 # Idempotent and quick when everything is present (a few checks, no network). On a fresh Debian
-# bookworm machine, as root, it installs Debian's docker.io, docker-registry, debootstrap, graphviz
-# and wrk (one `apt-get update`), Azurite from npm into .local/azurite, the Python environment
+# bookworm machine, as root, it installs Debian's docker.io, docker-registry, debootstrap, graphviz,
+# haproxy and wrk (one `apt-get update`), Azurite from npm into .local/azurite, the Python environment
 # (.venv from the pinned requirements-dev.txt plus this project in editable mode), and starts
 # dockerd if no Docker Engine answers. A dockerd started here is recorded in .local/run/dockerd.pid
 # so that `make down` stops it and only it.
@@ -34,11 +34,13 @@ missing=()
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v dot >/dev/null || missing+=(graphviz)
 command -v wrk >/dev/null || missing+=(wrk)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)  # the local front door (delivery/frontdoor.py)
 command -v git >/dev/null || missing+=(git)
 command -v curl >/dev/null || missing+=(curl)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)  # git and curl over https
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)  # the canary analysis' metrics (delivery/prometheus.py)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -96,6 +98,9 @@ else
     || { tail -20 "$LOCAL/logs/pip.log" >&2; die "pip install -e . failed"; }
   echo "$want" > "$STAMP"
 fi
+# --- Model signing key: generated once, outside the repository (~/.config/modelship, 0600) -----
+"$VENV/bin/python" -m modelstore.signing keygen | sed 's/^/[bootstrap] /' \
+  || die "could not create the model signing key (python -m modelstore.signing keygen)"
 # --- Wheelhouse: image builds install app/requirements.txt from app/wheels with --no-index -----
 # (containers here cannot verify PyPI's TLS; with the wheels the build needs no network at all)
 (cd "$ROOT" && "$VENV/bin/python" -c 'from delivery.local import ROOT, ensure_wheelhouse; ensure_wheelhouse(ROOT / "app")') \

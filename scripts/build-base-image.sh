@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Build a minimal Debian bookworm + Python 3.11 base image with debootstrap and `docker import`,
-# for machines that cannot pull python:3.11-slim. Idempotent: does nothing if the tag exists.
+# the default base of the image everywhere (Docker Hub cannot be assumed reachable). Idempotent: does
+# nothing if the tag exists. Used by `make up` and by the tests' session fixture (delivery/baseimage.py).
 set -euo pipefail
 TAG="${1:-modelship/python-base:3.11-bookworm}"
 DOCKER="${DOCKER:-/usr/bin/docker}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+# One build at a time on this machine (parallel test runs and `make up` share the tag): the
+# second waits for the first, then finds the image.
+exec 9>"${TMPDIR:-/tmp}/modelship-base-image.lock"
+flock 9
 if "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
   echo "base image $TAG already present"
   exit 0

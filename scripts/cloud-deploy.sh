@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# The cloud delivery steps shared by azure-pipelines.yml and .github/workflows/deploy.yml.
+# The cloud delivery steps shared by azure-pipelines.yml and .github/workflows/delivery.yml.
 #
-#   scripts/cloud-deploy.sh preview    pulumi preview with the policy pack (pull requests and main)
-#   scripts/cloud-deploy.sh deploy     fetch the model, pulumi up with the policy pack, smoke test;
-#                                      a failed smoke test rolls back to the last good revision
+#   scripts/cloud-deploy.sh preview    fetch the model, pulumi preview with the policy pack (pull
+#                                      requests): the preview shows the real diff of the service
+#   scripts/cloud-deploy.sh deploy     fetch the model, buildx builder + ACR login, pulumi up with the
+#                                      policy pack, smoke test; a failed smoke test rolls back to the
+#                                      last good revision
 #   scripts/cloud-deploy.sh rollback   redeploy the last good revision (also run by hand)
-#   scripts/cloud-deploy.sh fetch-model | smoke | record-good
+#   scripts/cloud-deploy.sh promote-candidate
+#                                      with MODEL_CANDIDATE=name@version: evaluate it against the alias
+#                                      on the golden data set, then promote it (the gate refuses a
+#                                      worse model: exit 7 fails the run before anything is deployed);
+#                                      `deploy` runs it first when MODEL_CANDIDATE is set
+#   scripts/cloud-deploy.sh doctor [preview|up]
+#                                      modelship-doctor: the prerequisites, each failure with its fix
+#   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
 #                                      the single steps, for pipelines that run `pulumi up` themselves
+#
+# Every command first checks that the stack's secrets provider can be used without a prompt
+# (Pulumi.<stack>.yaml names a cloud secretsprovider, or PULUMI_CONFIG_PASSPHRASE[_FILE] is set).
 #
 # Runs where Azure is already signed in (AzureCLI@2 / azure/login with workload identity) and the
 # ARM_* variables for Pulumi's azure-native provider are set. No secret is read from a file.
@@ -18,6 +30,8 @@
 #   PYTHON               interpreter with the project installed (default: python)
 #   SMOKE_TIMEOUT        seconds to wait for the endpoint to be ready (default: 300)
 #   MODELSHIP_ROLLBACK   0 disables the automatic rollback after a failed smoke test (default: 1)
+#   MODEL_CANDIDATE      name@version to evaluate and promote before deploying (default: none)
+#   GOLDEN_DATASET       golden data set of the evaluation (default: digits-golden@1)
 set -euo pipefail
 
 cmd="${1:-}"
@@ -32,7 +46,19 @@ die() { printf 'cloud-deploy: error: %s\n' "$*" >&2; exit 1; }
 [ -n "${PULUMI_STACK:-}" ] || die "PULUMI_STACK is not set (the stack to deploy, e.g. dev)"
 command -v pulumi >/dev/null || die "the pulumi CLI is not on PATH"
 
+secrets_provider() {  # the secretsprovider a non-interactive run will use, or a clear failure
+  local file="$ROOT/Pulumi.$PULUMI_STACK.yaml" provider
+  provider="$(sed -n 's/^secretsprovider:[[:space:]]*//p' "$file" 2>/dev/null | tr -d "\"'" || true)"
+  case "$provider" in
+    azurekeyvault://*|awskms://*|gcpkms://*|hashivault://*) return 0 ;;
+  esac
+  if [ -n "${PULUMI_CONFIG_PASSPHRASE:-}${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then return 0; fi
+  if [ -z "$provider" ] && [ -z "${PULUMI_BACKEND_URL:-}" ]; then return 0; fi  # Pulumi Cloud: its own keys
+  die "stack $PULUMI_STACK: Pulumi.$PULUMI_STACK.yaml names no cloud secretsprovider (got '${provider:-none}'), so pulumi would ask for a passphrase; run: pulumi stack change-secrets-provider --stack $PULUMI_STACK 'azurekeyvault://<vault>.vault.azure.net/keys/<key>' (docs/pipelines.md)"
+}
+
 login() {
+  secrets_provider
   if [ -n "${PULUMI_BACKEND_URL:-}" ]; then
     say "pulumi login ${PULUMI_BACKEND_URL%%\?*}"
     pulumi login --non-interactive "$PULUMI_BACKEND_URL" >/dev/null
@@ -58,7 +84,7 @@ config() { pulumi config get "$1" 2>/dev/null || echo "$2"; }
 
 fetch_model() {  # into $1/app/model: the model named by the stack config (modelName@modelVersion)
   local dir="$1" ref store
-  ref="$(config modelName digits)@$(config modelVersion latest)"
+  ref="$(config modelName digits)@$(config modelVersion production)"
   if ! store="$(pulumi stack output blobEndpoint 2>/dev/null)" || [ -z "$store" ]; then
     say "stack $PULUMI_STACK has no model store yet: this first 'pulumi up' creates it (no model is deployed)"
     say "then publish a model (modelship-models publish) and run the pipeline again"
@@ -82,19 +108,62 @@ acr_login() {  # ModelImage pushes with this host's Docker credentials: the pipe
   fi
 }
 
+ensure_builder() {  # the buildx builder ModelImage builds with: the docker driver refuses cache export
+  local builder
+  builder="$(config imageBuilder modelship)"
+  if docker buildx inspect "$builder" >/dev/null 2>&1; then
+    return 0
+  fi
+  say "docker buildx create --name $builder --driver docker-container (registry build cache)"
+  docker buildx create --name "$builder" --driver docker-container --bootstrap >/dev/null
+}
+
+doctor() {  # modelship-doctor: every prerequisite checked, each failure with its fix (docs/azure.md)
+  say "modelship-doctor --stack $PULUMI_STACK --for $1"
+  (cd "$ROOT" && "$PYTHON" -m preflight --stack "$PULUMI_STACK" --for "$1" --project "$ROOT")
+}
+
+prepare_push() {  # everything the image push of `pulumi up` needs on this host
+  ensure_builder
+  acr_login
+}
+
 smoke() {  # the stack's url must serve exactly the model@version the stack says it deployed
   local url model wanted
   if ! url="$(pulumi stack output url 2>/dev/null)" || [ -z "$url" ]; then
     die "stack $PULUMI_STACK serves no model: $(pulumi stack output modelStatus 2>/dev/null || echo 'no url output')"
   fi
   model="$(output model)"                       # name@version baked into the deployed image
-  wanted="$(config modelVersion latest)"
-  if [ "$wanted" != latest ] && [ "${model#*@}" != "$wanted" ]; then
+  wanted="$(config modelVersion production)"
+  # 'latest' and an alias (production) name whatever the fetch resolved; a version must match.
+  if [ "$wanted" != latest ] && ! is_alias "$wanted" && [ "${model#*@}" != "$wanted" ]; then
     die "the stack deployed $model but config modelVersion is $wanted"
   fi
   say "smoke test $model at $url"
   (cd "$ROOT" && "$PYTHON" -m delivery.smoke --url "$url" --model "${model%@*}" \
     --expect-version "${model#*@}" --timeout "$SMOKE_TIMEOUT" --interval 5)
+}
+
+is_alias() { [[ "$1" =~ ^[a-z][a-z0-9-]{0,62}$ && "$1" != latest ]]; }  # modelserver.manifest.ALIAS_RE
+
+promote_candidate() {  # evaluate MODEL_CANDIDATE against the stack's alias, then promote it
+  local candidate="${MODEL_CANDIDATE:-}" alias store container current against=()
+  [ -n "$candidate" ] || return 0
+  alias="$(config releaseAlias production)"
+  store="$(output blobEndpoint)"; container="$(output modelContainer)"
+  export MODELSHIP_STORE_URL="$store" MODELSHIP_STORE_CONTAINER="$container"
+  current="$(modelship-models aliases "${candidate%@*}" --json | "$PYTHON" -c \
+    'import json,sys; print(next((a["version"] for a in json.load(sys.stdin) if a["alias"] == sys.argv[1]), ""))' "$alias")"
+  if [ "$current" = "${candidate#*@}" ]; then
+    say "${candidate%@*}@$alias already names ${candidate#*@}: nothing to promote"
+    return 0
+  fi
+  [ -z "$current" ] || against=(--against "$alias")
+  say "evaluate $candidate ${against[*]:-(new alias)} on ${GOLDEN_DATASET:-digits-golden@1}"
+  modelship-models evaluate --quiet "$candidate" "${against[@]}" --dataset "${GOLDEN_DATASET:-digits-golden@1}"
+  say "promote $candidate to $alias"
+  modelship-models promote --quiet "$candidate" --alias "$alias" \
+    --reason "pipeline ${BUILD_BUILDID:-${GITHUB_RUN_ID:-local}}: passed the evaluation gate"
 }
 
 mark_blob() {  # az storage blob <verb> on the state container's "last good" marker
@@ -136,7 +205,7 @@ rollback() {
     export PATH="$PWD/.venv/bin:$PATH"
     policy_venv "$tmp/src"
     fetch_model "$tmp/src"
-    acr_login
+    prepare_push
     pulumi up --yes --non-interactive --policy-pack policy --message "rollback to $sha"
     ROOT="$tmp/src" smoke
   )
@@ -150,13 +219,19 @@ case "$cmd" in
   preview)
     login
     policy_venv "$ROOT"
+    # Without the model the preview would show the image and the service being deleted, and the
+    # Kubernetes policy rules would not run.
+    fetch_model "$ROOT"
+    doctor preview
     pulumi preview --non-interactive --diff --policy-pack policy
     ;;
   deploy)
     login
     policy_venv "$ROOT"
+    promote_candidate
     fetch_model "$ROOT"
-    acr_login
+    prepare_push
+    doctor up
     say "pulumi up"
     pulumi up --yes --non-interactive --policy-pack policy
     if smoke; then
@@ -178,6 +253,17 @@ case "$cmd" in
     login
     fetch_model "$ROOT"
     ;;
+  promote-candidate)
+    login
+    promote_candidate
+    ;;
+  prepare-push)
+    login
+    prepare_push
+    ;;
+  doctor)
+    doctor "${2:-up}"
+    ;;
   smoke)
     login
     smoke
@@ -187,6 +273,6 @@ case "$cmd" in
     record_good
     ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, fetch-model, smoke or record-good"
+    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, smoke or record-good"
     ;;
 esac

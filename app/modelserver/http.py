@@ -1,5 +1,8 @@
 """The Open Inference Protocol REST API on Starlette: routes only translate; errors map to HTTP here.
 
+Each route reads what the request says (path parameters, the body within its size limit) and hands
+it to the ``DataPlane``, which knows the model; every ``ServerError`` becomes its status here.
+
 ``create_app(settings, predictor=None)`` builds the ASGI app. The model loads at start-up (lifespan,
 in a thread) before the worker accepts connections; ``/v2/health/ready`` says whether the session
 exists (a failed load keeps the process up but never ready). Health answers 200 for true and 400
@@ -26,16 +29,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, logs
-from .errors import InvalidInput, ModelNotFound, NotReady, PayloadTooLarge, ServerError
-from .manifest import ManifestError, ModelManifest, read_manifest
+from . import logs
+from .dataplane import DataPlane
+from .errors import InvalidInput, PayloadTooLarge, ServerError
+from .manifest import ManifestError
 from .metrics import CONTENT_TYPE, Metrics
 from .predictor import Predictor
-from .protocol import encode_infer_response, error_body, model_metadata, parse_infer_request
+from .protocol import error_body
 from .settings import Settings
 
 log = logging.getLogger("modelserver")
-SERVER_NAME = "modelship"
 JSON = "application/json"
 _REQUEST_ID_HEADER = b"x-request-id"
 _NOT_READY = 400
@@ -133,79 +136,42 @@ class RequestContext:
 
 def create_app(settings: Settings, predictor: Predictor | None = None) -> Starlette:
     """The ASGI app for ``settings.model_dir`` (or the given, possibly already loaded, predictor)."""
-    predictor = predictor or Predictor(settings.model_dir, settings.intra_op_threads)
-    # The manifest alone (cheap, no model file) lets metadata and routing answer while the model loads.
-    manifest: ModelManifest = predictor.manifest or read_manifest(predictor.model_dir)
     metrics = Metrics()
-    state: dict[str, Any] = {"load_error": None}
-
-    def load() -> None:
-        try:
-            loaded = predictor.load()
-        except Exception as exc:  # a failed load keeps the process live but never ready
-            state["load_error"] = str(exc)
-            log.error("model failed to load", extra={"error": str(exc)})
-            return
-        metrics.model_info.labels(loaded.name, loaded.version, loaded.sha256).set(1)
-        log.info(
-            "model loaded",
-            extra={
-                "model": loaded.ref,
-                "sha256": loaded.sha256,
-                "load_seconds": round(predictor.load_seconds or 0, 4),
-            },
-        )
+    plane = DataPlane(predictor or Predictor(settings.model_dir, settings.intra_op_threads), metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info("starting", extra={"model_dir": str(predictor.model_dir), "model": manifest.ref})
+        log.info("starting", extra={"model_dir": str(plane.predictor.model_dir), "model": plane.manifest.ref})
         # Load before yielding: uvicorn accepts on a worker only once its start-up is done, so with
         # several workers sharing the socket a request (or a readiness probe) never reaches a
         # worker whose model is still loading. A failed load leaves the process up, never ready.
-        await asyncio.to_thread(load)
+        await asyncio.to_thread(plane.load)
         try:
             yield
         finally:
             log.info("shutdown complete")
 
-    def _model(request: Request) -> ModelManifest:
-        name = request.path_params["name"]
-        version = request.path_params.get("version")
-        if name != manifest.name:
-            raise ModelNotFound(f"model {name!r} is not served here; this server serves {manifest.name!r}")
-        if version is not None and version != manifest.version:
-            raise ModelNotFound(
-                f"version {version!r} of model {name!r} is not served here; available: {manifest.version!r}"
-            )
-        return manifest
-
     async def live(request: Request) -> Response:
         return _json({"live": True})
 
     async def ready(request: Request) -> Response:
-        return _json({"ready": predictor.ready}, 200 if predictor.ready else _NOT_READY)
+        return _json({"ready": plane.ready}, 200 if plane.ready else _NOT_READY)
 
     async def server_metadata(request: Request) -> Response:
-        return _json({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return _json(plane.server_metadata())
 
     async def metadata(request: Request) -> Response:
-        return _json(model_metadata(_model(request)))
+        return _json(plane.model_metadata(request.path_params["name"], request.path_params.get("version")))
 
     async def model_ready(request: Request) -> Response:
-        found = _model(request)
-        return _json({"name": found.name, "ready": predictor.ready}, 200 if predictor.ready else _NOT_READY)
+        found = plane.model(request.path_params["name"], request.path_params.get("version"))
+        return _json({"name": found.name, "ready": plane.ready}, 200 if plane.ready else _NOT_READY)
 
     async def infer(request: Request) -> Response:
-        found = _model(request)
-        if not predictor.ready:
-            raise NotReady(state["load_error"] or "the model is still loading; retry shortly")
+        # An unknown model (404) or one not loaded (503) is refused before the body is read.
+        found = plane.model(request.path_params["name"], request.path_params.get("version"), loaded=True)
         body = await _read_body(request, settings.max_body_bytes)
-        parsed = parse_infer_request(body, predictor.inputs, predictor.outputs)
-        start = time.perf_counter()
-        results = predictor.predict(parsed.inputs, parsed.outputs)
-        metrics.inference.observe(time.perf_counter() - start)
-        metrics.rows.inc(next(iter(parsed.inputs.values())).shape[0])
-        return Response(encode_infer_response(found, parsed.id, results), media_type=JSON)
+        return Response(plane.infer(found, body), media_type=JSON)
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
@@ -219,7 +185,8 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
-            message = f"no route for {request.url.path}: see /v2, /v2/models/{manifest.name} and /metrics"
+            served = plane.manifest.name
+            message = f"no route for {request.url.path}: see /v2, /v2/models/{served} and /metrics"
         elif exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
         else:
@@ -251,8 +218,7 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
             HTTPException: on_http_error,
         },
     )
-    app.state.predictor = predictor
-    app.state.metrics = metrics
+    app.state.plane = plane
     return app
 
 

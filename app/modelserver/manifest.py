@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import subprocess
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -27,8 +28,10 @@ VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_VERSIONS = frozenset({"latest"})
 FIELDS = ("schema", "name", "version", "model_file", "sha256", "size", "framework", "trained_with",
-          "inputs", "outputs", "created_at", "source_revision", "metrics")
+          "inputs", "outputs", "created_at", "source_revision", "metrics", "evaluation")
 """Every field of schema 1, in ``to_dict`` order: any other field is refused."""
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+"""Alias names (``production``): the model store resolves ``NAME@ALIAS`` to the version it names."""
 
 
 class ManifestError(ValueError):
@@ -90,6 +93,67 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype.value, "shape": list(self.shape)}
 
 
+class Task(StrEnum):
+    """What a model does, as far as the evaluation gate is concerned."""
+
+    CLASSIFICATION = "classification"
+
+
+class Metric(StrEnum):
+    """Metrics the evaluation gate scores (all: higher is better, from 0 to 1)."""
+
+    ACCURACY = "accuracy"
+    MACRO_F1 = "macro_f1"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSpec:
+    """How a model is judged before an alias may name it (``evaluation`` in the manifest)."""
+
+    task: Task
+    metric: Metric
+    tolerance: float
+    """How much worse than the model it replaces it may score, in the metric's units
+    (0.005 = half a point of accuracy)."""
+    dataset: str = ""
+    """The golden data set's name (``digits-golden``); its version is chosen at evaluation time."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tolerance, (int, float)) or isinstance(self.tolerance, bool) \
+                or not 0 <= self.tolerance <= 1:
+            raise ManifestError(f"evaluation.tolerance must be a number from 0 to 1, got {self.tolerance!r}")
+        if self.dataset:
+            validate_name(self.dataset, "evaluation.dataset")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EvaluationSpec:
+        if not isinstance(data, Mapping):
+            raise ManifestError("evaluation must be an object with task, metric and tolerance")
+        unknown = sorted(set(data) - {"task", "metric", "tolerance", "dataset"})
+        if unknown:
+            raise ManifestError(f"evaluation has unknown keys {unknown}; allowed: task, metric, tolerance, "
+                                "dataset")
+        values = {}
+        for key, enum in (("task", Task), ("metric", Metric)):
+            try:
+                values[key] = enum(data.get(key))
+            except ValueError:
+                allowed = ", ".join(m.value for m in enum)
+                raise ManifestError(f"evaluation.{key} {data.get(key)!r} is not one of: {allowed}") from None
+        dataset = data.get("dataset", "")
+        if not isinstance(dataset, str):
+            raise ManifestError(f"evaluation.dataset must be a data set name, got {dataset!r}")
+        return cls(task=values["task"], metric=values["metric"], tolerance=data.get("tolerance"),
+                   dataset=dataset)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": self.task.value, "metric": self.metric.value,
+                               "tolerance": self.tolerance}
+        if self.dataset:
+            out["dataset"] = self.dataset
+        return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelManifest:
     """What ``manifest.json`` says about the model file beside it."""
@@ -106,6 +170,8 @@ class ModelManifest:
     source_revision: str
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
     trained_with: str = ""
+    evaluation: EvaluationSpec | None = None
+    """How the evaluation gate judges this model; absent in manifests written before the gate."""
 
     def __post_init__(self) -> None:
         validate_name(self.name, "name")
@@ -172,10 +238,11 @@ class ModelManifest:
             source_revision=data["source_revision"],
             metrics=dict(metrics),
             trained_with=str(data.get("trained_with", "")),
+            evaluation=EvaluationSpec.from_dict(data["evaluation"]) if "evaluation" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "name": self.name,
             "version": self.version,
@@ -190,6 +257,9 @@ class ModelManifest:
             "source_revision": self.source_revision,
             "metrics": dict(self.metrics),
         }
+        if self.evaluation is not None:
+            out["evaluation"] = self.evaluation.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -211,6 +281,11 @@ def validate_version(value: str, key: str = "version") -> str:
             "starting with a letter or digit; 'latest' is reserved"
         )
     return value
+
+
+def is_alias_name(value: str) -> bool:
+    """Whether ``value`` has the shape of an alias (``latest`` is the pointer, not an alias)."""
+    return isinstance(value, str) and bool(ALIAS_RE.match(value)) and value not in RESERVED_VERSIONS
 
 
 def sha256_file(path: Path) -> str:
@@ -262,3 +337,23 @@ def load_model_dir(model_dir: Path | str) -> ModelManifest:
             f"sha256 mismatch for {model_path}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"
         )
     return manifest
+
+
+def git_revision(path: Path | str, *, clean: bool = False, timeout: float = 20) -> str | None:
+    """Short sha (12 hex digits) of the git commit checked out where ``path`` is, or None.
+
+    The one way the project names the source revision it built from: the manifest's
+    ``source_revision``, the image tag's ``<revision>`` and the stack's default revision all come
+    from here. None when git or the repository is missing, or, with ``clean``, when anything under
+    ``path`` differs from that commit (then the caller names the revision another way).
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True,
+                              timeout=timeout).stdout
+
+    try:
+        if clean and git("status", "--porcelain", "--", ".").strip():
+            return None
+        return git("rev-parse", "--short=12", "HEAD").strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -7,8 +7,10 @@ Request::
      "outputs": [{"name": "label"}]}
 
 ``data`` is row-major, flat or nested to match ``shape``. The response carries each output with
-its name, shape, datatype and flat row-major data. Every way a body can be wrong raises
-``InvalidInput`` with a message naming the field, what it was and what is allowed.
+its name, shape, datatype and flat row-major data. Every way a body can be malformed raises
+``InvalidInput`` with a message naming the field, what it was and what is allowed. Whether a
+well-formed request fits the model is not checked here but by the predictor, which owns the
+signature; ``RequestTensor.array`` turns the data into numpy once that check has passed.
 """
 
 from __future__ import annotations
@@ -22,21 +24,101 @@ import numpy as np
 import orjson
 
 from .errors import InvalidInput
-from .manifest import Datatype, ModelManifest, TensorSpec
-from .predictor import NUMPY_DTYPES, shape_text
+from .manifest import Datatype, ModelManifest
+from .tensors import NUMPY_DTYPES, shape_text
 
 MAX_ID_LENGTH = 256
 _INT_KINDS = frozenset("iu")
 _NUMBER_TYPES = frozenset({int, float})
 _INT_TYPES = frozenset({int})
 _BOOL_TYPES = frozenset({bool})
+_SERVED = ", ".join(repr(d.value) for d in NUMPY_DTYPES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class RequestTensor:
+    """One entry of ``inputs`` as sent: its form is checked, its data is still JSON.
+
+    Whether it fits the model (name, datatype, shape) is the predictor's check, made before
+    ``array()`` turns the data into numpy.
+    """
+
+    index: int
+    """Position in ``inputs`` (for messages)."""
+    name: str
+    datatype: object
+    """The ``datatype`` field as sent (any JSON value; the predictor compares it with the model's)."""
+    shape: tuple[int, ...]
+    data: list
+
+    def array(self) -> np.ndarray:
+        """``data`` as a numpy array of ``datatype`` and ``shape``; every way it does not fit says so."""
+        where = f"input {self.name!r}"
+        try:
+            datatype = Datatype(self.datatype)
+            dtype = NUMPY_DTYPES[datatype]
+        except (ValueError, KeyError):
+            raise InvalidInput(
+                f"{where} has datatype {self.datatype!r}, which is not served (allowed: {_SERVED})"
+            ) from None
+        shape = self.shape
+        data = self.data
+        types = _element_types(data, len(shape))
+        if datatype is Datatype.BOOL:
+            allowed_types = _BOOL_TYPES
+        elif dtype.kind in _INT_KINDS:
+            allowed_types = _INT_TYPES
+        else:
+            allowed_types = _NUMBER_TYPES
+        if not types <= allowed_types:
+            bad = sorted(t.__name__ for t in types - allowed_types)
+            kind = (
+                "booleans"
+                if allowed_types is _BOOL_TYPES
+                else ("integers" if allowed_types is _INT_TYPES else "numbers")
+            )
+            raise InvalidInput(
+                f"{where}.data must hold only {kind} for {datatype.value}, found {', '.join(bad)}"
+            )
+        try:
+            # A number past the float range (1e39 for FP32) would otherwise become inf and come back
+            # as null probabilities with a 200.
+            with np.errstate(over="raise"):
+                array = np.array(data, dtype=dtype)
+        except (OverflowError, FloatingPointError):
+            if dtype.kind == "f":
+                bounds = f"{np.finfo(dtype).min:g} .. {np.finfo(dtype).max:g}"
+            else:
+                bounds = f"{np.iinfo(dtype).min} .. {np.iinfo(dtype).max}"
+            raise InvalidInput(
+                f"{where}.data holds a number outside the {datatype.value} range ({bounds})"
+            ) from None
+        except (ValueError, TypeError):
+            raise InvalidInput(
+                f"{where}.data is not a {shape_text(shape)} array of {datatype.value} (ragged rows?)"
+            ) from None
+        if array.shape != shape:
+            expected_size = math.prod(shape)
+            if array.size != expected_size:
+                raise InvalidInput(
+                    f"{where}.data has {array.size} elements, but shape {shape_text(shape)} needs "
+                    f"{expected_size}"
+                )
+            if array.ndim != 1:
+                raise InvalidInput(
+                    f"{where}.data is nested as {shape_text(array.shape)}; send it flat or nested as "
+                    f"{shape_text(shape)}"
+                )
+            array = array.reshape(shape)
+        return array
+
+
+@dataclass(frozen=True, slots=True)
 class InferRequest:
     id: str | None
-    inputs: dict[str, np.ndarray]
+    inputs: tuple[RequestTensor, ...]
     outputs: list[str] | None
+    """Requested output names in order, or None for all."""
 
 
 def _element_types(data: list, depth: int) -> set[type]:
@@ -52,93 +134,29 @@ def _element_types(data: list, depth: int) -> set[type]:
     return types
 
 
-def _decode_tensor(item: Any, index: int, specs: Mapping[str, TensorSpec]) -> tuple[str, np.ndarray]:
+def _decode_tensor(item: Any, index: int) -> RequestTensor:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
         raise InvalidInput(f"{where} must be an object with name, shape, datatype and data")
     name = item.get("name")
     if not isinstance(name, str):
         raise InvalidInput(f"{where}.name must be a string, got {name!r}")
-    spec = specs.get(name)
-    if spec is None:
-        allowed = ", ".join(repr(s) for s in specs)
-        raise InvalidInput(f"{where}.name {name!r} is not an input of this model: expected {allowed}")
     where = f"input {name!r}"
-    datatype = item.get("datatype")
-    if datatype != spec.datatype.value:
-        raise InvalidInput(f"{where} has datatype {datatype!r}, expected {spec.datatype.value!r}")
     shape = item.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(f"{where}.shape must be a list of non-negative integers, got {shape!r}")
-    if len(shape) != len(spec.shape) or any(
-        s != -1 and s != d for s, d in zip(spec.shape, shape, strict=True)
-    ):
-        raise InvalidInput(
-            f"{where} has shape {shape_text(shape)}, expected {shape_text(spec.shape)} (-1 = any size)"
-        )
-    if shape and shape[0] < 1:
-        raise InvalidInput(f"{where} has an empty batch (shape {shape_text(shape)}): send at least one row")
     if "data" not in item:
         raise InvalidInput(f"{where} has no 'data' (binary tensor data is not supported)")
     data = item["data"]
-    expected_size = math.prod(shape)
     if type(data) is not list:
         raise InvalidInput(
-            f"{where}.data must be a list of {expected_size} numbers, got {type(data).__name__}"
+            f"{where}.data must be a list of {math.prod(shape)} numbers, got {type(data).__name__}"
         )
-    types = _element_types(data, len(shape))
-    if spec.datatype is Datatype.BOOL:
-        allowed_types = _BOOL_TYPES
-    elif NUMPY_DTYPES[spec.datatype].kind in _INT_KINDS:
-        allowed_types = _INT_TYPES
-    else:
-        allowed_types = _NUMBER_TYPES
-    if not types <= allowed_types:
-        bad = sorted(t.__name__ for t in types - allowed_types)
-        kind = (
-            "booleans"
-            if allowed_types is _BOOL_TYPES
-            else ("integers" if allowed_types is _INT_TYPES else "numbers")
-        )
-        raise InvalidInput(
-            f"{where}.data must hold only {kind} for {spec.datatype.value}, found {', '.join(bad)}"
-        )
-    dtype = NUMPY_DTYPES[spec.datatype]
-    try:
-        # A number past the float range (1e39 for FP32) would otherwise become inf and come back as
-        # null probabilities with a 200.
-        with np.errstate(over="raise"):
-            array = np.array(data, dtype=dtype)
-    except (OverflowError, FloatingPointError):
-        if dtype.kind == "f":
-            bounds = f"{np.finfo(dtype).min:g} .. {np.finfo(dtype).max:g}"
-        else:
-            bounds = f"{np.iinfo(dtype).min} .. {np.iinfo(dtype).max}"
-        raise InvalidInput(
-            f"{where}.data holds a number outside the {spec.datatype.value} range ({bounds})"
-        ) from None
-    except (ValueError, TypeError):
-        raise InvalidInput(
-            f"{where}.data is not a {shape_text(shape)} array of {spec.datatype.value} (ragged rows?)"
-        ) from None
-    if array.shape != tuple(shape):
-        if array.size != expected_size:
-            raise InvalidInput(
-                f"{where}.data has {array.size} elements, but shape {shape_text(shape)} needs {expected_size}"
-            )
-        if array.ndim != 1:
-            raise InvalidInput(
-                f"{where}.data is nested as {shape_text(array.shape)}; send it flat or nested as "
-                f"{shape_text(shape)}"
-            )
-        array = array.reshape(shape)
-    return name, array
+    return RequestTensor(index, name, item.get("datatype"), tuple(shape), data)
 
 
-def parse_infer_request(
-    body: bytes, specs: Mapping[str, TensorSpec], output_names: Mapping[str, Any]
-) -> InferRequest:
-    """Decode an infer request body against the model's input signature."""
+def decode_infer_request(body: bytes) -> InferRequest:
+    """Decode an infer request body. The form only: the model's signature is the predictor's check."""
     if not body:
         raise InvalidInput("the request body is empty: send a JSON inference request with 'inputs'")
     try:
@@ -155,31 +173,19 @@ def parse_infer_request(
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
-    inputs: dict[str, np.ndarray] = {}
-    for index, item in enumerate(raw_inputs):
-        name, array = _decode_tensor(item, index, specs)
-        if name in inputs:
-            raise InvalidInput(f"input {name!r} is given twice")
-        inputs[name] = array
-    missing = [n for n in specs if n not in inputs]
-    if missing:
-        raise InvalidInput(f"missing input {missing[0]!r}")
+    inputs = tuple(_decode_tensor(item, index) for index, item in enumerate(raw_inputs))
     outputs = None
     raw_outputs = payload.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):
             raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
-        outputs = []
+        names = []
         for index, item in enumerate(raw_outputs):
             name = item.get("name") if isinstance(item, dict) else None
-            if not isinstance(name, str) or name not in output_names:
-                allowed = ", ".join(repr(n) for n in output_names)
-                raise InvalidInput(
-                    f"outputs[{index}].name {name!r} is not an output of this model: expected {allowed}"
-                )
-            if name in outputs:
-                raise InvalidInput(f"output {name!r} is requested twice")
-            outputs.append(name)
+            if not isinstance(name, str):
+                raise InvalidInput(f"outputs[{index}] must be an object with a string 'name', got {item!r}")
+            names.append(name)
+        outputs = names
     return InferRequest(id=request_id, inputs=inputs, outputs=outputs)
 
 

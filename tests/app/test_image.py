@@ -16,12 +16,13 @@ import httpx
 import pytest
 from sklearn.datasets import load_digits
 
+from modelserver.signature import sign
+from modelstore.signing import export_trusted_keys
 from tests.app.modelserver_process import REPO, free_port
 from training.train_digits import train
 
 pytestmark = pytest.mark.docker
 DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else (shutil.which("docker") or "docker")
-LOCAL_BASE = "modelship/python-base:3.11-bookworm"
 
 
 def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -43,8 +44,12 @@ def engine() -> str:
 
 
 @pytest.fixture(scope="module")
-def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Build from a copy of app/ with a freshly trained model, so the shared app/model is left alone."""
+def image(engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory,
+          signing_keys) -> str:
+    """Build from a copy of app/ with a freshly trained model, so the shared app/model is left alone.
+
+    On the local base image (the session fixture builds it if missing): never a pull from Docker Hub.
+    """
     context = tmp_path_factory.mktemp("context")
     app = REPO / "app"
     for name in ("Dockerfile", ".dockerignore", "requirements.txt"):
@@ -54,14 +59,12 @@ def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         app / "modelserver", context / "modelserver", ignore=shutil.ignore_patterns("__pycache__")
     )
     manifest = train(context / "model", name="digits", version="1.0.0", source_revision="imagetest")
+    # As the model store hands it over: signed, with the keys the build and the server trust in trust/.
+    sign(context / "model", signing_keys.private_key)
+    export_trusted_keys(context / "trust", signing_keys.trusted_dir)
     # As a build host with umask 077 leaves them: the image must still let uid 10001 read them.
     for path in [*context.joinpath("model").iterdir(), *context.joinpath("modelserver").rglob("*.py")]:
         path.chmod(0o600)
-    base = os.environ.get("MODELSHIP_BASE_IMAGE") or (
-        LOCAL_BASE
-        if docker("image", "inspect", LOCAL_BASE, check=False).returncode == 0
-        else "python:3.11-slim"
-    )
     tag = f"modelship/server-test:{uuid.uuid4().hex[:8]}"
     build = docker(
         "build",
@@ -70,7 +73,7 @@ def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         "-t",
         tag,
         "--build-arg",
-        f"BASE_IMAGE={base}",
+        f"BASE_IMAGE={base_image}",
         "--build-arg",
         "REVISION=imagetest",
         "--build-arg",

@@ -13,8 +13,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from modelserver.errors import InvalidInput, NotReady
-from modelserver.manifest import MANIFEST_FILE, ManifestError
-from modelserver.predictor import Predictor
+from modelserver.manifest import MANIFEST_FILE, Datatype, ManifestError, TensorSpec
+from modelserver.predictor import Predictor, Signature
+from modelserver.protocol import decode_infer_request
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +43,10 @@ def test_returns_only_requested_outputs(predictor: Predictor) -> None:
     [
         (
             {"x": np.zeros((1, 64), np.float32)},
-            "unknown input 'x': the model takes 'input' FP32 \\[-1, 64\\]",
+            "inputs\\[0\\].name 'x' is not an input of this model: expected 'input' FP32 \\[-1, 64\\]",
         ),
         ({}, "missing input 'input'"),
-        ({"input": np.zeros((1, 64), np.float64)}, "input 'input' must be FP32, got float64"),
+        ({"input": np.zeros((1, 64), np.float64)}, "input 'input' has datatype 'FP64', expected 'FP32'"),
         ({"input": np.zeros((1, 63), np.float32)}, "has shape \\[1, 63\\], expected \\[-1, 64\\]"),
         ({"input": np.zeros((64,), np.float32)}, "has shape \\[64\\], expected \\[-1, 64\\]"),
         ({"input": np.zeros((0, 64), np.float32)}, "empty batch"),
@@ -58,7 +59,8 @@ def test_inputs_off_the_signature_are_refused(predictor: Predictor, inputs: dict
 
 def test_unknown_output_is_refused(predictor: Predictor) -> None:
     with pytest.raises(
-        InvalidInput, match="unknown output 'score': the model produces 'label', 'probabilities'"
+        InvalidInput,
+        match=r"outputs\[0\].name 'score' is not an output of this model: expected 'label', 'probabilities'",
     ):
         predictor.predict({"input": np.zeros((1, 64), np.float32)}, ["score"])
 
@@ -96,7 +98,8 @@ def test_manifest_that_lies_about_the_signature_is_refused(model_dir: Path, tmp_
 
 def test_model_code_imports_no_web_framework() -> None:
     code = (
-        "import sys, modelserver.predictor, modelserver.protocol, modelserver.manifest;"
+        "import sys, modelserver.predictor, modelserver.protocol, modelserver.manifest,"
+        " modelserver.dataplane;"
         "bad = [m for m in ('starlette', 'fastapi', 'uvicorn') if m in sys.modules];"
         "sys.exit(repr(bad) if bad else 0)"
     )
@@ -107,3 +110,62 @@ def test_model_code_imports_no_web_framework() -> None:
         cwd=Path(__file__).resolve().parents[2] / "app",
     )
     assert result.returncode == 0, result.stderr
+
+
+# The signature check on decoded requests (what the server runs), on a tiny 4-feature signature.
+SIGNATURE = Signature(
+    [TensorSpec("input", Datatype.FP32, (-1, 4))],
+    [TensorSpec("label", Datatype.INT64, (-1,)), TensorSpec("probabilities", Datatype.FP32, (-1, 3))],
+)
+
+
+def body(**overrides) -> bytes:
+    tensor = {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5.5, 6, 7, 8]}
+    tensor.update(overrides)
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def check(raw: bytes) -> list[str]:
+    request = decode_infer_request(raw)
+    return SIGNATURE.check(request.inputs, request.outputs)
+
+
+def test_a_request_on_the_signature_passes() -> None:
+    assert check(body()) == ["label", "probabilities"]
+    raw = json.dumps({"inputs": json.loads(body())["inputs"], "outputs": [{"name": "probabilities"}]})
+    assert check(raw.encode()) == ["probabilities"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (body(name="pixels"), r"inputs\[0\].name 'pixels' is not an input of this model: expected 'input'"),
+        (body(datatype="FP64"), "input 'input' has datatype 'FP64', expected 'FP32'"),
+        (body(shape=[2, 5]), r"has shape \[2, 5\], expected \[-1, 4\]"),
+        (body(shape=[8]), r"has shape \[8\], expected \[-1, 4\]"),
+        (body(shape=[0, 4], data=[]), "empty batch"),
+        (json.dumps({"inputs": json.loads(body())["inputs"] * 2}).encode(), "given twice"),
+        (
+            json.dumps({"inputs": json.loads(body())["inputs"], "outputs": [{"name": "x"}]}).encode(),
+            r"outputs\[0\].name 'x' is not an output of this model: expected 'label', 'probabilities'",
+        ),
+        (
+            json.dumps(
+                {"inputs": json.loads(body())["inputs"], "outputs": [{"name": "label"}, {"name": "label"}]}
+            ).encode(),
+            "output 'label' is requested twice",
+        ),
+    ],
+)
+def test_requests_off_the_signature_are_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        check(raw)
+
+
+def test_the_signature_is_checked_before_the_data_is_decoded() -> None:
+    # Wrong datatype and data of another type: the client hears about the datatype it must send.
+    with pytest.raises(InvalidInput, match="has datatype 'INT32', expected 'FP32'"):
+        check(body(datatype="INT32", data=[0.5] * 8))
+    # Wrong shape and too little data: the client hears about the shape.
+    with pytest.raises(InvalidInput, match=r"has shape \[1, 2\], expected \[-1, 4\]"):
+        check(body(shape=[1, 2]))

@@ -69,3 +69,12 @@ def test_bad_name_is_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="name 'Bad_Name' is not allowed"):
         train(tmp_path, name="Bad_Name")
     assert main(["--out", str(tmp_path), "--version", "latest"]) == 2
+
+
+def test_the_golden_set_is_the_same_held_out_rows_every_time(tmp_path) -> None:
+    from training.train_digits import write_golden
+
+    first, second = write_golden(tmp_path / "a"), write_golden(tmp_path / "b", version="2")
+    assert first.sha256 == second.sha256 and first.rows == 450 and first.features == 64
+    assert (tmp_path / "a" / "rows.json").read_bytes() == (tmp_path / "b" / "rows.json").read_bytes()
+    assert first.classes == tuple(range(10))

@@ -12,7 +12,9 @@ import pytest
 from components.testing import RecordingMocks, install_mocks
 from settings import Settings
 
-BASE = {"storageAccountName": "modelshipdev01", "registryName": "modelshipacr01", "dnsLabel": "modelship-dev"}
+BASE = {"storageAccountName": "modelshipdev01", "registryName": "modelshipacr01", "dnsLabel": "modelship-dev",
+        "deployerPrincipalType": "ServicePrincipal"}
+"""Settings of a pipeline run: the mocks' deployer is a service principal too."""
 
 
 def write_model(model_dir: Path, name: str = "digits", version: str = "2.1.0",
@@ -32,8 +34,10 @@ def write_model(model_dir: Path, name: str = "digits", version: str = "2.1.0",
 
 @pytest.fixture(autouse=True)
 def mocks() -> Iterator[RecordingMocks]:
-    """Fresh recording mocks for every test."""
-    yield install_mocks()
+    """Fresh recording mocks for every test; a registration they rejected fails the test."""
+    installed = install_mocks()
+    yield installed
+    assert not installed.rejections, f"the mocks rejected: {installed.rejections}"
 
 
 @pytest.fixture

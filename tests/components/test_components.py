@@ -45,16 +45,21 @@ def test_args_refuse_bad_values() -> None:
         service_args(replicas=3, max_replicas=2)
     with pytest.raises(ValueError, match="min_count <= max_count"):
         KubernetesClusterArgs(resource_group_name="rg", cluster_name="c", location="l",
-                              min_count=4, max_count=2)
+                              min_count=4, max_count=2, deployer_principal_type="User")
     for mode in ("devicecode", "interactive"):
         expected = rf"kubelogin_mode '{mode}' is not allowed; use a non-interactive mode: azurecli, "
         with pytest.raises(ValueError, match=expected + "workloadidentity, spn, msi"):
             KubernetesClusterArgs(resource_group_name="rg", cluster_name="c", location="l",
-                                  kubelogin_mode=mode)
+                                  kubelogin_mode=mode, deployer_principal_type="User")
     with pytest.raises(ValueError, match="dns_label '9digits' is not an Azure DNS name label"):
         service_args(dns_label="9digits")
     with pytest.raises(ValueError, match="retention_days must be 1-365"):
-        ModelStoreArgs(resource_group_name="rg", account_name="a", location="l", retention_days=0)
+        ModelStoreArgs(resource_group_name="rg", account_name="a", location="l", retention_days=0,
+                       deployer_principal_type="User")
+    # pulumi-azure-native would send principalType User, which ARM refuses for a pipeline identity.
+    for args_type in (ModelStoreArgs, ContainerRegistryArgs, KubernetesClusterArgs):
+        with pytest.raises(ValueError, match="deployer_principal_type must be one of User, ServicePrincipal"):
+            args_type("rg", "name01", "l")
     with pytest.raises(ValueError, match="platform 'linux/z80'"):
         ModelImageArgs(login_server="x", repository="r", tag="t", context="app",
                        dockerfile="app/Dockerfile", platform="linux/z80")
@@ -90,7 +95,8 @@ def test_kubeconfig_conversion_rejects_garbage() -> None:
 @pulumi.runtime.test
 def test_model_store_outputs() -> pulumi.Output:
     store = ModelStore("store", ModelStoreArgs(resource_group_name="rg", account_name="modelsdev01",
-                                               location="westeurope", container_name="models"))
+                                               location="westeurope", container_name="models",
+                                               deployer_principal_type="ServicePrincipal"))
 
     def check(values: list) -> None:
         name, endpoint, container = values
@@ -157,7 +163,7 @@ def test_a_resource_test_without_the_decorator_fails(tmp_path: Path) -> None:
         def test_forgot_decorator():
             install_mocks()
             store = ModelStore("s", ModelStoreArgs(resource_group_name="rg", account_name="bad",
-                                                   location="l"))
+                                                   location="l", grant_read_to_deployer=False))
             return store.account_name.apply(lambda n: (_ for _ in ()).throw(AssertionError(n)))
     '''))
     result = subprocess.run(

@@ -24,7 +24,9 @@ def clean_config():
 
 
 @pulumi.runtime.test
-def test_main_builds_the_stack_from_config(mocks: RecordingMocks) -> pulumi.Output:
+def test_main_builds_the_stack_from_config(mocks: RecordingMocks, monkeypatch) -> pulumi.Output:
+    # deployerPrincipalType is auto: the pipeline's ARM_CLIENT_ID says a service principal runs it.
+    monkeypatch.setenv("ARM_CLIENT_ID", "pipeline-client-id")
     set_all_config(CONFIG)
     program = runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
     assert program["settings"].storage_account_name == "modelshipdev01"

@@ -26,7 +26,7 @@ class FakeConfig:
 def test_defaults_and_types() -> None:
     s = make_settings()
     assert s.storage_sku is StorageSku.STANDARD_LRS and s.registry_sku is RegistrySku.BASIC
-    assert s.network_policy is NetworkPolicy.AZURE and s.kubelogin_mode is KubeloginMode.AZURECLI
+    assert s.network_policy is NetworkPolicy.CILIUM and s.kubelogin_mode is KubeloginMode.AZURECLI
     assert (s.replicas, s.max_replicas, s.node_min_count, s.node_max_count) == (2, 5, 1, 3)
     assert (s.model_dir, s.model_name, s.model_version) == ("app/model", "digits", "latest")
     assert s.kubernetes_version is None and s.dns_zone_name is None and s.revision is None
@@ -63,7 +63,9 @@ def test_load_reads_strings_from_pulumi_config() -> None:
     ("targetCpuUtilization", 5, "from 10 to 95"),
     ("storageSku", "Premium_LRS", "allowed: Standard_LRS, Standard_ZRS"),
     ("registrySku", "Gold", "allowed: Basic, Standard, Premium"),
-    ("networkPolicy", "cilium", "allowed: azure, calico"),
+    ("networkPolicy", "cillium", "allowed: cilium, azure, calico"),
+    ("deployerPrincipalType", "user", "allowed: auto, User, ServicePrincipal"),
+    ("imageBuilder", "-x", "docker-container driver"),
     ("kubeloginMode", "devicecode", "allowed: azurecli, workloadidentity, spn, msi"),
     ("kubernetesVersion", "latest", "MAJOR.MINOR"),
     ("cpuRequest", "lots", "CPU quantity"),

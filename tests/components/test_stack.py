@@ -84,7 +84,8 @@ def test_cluster_security_and_autoscaling(run: StackRun) -> None:
     assert aks["aadProfile"]["managed"] is True and aks["aadProfile"]["enableAzureRBAC"] is True
     assert aks["oidcIssuerProfile"] == {"enabled": True}
     assert aks["securityProfile"]["workloadIdentity"] == {"enabled": True}
-    assert aks["networkProfile"]["networkPolicy"] == "azure"
+    assert aks["networkProfile"]["networkPolicy"] == "cilium"
+    assert aks["networkProfile"]["networkDataplane"] == "cilium"  # Cilium policy requires it
     (pool,) = aks["agentPoolProfiles"]
     assert pool["mode"] == "System" and pool["enableAutoScaling"] is True
     assert (pool["minCount"], pool["maxCount"]) == (1, 3)
@@ -241,6 +242,12 @@ def test_pinned_version_must_match_the_fetched_model(project: Path) -> None:
         run_stack(make_settings(modelName="faces"), project_root=project)
     pinned = run_stack(make_settings(modelVersion="2.1.0"), project_root=project)
     assert pinned.outputs["model"] == "digits@2.1.0"
+
+
+def test_an_alias_deploys_the_version_the_fetch_resolved_it_to(project: Path) -> None:
+    # `modelship-models fetch digits@production app/model` resolved the alias; the stack deploys that.
+    run = run_stack(make_settings(modelVersion="production"), project_root=project)
+    assert run.outputs["model"] == "digits@2.1.0"
 
 
 def test_model_mismatch_registers_nothing(project: Path, mocks: testing.RecordingMocks) -> None:

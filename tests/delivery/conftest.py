@@ -45,7 +45,9 @@ def copy_context(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def deployment(docker_engine, azurite, tmp_path_factory) -> Iterator[tuple[LocalSettings, object]]:
+def deployment(
+    docker_engine, base_image, azurite, tmp_path_factory
+) -> Iterator[tuple[LocalSettings, object]]:
     """Settings for an isolated local deployment and a model store of its own on the test Azurite."""
     from modelstore.store import ModelStore
 
@@ -63,6 +65,7 @@ def deployment(docker_engine, azurite, tmp_path_factory) -> Iterator[tuple[Local
         "MODELSHIP_REGISTRY_PORT": str(registry_port),
         "MODELSHIP_AZURITE_PORT": str(azurite.port),
         "MODELSHIP_REPOSITORY": f"modelship-test/{instance}",
+        "MODELSHIP_BASE_IMAGE": base_image,
     })
     store = ModelStore.from_connection_string(azurite.connection_string, f"t-{instance}", progress=False)
     try:

@@ -103,6 +103,61 @@ class Poller(threading.Thread):
         self.join(timeout=30)
 
 
+class KeepAliveClients:
+    """Clients that keep their connections to the front door open across a release.
+
+    ``count`` threads, each with one HTTP/1.1 connection that it never closes on purpose, POST
+    inference requests back to back (bounded). Any exception or non-2xx answer counts as a failure;
+    a connection that the front door closed shows up as a new socket (``reconnects``).
+    """
+
+    def __init__(self, port: int, count: int = 4, max_requests: int = 20000):
+        from delivery.smoke import infer_request
+
+        self.port, self.max_requests = port, max_requests
+        self.body = json.dumps(infer_request()).encode()
+        self.versions: list[str] = []
+        self.failures: list[str] = []
+        self.reconnects = 0
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(count)]
+
+    def run(self) -> None:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        sock = None
+        for _ in range(self.max_requests):
+            if self.done.is_set():
+                break
+            try:
+                conn.request("POST", "/v2/models/digits/infer", body=self.body,
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                payload = resp.read()
+                if sock is not None and conn.sock is not sock:
+                    self.reconnects += 1
+                sock = conn.sock
+                if not 200 <= resp.status < 300:
+                    self.failures.append(f"HTTP {resp.status}: {payload[:200]!r}")
+                else:
+                    self.versions.append(json.loads(payload)["model_version"])
+            except Exception as exc:  # any failure counts
+                self.failures.append(repr(exc))
+                conn.close()
+            time.sleep(0.005)
+        conn.close()
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
 def model_layer(settings: LocalSettings, record: dict) -> str:
     """Blob digest of the image layer that holds the model, read from the registry."""
     layers = engine.registry_layers(f"127.0.0.1:{settings.registry_port}", settings.repository,
@@ -121,17 +176,27 @@ def test_publish_then_up_serves_the_new_version(deployment, tmp_path: Path) -> N
 
     publish(store, tmp_path, "1.1.0")
     poller = Poller(f"http://127.0.0.1:{settings.port}/v2/models/digits")
+    kept = KeepAliveClients(settings.port)
     poller.start()
+    kept.start()
     try:
         started = time.monotonic()
         second = up(settings, echo=False, store=store)
         release_s = time.monotonic() - started
-        time.sleep(1.0)  # a few requests after the release as well
+        # A few requests after the release as well: wait until each client saw the new version.
+        deadline = time.monotonic() + 30
+        while kept.versions.count("1.1.0") < 20 and time.monotonic() < deadline and not kept.failures:
+            time.sleep(0.1)
     finally:
         poller.stop()
+        kept.stop()
     print(f"release 1.0.0 -> 1.1.0: {release_s:.1f} s, {len(poller.versions)} requests answered, "
-          f"{len(poller.failures)} failed")
+          f"{len(poller.failures)} failed; keep-alive: {len(kept.versions)} answered, "
+          f"{len(kept.failures)} failed, {kept.reconnects} reconnects")
     assert poller.failures == [], f"requests failed during the release: {poller.failures[:5]}"
+    assert kept.failures == [], f"keep-alive requests failed during the release: {kept.failures[:5]}"
+    assert kept.reconnects == 0, "the front door closed a kept-alive client connection"
+    assert kept.versions[0] == "1.0.0" and "1.1.0" in kept.versions
     assert poller.versions[0] == "1.0.0" and poller.versions[-1] == "1.1.0"
     switched = poller.versions.index("1.1.0")
     assert set(poller.versions[switched:]) == {"1.1.0"}, "the front door went back to the old container"
@@ -183,8 +248,12 @@ def test_corrupt_model_fails_clearly_and_the_old_container_keeps_serving(
     size = blob.get_blob_properties().size
     blob.upload_blob(b"\0" * size, overwrite=True)  # same size, different bytes
 
-    with pytest.raises(DeliveryError, match=r"cannot fetch the latest digits .*(sha256|integrity|corrupt)"):
+    corrupt = r"cannot fetch the latest digits .*(sha256|integrity|corrupt)"
+    with pytest.raises(DeliveryError, match=corrupt) as err:
         up(settings, echo=False, store=store)
+    # The way back is named: the command that deploys a version that works.
+    assert "make up MODEL=digits@<version>" in str(err.value)
+    assert re.search(r"published: .*\b2\.0\.0\b", str(err.value))
     after = engine.container_state(settings.container)
     assert after["Id"] == before["Id"] and after["State"]["Running"]
     assert served_version(settings) == version_before
@@ -256,3 +325,21 @@ def test_code_only_change_reuses_the_model_layer(deployment, tmp_path: Path) -> 
     assert second["model_bytes_transferred"] == 0, "an unchanged model must come from the cache"
     assert model_layer(settings, second) == model_layer(settings, first)
     assert served_version(settings) == "2.1.0"
+
+
+def test_make_up_model_pins_a_published_version(deployment, tmp_path: Path) -> None:
+    """`make up MODEL=digits@3.0.0` deploys that version even when a newer one is the latest."""
+    import dataclasses
+
+    settings, store = deployment
+    publish(store, tmp_path, "3.0.0")
+    publish(store, tmp_path, "3.1.0")
+    latest = up(settings, echo=False, store=store)
+    assert latest["model_version"] == "3.1.0"
+    pinned = dataclasses.replace(settings, model_version="3.0.0")
+    record = up(pinned, echo=False, store=store)
+    assert record["model_version"] == "3.0.0" and served_version(settings) == "3.0.0"
+    with pytest.raises(DeliveryError, match=r"cannot fetch digits@9\.9\.9 .*make up MODEL=digits@<version> "
+                                            r"\(published: .*3\.0\.0, 3\.1\.0\)"):
+        up(dataclasses.replace(settings, model_version="9.9.9"), echo=False, store=store)
+    assert served_version(settings) == "3.0.0"

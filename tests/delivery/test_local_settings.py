@@ -41,11 +41,35 @@ def test_run_options_are_the_deployments_security_settings() -> None:
         ({"MODELSHIP_MEMORY": "512MB"}, "MODELSHIP_MEMORY '512MB' is not allowed: use a number with k"),
         ({"MODELSHIP_CPUS": "0"}, "MODELSHIP_CPUS '0' is not allowed"),
         ({"MODELSHIP_REPOSITORY": "Modelship/Digits"}, "MODELSHIP_REPOSITORY 'Modelship/Digits' is not"),
+        ({"MODELSHIP_MODEL": "digits@1.0.0@2"}, "MODEL='digits@1.0.0@2' is not allowed: .* digits@1.1.0"),
+        ({"MODELSHIP_MODEL": "digits@../x"}, "MODEL='digits@../x' is not allowed"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         LocalSettings.from_env(env)
+
+
+def test_model_names_a_version_to_deploy() -> None:
+    default = LocalSettings.from_env({})
+    assert (default.model, default.model_version, default.model_ref) == ("digits", "latest", "digits@latest")
+    pinned = LocalSettings.from_env({"MODELSHIP_MODEL": "digits@1.1.0"})
+    assert (pinned.model, pinned.model_version) == ("digits", "1.1.0")
+    assert pinned.container == "modelship-digits", "the container name never carries the version"
+
+
+def test_make_up_model_reaches_the_cli(tmp_path: Path) -> None:
+    """`make up MODEL=x` passes --model x; a bad one is refused before anything starts (exit 1)."""
+    from delivery.local import ROOT
+
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "up", "MODEL=digits@1.1.0"],
+                         capture_output=True, text=True, check=True).stdout
+    assert '-m delivery.local up --model "digits@1.1.0"' in dry
+    bad = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "delivery.local", "up",
+                          "--model", "digits@no/good"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "MODELSHIP_STATE_DIR": str(tmp_path)}, timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "MODEL='digits@no/good' is not allowed" in bad.stderr
 
 
 def _context(tmp_path: Path) -> Path:

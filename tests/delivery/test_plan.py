@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from delivery.plan import PlanNode, _walk_dependencies, draw, render_tree
+from delivery.plan import ROOT, PlanNode, _walk_dependencies, draw, ordered_children, render_tree
 
 
 def _nodes() -> list[PlanNode]:
@@ -87,3 +89,51 @@ def test_plan_of_the_real_program_under_mocks(tmp_path: Path) -> None:
     assert namespace.dependencies, "Kubernetes objects hang off the cluster through their provider"
     written = draw(nodes, tmp_path / "arch", formats=("dot",))
     assert "ManagedCluster" in written[0].read_text()
+
+
+def run_plan(out: Path) -> bytes:
+    """`make plan` as a separate process (the mocks' registration order varies per process)."""
+    proc = subprocess.run([sys.executable, "-m", "delivery.plan", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    return proc.stdout
+
+
+def test_two_plan_runs_give_identical_bytes(tmp_path: Path) -> None:
+    out = tmp_path / "arch"
+    first_text, first_png = run_plan(out), out.with_suffix(".png").read_bytes()
+    out.with_suffix(".png").unlink()
+    second_text, second_png = run_plan(out), out.with_suffix(".png").read_bytes()
+    assert first_text == second_text, "the plan text differs between two runs"
+    assert first_png == second_png, "docs/architecture.png differs between two runs"
+
+
+def test_siblings_come_in_dependency_order_then_by_name() -> None:
+    nodes = _nodes()
+    shuffled = list(reversed(nodes))
+
+    def order(ns: list[PlanNode]) -> dict:
+        return {parent: [n.urn for n in kids] for parent, kids in ordered_children(ns).items()}
+
+    assert order(nodes) == order(shuffled), "registration order must not change the plan"
+    # rg has no dependency, acr needs rg, the service needs acr: created-first comes first.
+    assert order(nodes)["platform"] == ["provider", "rg", "acr", "svc"]
+    assert render_tree(nodes) == render_tree(shuffled)
+
+
+def test_the_diagram_shows_both_paths_a_legend_and_the_right_icons(tmp_path: Path) -> None:
+    from delivery.plan import record_stack
+
+    nodes = _walk_dependencies(record_stack("dev"))
+    dot = draw(nodes, tmp_path / "arch", formats=("dot",))[0].read_text()
+    # The user's path and the model's path, each in its own colour, and the legend for them.
+    for label in ("1. resolve", "2. HTTP :80 (load balancer)", "3. pods :8080", "publish model",
+                  "fetched into the build", "run by digest", "Legend", "depends on (created first)",
+                  "a user's request", "the model's bytes", ".westeurope.cloudapp.azure.com"):
+        assert label in dot, f"{label!r} missing from the diagram"
+    assert dot.count('color="#1f6feb"') >= 4 and dot.count('color="#d9730d"') >= 4
+    # PodDisruptionBudget: not the LimitRange ("limits") icon.
+    import re
+
+    pdb = re.search(r'\[[^\[\]]*PodDisruptionBudget[^\[\]]*\]', dot).group(0)
+    assert "limits.png" not in pdb and pdb.count("k8s.png") == 1, pdb

@@ -17,8 +17,9 @@ from modelstore import (
     parse_ref,
 )
 from modelstore.cli import main
-from modelstore.errors import EXIT_CODES, Busy
+from modelstore.errors import EXIT_CODES, Busy, GateRefused
 from modelstore.localdir import check_dest as _check_dest
+from modelstore.signing import SignatureRefused
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,7 @@ def test_parse_ref(ref, expected):
 @pytest.mark.parametrize(("ref", "message"), [
     ("Digits", "model name 'Digits' is not allowed"),
     ("digits@", "empty version after '@'"),
-    ("a@b@c", "is not NAME, NAME@VERSION or NAME@latest"),
+    ("a@b@c", "is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest"),
     ("digits@latest.json", "reserved for the latest pointer"),
     ("digits@-1", "version '-1' is not allowed"),
     ("../etc", "is not allowed"),
@@ -54,10 +55,11 @@ def test_parse_ref_rejects_bad_references(ref, message):
 
 
 def test_exit_codes_are_distinct_per_failure_kind_and_documented(capsys):
-    kinds = (ModelStoreError, InvalidInput, NotFound, IntegrityError, AccessDenied, AlreadyExists, Busy)
+    kinds = (ModelStoreError, InvalidInput, NotFound, IntegrityError, AccessDenied, AlreadyExists,
+             GateRefused, SignatureRefused, Busy)
     codes = {cls: cls.exit_code for cls in kinds}
     assert codes == {ModelStoreError: 1, InvalidInput: 2, NotFound: 3, IntegrityError: 4, AccessDenied: 5,
-                     AlreadyExists: 6, Busy: 7}
+                     AlreadyExists: 6, GateRefused: 7, SignatureRefused: 8, Busy: 9}
     assert sorted(EXIT_CODES) == [0, *sorted(codes.values())]
     with pytest.raises(SystemExit):
         main(["--help"])

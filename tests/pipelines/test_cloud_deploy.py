@@ -41,6 +41,10 @@ exit 0
 """
 FAKE_MODELS = r"""#!/usr/bin/env bash
 echo "modelship-models $* url=$MODELSHIP_STORE_URL container=$MODELSHIP_STORE_CONTAINER" >> "$CALLS"
+case "$1" in
+  aliases) echo "${FAKE_ALIASES:-[]}" ;;
+  evaluate) exit "${FAKE_EVALUATE_RC:-0}" ;;
+esac
 """
 FAKE_AZ = r"""#!/usr/bin/env bash
 echo "az $*" >> "$CALLS"
@@ -50,8 +54,18 @@ case "$*" in
     while [ $# -gt 0 ]; do [ "$1" = --file ] && echo "$FAKE_GOOD_SHA" > "$2"; shift; done ;;
 esac
 """
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+echo "docker $*" >> "$CALLS"
+case "$*" in
+  "buildx inspect "*) [ -n "${FAKE_BUILDER_EXISTS:-}" ] || exit 1 ;;
+esac
+"""
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # venv creation is recorded and faked (no network); everything else runs the real interpreter.
+if [ "$1 $2" = "-m preflight" ]; then
+  echo "modelship-doctor ${*:3}" >> "$CALLS"
+  exit "${FAKE_DOCTOR_RC:-0}"
+fi
 if [ "$1 $2" = "-m venv" ]; then
   echo "python -m venv $3" >> "$CALLS"
   mkdir -p "$3/bin"
@@ -124,6 +138,8 @@ def deploy(tmp_path, server):
     _exe(bin_dir / "pulumi", FAKE_PULUMI)
     _exe(bin_dir / "modelship-models", FAKE_MODELS)
     _exe(bin_dir / "az", FAKE_AZ)
+    _exe(bin_dir / "docker", FAKE_DOCKER)
+    (root / "Pulumi.dev.yaml").write_text((REPO / "Pulumi.dev.yaml").read_text())
     _exe(bin_dir / "python", FAKE_PYTHON.replace("REAL_PYTHON", sys.executable))
     calls = tmp_path / "calls.log"
 
@@ -155,13 +171,16 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     assert proc.returncode == 0, proc.stderr
     login = _index(calls, "pulumi login --non-interactive azblob://pulumi-state?storage_account=modelshipstate")
     select = _index(calls, "pulumi stack select --non-interactive dev")
-    fetch = _index(calls, "modelship-models fetch --quiet digits@latest ")
+    fetch = _index(calls, "modelship-models fetch --quiet digits@production ")
     store = "url=https://modelshipmodels.blob.core.windows.net/ container=models"
     assert calls[fetch].endswith(f"{deploy.root}/app/model {store}")
+    builder = calls.index("docker buildx create --name modelship --driver docker-container --bootstrap")
     acr = calls.index("az acr login --name modelshipdevacr01 --output none")
+    doctor = _index(calls, "modelship-doctor --stack dev --for up")
     up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
     record = _index(calls, "az storage blob upload --auth-mode login")
-    assert login < select < fetch < acr < up < record  # ModelImage pushes with the identity's ACR token
+    # ModelImage builds on a docker-container builder and pushes with the identity's ACR token.
+    assert login < select < fetch < builder < acr < doctor < up < record
     assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
            f"--overwrite --data {deploy.sha}" in calls[record]
     assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
@@ -225,11 +244,41 @@ def test_first_deploy_without_a_store_skips_the_fetch_and_fails_with_the_reason(
     assert "serves no model: no model at app/model" in proc.stderr
 
 
-def test_preview_runs_the_policy_pack_and_changes_nothing(deploy):
+def test_preview_fetches_the_model_runs_the_policy_pack_and_changes_nothing(deploy):
+    """Blocker 5: without the model a PR preview shows the service being deleted."""
     proc, calls = deploy("preview")
     assert proc.returncode == 0, proc.stderr
-    assert "pulumi preview --non-interactive --diff --policy-pack policy" in calls
-    assert not any(c.startswith(("pulumi up", "modelship-models", "az ")) for c in calls)
+    fetch = _index(calls, "modelship-models fetch --quiet digits@production ")
+    doctor = _index(calls, "modelship-doctor --stack dev --for preview")
+    assert fetch < doctor < calls.index("pulumi preview --non-interactive --diff --policy-pack policy")
+    assert not any(c.startswith(("pulumi up", "az ", "docker ")) for c in calls)
+
+
+def test_a_failed_doctor_stops_before_any_change(deploy):
+    proc, calls = deploy("deploy", FAKE_DOCTOR_RC="1")
+    assert proc.returncode == 1
+    assert not any(c.startswith("pulumi up") for c in calls)
+
+
+def test_an_existing_builder_is_reused(deploy):
+    proc, calls = deploy("prepare-push", FAKE_BUILDER_EXISTS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "docker buildx inspect modelship" in calls
+    assert not any(c.startswith("docker buildx create") for c in calls)
+    assert "az acr login --name modelshipdevacr01 --output none" in calls
+
+
+def test_a_stack_without_a_cloud_secrets_provider_fails_before_any_pulumi_call(deploy):
+    """Blocker 2: a self-managed backend with no secretsprovider would prompt for a passphrase."""
+    stack_file = deploy.root / "Pulumi.dev.yaml"
+    stack_file.write_text("\n".join(line for line in stack_file.read_text().splitlines()
+                                     if not line.startswith("secretsprovider:")))
+    proc, calls = deploy("preview")
+    assert proc.returncode == 1
+    assert "names no cloud secretsprovider" in proc.stderr and "change-secrets-provider" in proc.stderr
+    assert calls == []
+    proc, _ = deploy("preview", PULUMI_CONFIG_PASSPHRASE="from-a-secret-store")
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_missing_stack_and_unknown_command_fail_clearly(deploy):
@@ -237,3 +286,45 @@ def test_missing_stack_and_unknown_command_fail_clearly(deploy):
     assert proc.returncode == 1 and "PULUMI_STACK is not set" in proc.stderr
     proc, _ = deploy("destroy")
     assert proc.returncode == 1 and "unknown command 'destroy'" in proc.stderr
+
+
+# -- evaluate -> promote -> deploy the alias (issue 13) -----------------------------------------
+
+PRODUCTION_AT_2 = '[{"alias": "production", "version": "2"}]'
+
+
+def test_a_candidate_is_evaluated_and_promoted_before_the_alias_is_fetched_and_deployed(deploy):
+    proc, calls = deploy("deploy", MODEL_CANDIDATE="digits@3", FAKE_ALIASES=PRODUCTION_AT_2)
+    assert proc.returncode == 0, proc.stderr
+    evaluate = _index(calls, "modelship-models evaluate")
+    promote = _index(calls, "modelship-models promote")
+    fetch, up = _index(calls, "modelship-models fetch"), _index(calls, "pulumi up")
+    assert evaluate < promote < fetch < up
+    assert "evaluate --quiet digits@3 --against production --dataset digits-golden@1" in calls[evaluate]
+    assert "promote --quiet digits@3 --alias production --reason" in calls[promote]
+    assert "fetch --quiet digits@production" in calls[fetch], "the pipeline does not deploy the alias"
+    assert "url=https://modelshipmodels.blob.core.windows.net/ container=models" in calls[evaluate]
+
+
+def test_a_candidate_refused_by_the_gate_fails_the_run_before_any_change(deploy):
+    proc, calls = deploy("deploy", MODEL_CANDIDATE="digits@3", FAKE_ALIASES=PRODUCTION_AT_2,
+                         FAKE_EVALUATE_RC="7")
+    assert proc.returncode != 0
+    assert not [c for c in calls if c.startswith(("modelship-models promote", "modelship-models fetch",
+                                                  "pulumi up"))], calls
+
+
+def test_without_a_candidate_or_when_the_alias_names_it_nothing_is_promoted(deploy):
+    for env in ({}, {"MODEL_CANDIDATE": "digits@2", "FAKE_ALIASES": PRODUCTION_AT_2}):
+        proc, calls = deploy("deploy", **env)
+        assert proc.returncode == 0, proc.stderr
+        release = ("modelship-models evaluate", "modelship-models promote")
+        assert not [c for c in calls if c.startswith(release)]
+        assert any("fetch --quiet digits@production" in c for c in calls)
+
+
+def test_a_new_alias_is_judged_on_the_candidate_alone(deploy):
+    proc, calls = deploy("promote-candidate", MODEL_CANDIDATE="digits@1")
+    assert proc.returncode == 0, proc.stderr
+    evaluate = calls[_index(calls, "modelship-models evaluate")]
+    assert "--against" not in evaluate and "--dataset digits-golden@1" in evaluate

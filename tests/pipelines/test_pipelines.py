@@ -117,7 +117,7 @@ def test_azure_uses_workload_identity_through_azurecli_and_no_secret():
 
 def test_azure_deploy_job_is_an_environment_deployment_with_full_history():
     (job,) = _load(AZURE)["stages"][1]["jobs"]
-    assert job["environment"] == "modelship-$(pulumiStack)"
+    assert job["environment"] == "modelship-${{ variables.pulumiStack }}"  # a template expression
     checkout = _steps(job)[0]
     assert checkout["checkout"] == "self" and checkout["fetchDepth"] == "0"  # rollback needs history
     assert any("cloud-deploy.sh deploy" in s.get("inputs", {}).get("inlineScript", "") for s in _steps(job))
@@ -145,12 +145,13 @@ def test_github_triggers_and_least_privilege():
     assert "pull-requests" not in jobs["deploy"]["permissions"]
 
 
-def test_github_deploy_only_on_push_to_main_after_test_and_preview():
+def test_github_deploy_only_on_push_to_main_after_test_and_preview_only_on_prs():
     deploy = _workflow()["jobs"]["deploy"]
     assert deploy["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
-    assert deploy["needs"] == ["test", "preview"]
+    assert deploy["needs"] == "test"
     assert deploy["environment"] == "dev"
-    assert _workflow()["jobs"]["preview"]["needs"] == "test"
+    preview = _workflow()["jobs"]["preview"]
+    assert preview["needs"] == "test" and preview["if"] == "github.event_name == 'pull_request'"
 
 
 def _uses(job: dict, action: str) -> list[dict]:
@@ -159,7 +160,7 @@ def _uses(job: dict, action: str) -> list[dict]:
 
 def test_github_preview_posts_on_the_pr_with_the_policy_pack():
     job = _workflow()["jobs"]["preview"]
-    (step,) = _uses(job, "pulumi/actions")
+    (step,) = [s for s in _uses(job, "pulumi/actions") if "command" in s["with"]]
     assert step["with"]["command"] == "preview"
     assert step["with"]["comment-on-pr"] is True
     assert step["with"]["policyPacks"] == "policy"

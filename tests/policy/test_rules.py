@@ -74,7 +74,8 @@ BREAKS = [
      "allowBlobPublicAccess must be false"),
     (rules.STORAGE_ACCOUNT, "allowBlobPublicAccess", DELETE, "storage-no-public-blob-access", "got None"),
     (rules.BLOB_CONTAINER, "publicAccess", "Blob", "storage-no-public-blob-access", "publicAccess"),
-    (rules.STORAGE_ACCOUNT, "minimumTlsVersion", "TLS1_0", "storage-tls-1-2", "TLS1_2, TLS1_3"),
+    (rules.STORAGE_ACCOUNT, "minimumTlsVersion", "TLS1_0", "storage-tls-1-2", "must be one of TLS1_2"),
+    (rules.STORAGE_ACCOUNT, "minimumTlsVersion", "TLS1_3", "storage-tls-1-2", "must be one of TLS1_2"),
     (rules.STORAGE_ACCOUNT, "minimumTlsVersion", DELETE, "storage-tls-1-2", "minimumTlsVersion"),
     (rules.STORAGE_ACCOUNT, "enableHttpsTrafficOnly", False, "storage-tls-1-2", "enableHttpsTrafficOnly"),
     (rules.STORAGE_ACCOUNT, "allowSharedKeyAccess", True, "storage-shared-key-disabled",
@@ -106,6 +107,24 @@ BREAKS = [
     (rules.SERVICE, "metadata.annotations", {}, "loadbalancer-dns-label", rules.DNS_LABEL_ANNOTATION),
     (rules.SERVICE, "metadata.annotations", {rules.DNS_LABEL_ANNOTATION: ""}, "loadbalancer-dns-label",
      "must name a DNS label"),
+    (rules.SERVICE, "metadata.annotations", {rules.DNS_LABEL_ANNOTATION: "9models"}, "loadbalancer-dns-label",
+     "is not a DNS label Azure accepts"),
+    (rules.SERVICE, "metadata.annotations", {rules.DNS_LABEL_ANNOTATION: "Models_Dev"},
+     "loadbalancer-dns-label", "is not a DNS label Azure accepts"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.privileged", True, "containers-no-privilege",
+     "privileged must not be true"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.allowPrivilegeEscalation", True,
+     "containers-no-privilege", "allowPrivilegeEscalation must be false"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.allowPrivilegeEscalation", DELETE,
+     "containers-no-privilege", "allowPrivilegeEscalation must be false, got None"),
+    ("kubernetes:apps/v1:Deployment", f"{C0}.securityContext.capabilities", {"add": ["NET_ADMIN"]},
+     "containers-no-privilege", "may only hold NET_BIND_SERVICE, got NET_ADMIN"),
+    ("kubernetes:apps/v1:Deployment", f"{POD}.hostNetwork", True, "pods-isolated-from-the-node",
+     "hostNetwork must not be true"),
+    ("kubernetes:apps/v1:Deployment", f"{POD}.hostPID", True, "pods-isolated-from-the-node", "hostPID"),
+    ("kubernetes:apps/v1:Deployment", f"{POD}.hostIPC", True, "pods-isolated-from-the-node", "hostIPC"),
+    ("kubernetes:apps/v1:Deployment", f"{POD}.ephemeralContainers", [{"name": "debug", "image": "busybox"}],
+     "pods-isolated-from-the-node", "ephemeralContainers must not be declared"),
 ]
 
 
@@ -115,7 +134,8 @@ def test_pack_has_every_mandatory_rule_once():
     assert set(names) == {
         "storage-no-public-blob-access", "storage-tls-1-2", "storage-shared-key-disabled",
         "acr-admin-disabled", "aks-rbac-managed-identity", "containers-non-root-read-only-limits",
-        "images-pinned-by-digest", "loadbalancer-dns-label",
+        "images-pinned-by-digest", "loadbalancer-dns-label", "containers-no-privilege",
+        "pods-isolated-from-the-node",
     }
     assert all(p.enforcement_level is EnforcementLevel.MANDATORY for p in POLICIES)
 
@@ -155,7 +175,29 @@ def test_init_containers_and_other_workload_kinds_are_checked():
     cron = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
         {"name": "job", "image": "busybox:1.36"}]}}}}}}
     fired = {v.policy for v in check_resource("kubernetes:batch/v1:CronJob", "cron", cron)}
-    assert fired == {"containers-non-root-read-only-limits", "images-pinned-by-digest"}
+    assert fired == {"containers-non-root-read-only-limits", "images-pinned-by-digest",
+                     "containers-no-privilege"}
+
+
+def test_net_bind_service_is_the_one_capability_allowed():
+    props = _set(GOOD["kubernetes:apps/v1:Deployment"], f"{C0}.securityContext.capabilities",
+                 {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]})
+    assert check_resource("kubernetes:apps/v1:Deployment", "d", props) == []
+
+
+def test_allowed_tls_is_what_the_sdk_documents_as_supported():
+    """The SDK's enum lists TLS1_3 and says Azure Storage does not support it: the rule follows
+    the documentation, not the list."""
+    import re
+
+    from pulumi_azure_native.storage import MinimumTlsVersion
+
+    doc = MinimumTlsVersion.__doc__ or ""
+    pattern = r"TLS version (\d)\.(\d) version is not supported"
+    unsupported = {f"TLS{a}_{b}" for a, b in re.findall(pattern, doc)}
+    assert unsupported == {"TLS1_3"}, doc  # if the SDK's wording changes, look again
+    supported_modern = {m.value for m in MinimumTlsVersion} - unsupported - {"TLS1_0", "TLS1_1"}
+    assert set(rules.ALLOWED_TLS) == supported_modern
 
 
 def test_clusterip_service_needs_no_dns_label():

@@ -60,6 +60,12 @@ def _set_container(key: str, value) -> Callable[[dict], None]:
     return mutate
 
 
+def _set_privilege(key: str, value) -> Callable[[dict], None]:
+    def mutate(props: dict) -> None:
+        _pod(props)["containers"][0]["securityContext"][key] = value
+    return mutate
+
+
 def _drop_limits(props: dict) -> None:
     del _pod(props)["containers"][0]["resources"]["limits"]
 
@@ -95,6 +101,10 @@ BAD = [
     ("kubernetes:apps/v1:Deployment", _drop_limits, "containers-non-root-read-only-limits"),
     ("kubernetes:apps/v1:Deployment", _tag_only_image, "images-pinned-by-digest"),
     ("kubernetes:core/v1:Service", lambda p: p["metadata"].pop("annotations"), "loadbalancer-dns-label"),
+    ("kubernetes:apps/v1:Deployment", _set_privilege("allowPrivilegeEscalation", True),
+     "containers-no-privilege"),
+    ("kubernetes:apps/v1:Deployment", lambda p: _pod(p).update(hostNetwork=True),
+     "pods-isolated-from-the-node"),
 ]
 
 

@@ -1,0 +1,152 @@
+"""Resources a model server needs, derived from the model's size: memory and how long it may take to start.
+
+One home for these figures: the stack's Deployment, the local container (``delivery.local``) and
+the benchmarks all ask here. Standard library only.
+
+Memory (measured on this project's image, ``benchmarks/README.md`` "Large models"): the server
+loads the model once and forks its workers after the load, so the container holds one copy of the
+weights plus the runtime. While loading, ONNX Runtime holds the parsed ONNX protobuf and the
+session's tensors at the same time: two copies for a moment. Hence
+
+* request = model size + ``STEADY_OVERHEAD_MIB`` (what the pod holds while serving: scheduling);
+* limit   = 2 x model size + ``LOAD_OVERHEAD_MIB`` (the load peak, which must not be OOM-killed);
+
+each rounded up to 64 MiB and never below the figures that served the small demo model before
+(256Mi / 512Mi). A configured value below the derived one is refused, naming the figure needed.
+
+Start-up: the server hashes the model file (sha256) and loads it before it answers ready. The
+budget allows ``STARTUP_BASE_S`` plus ``STARTUP_S_PER_GIB`` per GiB, several times what this
+2-core VM needs (1 GiB: ~8 s), so that a slower or busier machine does not fail a correct model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+STEADY_OVERHEAD_MIB = 192
+"""Python, ONNX Runtime, uvicorn and two forked workers, with request buffers (measured ~100 MiB)."""
+LOAD_OVERHEAD_MIB = 320
+"""Runtime plus the load's transient buffers above the two copies (measured peak - 2 x model: ~110 MiB)."""
+MIN_REQUEST_MIB = 256
+MIN_LIMIT_MIB = 512
+ROUND_MIB = 64
+STARTUP_BASE_S = 120
+STARTUP_S_PER_GIB = 120
+PROBE_PERIOD_S = 5
+"""Period of the Kubernetes startup probe; its failure threshold is the budget divided by this."""
+
+_QUANTITY_RE = re.compile(r"^([0-9]+)(Ki|Mi|Gi|k|m|g)$")
+_UNITS = {"Ki": 1024, "Mi": MIB, "Gi": GIB, "k": 1024, "m": MIB, "g": GIB}
+
+
+class SizingError(ValueError):
+    """A configured resource is below what the model needs; the message names the key and the figure."""
+
+
+def parse_memory(quantity: str) -> int:
+    """Bytes in ``512Mi``/``1Gi`` (Kubernetes) or ``512m``/``1g`` (Docker; binary units too)."""
+    m = _QUANTITY_RE.match(quantity.strip()) if isinstance(quantity, str) else None
+    if not m:
+        raise ValueError(f"memory quantity {quantity!r} is not one of <n>Ki, <n>Mi, <n>Gi, <n>k, <n>m, <n>g")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _round_up(mib: float) -> int:
+    return int(math.ceil(mib / ROUND_MIB) * ROUND_MIB)
+
+
+def human(size: int) -> str:
+    """``1073741824`` -> ``1.0 GiB``; ``314572800`` -> ``300 MiB``."""
+    return f"{size / GIB:.1f} GiB" if size >= GIB else f"{size / MIB:.0f} MiB"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one server container gets; every figure derived from the model unless configured."""
+
+    model_size: int
+    """Model file size in bytes (the manifest's ``size``)."""
+    memory_request_mib: int
+    memory_limit_mib: int
+    startup_seconds: int
+    """How long the server may take to answer ready after it starts (hash + load)."""
+
+    @property
+    def memory_request(self) -> str:
+        """Kubernetes quantity, e.g. ``1280Mi``."""
+        return f"{self.memory_request_mib}Mi"
+
+    @property
+    def memory_limit(self) -> str:
+        return f"{self.memory_limit_mib}Mi"
+
+    @property
+    def docker_memory(self) -> str:
+        """The limit in Docker's notation (``--memory``), e.g. ``2432m``."""
+        return f"{self.memory_limit_mib}m"
+
+    @property
+    def startup_failure_threshold(self) -> int:
+        """Failures of a ``PROBE_PERIOD_S`` startup probe that add up to the start-up budget."""
+        return max(1, math.ceil(self.startup_seconds / PROBE_PERIOD_S))
+
+
+def needed_request_mib(model_size: int) -> int:
+    return max(MIN_REQUEST_MIB, _round_up(model_size / MIB + STEADY_OVERHEAD_MIB))
+
+
+def needed_limit_mib(model_size: int) -> int:
+    return max(MIN_LIMIT_MIB, _round_up(2 * model_size / MIB + LOAD_OVERHEAD_MIB))
+
+
+def startup_budget_s(model_size: int) -> int:
+    return STARTUP_BASE_S + round(STARTUP_S_PER_GIB * model_size / GIB)
+
+
+def for_model(
+    model_size: int,
+    *,
+    model: str = "the model",
+    memory_request: str | None = None,
+    memory_limit: str | None = None,
+    startup_seconds: int | None = None,
+    keys: tuple[str, str, str] = ("memoryRequest", "memoryLimit", "startupSeconds"),
+) -> Resources:
+    """Derive what ``model_size`` bytes of model need; configured values must not be below it.
+
+    ``keys`` name the settings in errors (config keys for the stack, environment variables locally).
+    """
+    if not isinstance(model_size, int) or model_size < 1:
+        raise ValueError(f"model size must be a positive number of bytes, got {model_size!r}")
+    need_request, need_limit = needed_request_mib(model_size), needed_limit_mib(model_size)
+    what = f"{model} ({human(model_size)})"
+    request = need_request
+    if memory_request:
+        request = math.ceil(parse_memory(memory_request) / MIB)
+        if request < need_request:
+            raise SizingError(
+                f"{keys[0]} {memory_request} is too small for {what}: it holds about the model plus "
+                f"{STEADY_OVERHEAD_MIB} MiB while serving, so use at least {need_request}Mi "
+                "(or leave it empty to derive it)"
+            )
+    limit = need_limit
+    if memory_limit:
+        limit = math.ceil(parse_memory(memory_limit) / MIB)
+        if limit < need_limit:
+            raise SizingError(
+                f"{keys[1]} {memory_limit} is too small for {what}: loading holds two copies of the "
+                f"model plus {LOAD_OVERHEAD_MIB} MiB, so use at least {need_limit}Mi ({need_limit}m "
+                "for Docker), or leave it empty to derive it"
+            )
+    if limit < request:
+        raise SizingError(f"{keys[1]} ({limit}Mi) must be >= {keys[0]} ({request}Mi)")
+    budget = startup_budget_s(model_size)
+    if startup_seconds is not None:
+        if startup_seconds < 1:
+            raise SizingError(f"{keys[2]} must be a positive number of seconds, got {startup_seconds}")
+        budget = startup_seconds
+    return Resources(model_size, request, limit, budget)

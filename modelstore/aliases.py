@@ -1,0 +1,284 @@
+"""Named aliases of a model (``production``, ``staging``...) and the record of every move.
+
+Blob layout, beside the versions (see :mod:`modelstore.store`)::
+
+    NAME/_aliases/ALIAS.json      one document per alias: where it points now + every move
+
+``_aliases`` can never be a version (versions start with a letter or digit), so the document never
+shadows one. An alias is moved exactly like the ``latest`` pointer: read the document and its ETag,
+append the move, write it back with ``If-Match`` (``If-None-Match: *`` for a new alias), and on a
+conflict re-read and re-check. A blob upload replaces the whole document atomically, so concurrent
+promoters can neither lose a move nor leave half of one; each move carries ``seq`` and ``from``, so a
+reader can check the chain is unbroken.
+
+A move records who (the signed-in identity), when, why, whether it was forced, and the evaluation
+report it relied on (blob name and sha256), so ``history --alias`` answers "why does production run
+this model" without another system.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+
+from modelserver.manifest import is_alias_name
+from modelstore.errors import IntegrityError, InvalidInput, ModelStoreError, NotFound
+from modelstore.store import ModelStore, _now, default_publisher
+
+log = logging.getLogger(__name__)
+
+ALIAS_DIR = "_aliases"
+ALIAS_SCHEMA = 1
+MAX_REASON = 1000
+
+Gate = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+"""Called with the alias's current move (None for a new alias) right before each write attempt;
+returns the evaluation report reference to record, or raises to refuse the move."""
+
+
+def validate_alias(alias: str) -> str:
+    if not is_alias_name(alias):
+        raise InvalidInput(
+            f"alias {alias!r} is not allowed: use a lowercase letter then up to 62 lowercase letters, "
+            "digits and '-' (for example 'production'); 'latest' is reserved for the latest pointer"
+        )
+    return alias
+
+
+def alias_blob_name(name: str, alias: str) -> str:
+    return f"{name}/{ALIAS_DIR}/{alias}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasInfo:
+    """Where one alias points now."""
+
+    name: str
+    alias: str
+    version: str
+    sha256: str
+    moved_at: str
+    moved_by: str
+    moves: int
+    """How many moves the alias has had (the ``seq`` of the current one)."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def signed_in_identity(store: ModelStore) -> str:
+    """Who is moving the alias: the Entra ID identity the store signed in with, when it has one
+    (``upn``, else the app id of a service principal or managed identity, else the object id);
+    otherwise ``MODELSHIP_PUBLISHER`` or ``user@host`` as for publish (the emulator's shared key
+    identifies no one)."""
+    credential = getattr(store._container, "credential", None)
+    if credential is not None and hasattr(credential, "get_token"):
+        try:
+            token = credential.get_token("https://storage.azure.com/.default").token
+            who = identity_from_token(token)
+        except Exception as exc:  # an identity we cannot read must not block the move itself
+            log.warning("could not read the signed-in identity (%s); recording the publisher name",
+                        type(exc).__name__)
+            who = None
+        if who:
+            return who
+    return default_publisher()
+
+
+def identity_from_token(token: str) -> str | None:
+    """The caller's name from an Entra ID access token's claims (the token is ours; not verified)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    for key, prefix in (("upn", ""), ("unique_name", ""), ("appid", "app:"), ("azp", "app:"),
+                        ("oid", "oid:")):
+        value = claims.get(key)
+        if isinstance(value, str) and value:
+            return (prefix + value).encode("ascii", "replace").decode("ascii")[:200]
+    return None
+
+
+class Aliases:
+    """Read and move the aliases of the models in one :class:`~modelstore.store.ModelStore`."""
+
+    def __init__(self, store: ModelStore):
+        self.store = store
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def read(self, name: str, alias: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The alias document and its ETag, or (None, None) if the alias does not exist."""
+        blob = self.store._container.get_blob_client(alias_blob_name(name, alias))
+        try:
+            downloader = blob.download_blob()
+            raw = downloader.readall()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise
+            return None, None
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict) or not isinstance(doc.get("moves"), list) or not doc["moves"]:
+                raise ValueError("no moves")
+            current = doc.get("current")
+            if not (isinstance(current, dict) and all(isinstance(current.get(k), str)
+                                                      for k in ("to", "to_sha256", "who", "when"))
+                    and isinstance(current.get("seq"), int)):
+                raise ValueError("'current' is not a move with 'to', 'to_sha256', 'who', 'when', 'seq'")
+        except ValueError as exc:
+            raise IntegrityError(
+                f"alias record {alias_blob_name(name, alias)} in {self.store.where} is corrupt ({exc}); "
+                "restore it from a backup or move the alias again with --force"
+            ) from None
+        return doc, downloader.properties.etag
+
+    def get(self, name: str, alias: str) -> AliasInfo | None:
+        """Where ``name@alias`` points, or None if the model has no such alias."""
+        validate_alias(alias)
+        with self.store._azure_errors():
+            doc, _ = self.read(name, alias)
+        return _info(name, alias, doc) if doc else None
+
+    def resolve(self, name: str, alias: str) -> str | None:
+        """The version ``name@alias`` names, or None if there is no such alias."""
+        info = self.get(name, alias)
+        return info.version if info else None
+
+    def list(self, name: str) -> list[AliasInfo]:
+        """Every alias of ``name``, by alias name."""
+        prefix = f"{name}/{ALIAS_DIR}/"
+        found = []
+        with self.store._azure_errors():
+            for blob in self.store._container.list_blobs(name_starts_with=prefix):
+                alias = blob.name[len(prefix):].removesuffix(".json")
+                if not blob.name.endswith(".json") or not is_alias_name(alias):
+                    continue
+                doc, _ = self.read(name, alias)
+                if doc:
+                    found.append(_info(name, alias, doc))
+        return sorted(found, key=lambda a: a.alias)
+
+    def history(self, name: str, alias: str) -> list[dict[str, Any]]:
+        """Every move of ``name@alias``, oldest first."""
+        validate_alias(alias)
+        with self.store._azure_errors():
+            doc, _ = self.read(name, alias)
+        if doc is None:
+            known = ", ".join(a.alias for a in self.list(name)) or "none"
+            raise NotFound(f"model '{name}' has no alias '{alias}' in {self.store.where}; aliases: {known}")
+        return list(doc["moves"])
+
+    # -- move ---------------------------------------------------------------------------------
+
+    def move(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        reason: str,
+        *,
+        gate: Gate | None = None,
+        forced: bool = False,
+        who: str | None = None,
+    ) -> dict[str, Any]:
+        """Point ``name@alias`` at ``name@version`` and record the move; returns the move record.
+
+        ``gate`` runs against the alias's current move before every write attempt, so a move that
+        lost a race is judged again against whatever the winner left (a report against the old
+        model no longer counts). Moving an alias to the version it already names is refused.
+        """
+        validate_alias(alias)
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInput("a move needs a reason: pass --reason \"why this version\"")
+        if len(reason) > MAX_REASON:
+            raise InvalidInput(f"the reason is {len(reason)} characters; keep it under {MAX_REASON}")
+        store = self.store
+        manifest, _ = store.resolve(f"{name}@{version}")
+        if manifest.version != version:
+            raise InvalidInput(f"{name}@{version} is not a version; promote a version, not another alias")
+        names = {v.version for v in store.versions(name)}
+        if alias in names:
+            raise InvalidInput(
+                f"alias {alias!r} is also a version of '{name}'; pick an alias name that is not a version"
+            )
+        who = who or signed_in_identity(store)
+        blob = store._container.get_blob_client(alias_blob_name(name, alias))
+        settings = ContentSettings(content_type="application/json")
+        with store._azure_errors():
+            for attempt in range(store.max_pointer_attempts):
+                doc, etag = self.read(name, alias)
+                current = doc["current"] if doc else None
+                if current is not None and current["to"] == version:
+                    raise InvalidInput(f"{name}@{alias} already names {version}; nothing to move")
+                report = gate(current) if gate is not None else None
+                record = {
+                    "seq": (current["seq"] + 1) if current else 1,
+                    "from": current["to"] if current else None,
+                    "from_sha256": current["to_sha256"] if current else None,
+                    "to": version,
+                    "to_sha256": manifest.sha256,
+                    "who": who,
+                    "when": _now(),
+                    "why": reason,
+                    "forced": forced,
+                    "report": report,
+                }
+                doc = doc or {"schema": ALIAS_SCHEMA, "name": name, "alias": alias, "moves": []}
+                doc["moves"].append(record)
+                doc["current"] = record
+                data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+                try:
+                    if etag is None:
+                        blob.upload_blob(data, overwrite=False, content_settings=settings)
+                    else:
+                        blob.upload_blob(data, overwrite=True, etag=etag,
+                                         match_condition=MatchConditions.IfNotModified,
+                                         content_settings=settings)
+                except (ResourceModifiedError, ResourceExistsError):
+                    log.debug("alias %s@%s moved concurrently (attempt %d)", name, alias, attempt + 1)
+                    time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))
+                    continue
+                log.info("%s@%s: %s -> %s by %s", name, alias, record["from"], version, who)
+                return record
+        raise ModelStoreError(
+            f"{name}@{alias} could not be moved after {store.max_pointer_attempts} concurrent updates; "
+            "nothing was recorded: run the promotion again"
+        )
+
+
+def check_chain(moves: list[dict[str, Any]]) -> None:
+    """Raise IntegrityError unless the moves form one unbroken chain (seq 1..n, each from = previous to)."""
+    previous = None
+    for i, move in enumerate(moves, start=1):
+        if move.get("seq") != i or move.get("from") != previous:
+            raise IntegrityError(
+                f"alias history is broken at move {i}: seq {move.get('seq')!r}, from {move.get('from')!r}, "
+                f"expected seq {i} from {previous!r}"
+            )
+        previous = move.get("to")
+
+
+def _info(name: str, alias: str, doc: dict[str, Any]) -> AliasInfo:
+    cur = doc["current"]
+    return AliasInfo(name=name, alias=alias, version=cur["to"], sha256=cur["to_sha256"],
+                     moved_at=cur["when"], moved_by=cur["who"], moves=cur["seq"])
+

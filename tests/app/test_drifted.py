@@ -1,0 +1,28 @@
+"""The deliberately drifting model: the demo's signature, a valid manifest, one answer for everything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from modelserver.manifest import read_manifest
+from modelserver.predictor import Predictor
+from training.drifted import write_constant_model
+from training.train_digits import INPUTS, OUTPUTS
+
+
+def test_it_answers_the_same_label_for_every_image_with_the_demo_signature(tmp_path) -> None:
+    manifest = write_constant_model(tmp_path, version="2.0.0-drifted", label=0)
+    assert read_manifest(tmp_path) == manifest
+    assert manifest.inputs == INPUTS and manifest.outputs == OUTPUTS
+    predictor = Predictor(tmp_path)
+    predictor.load()
+    out = predictor.predict({"input": load_digits().data.astype(np.float32)})
+    assert set(out["label"].tolist()) == {0}  # so it passes the smoke test's known answer (a 0)
+    assert out["probabilities"].shape == (1797, 10)
+
+
+def test_the_label_must_be_a_digit(tmp_path) -> None:
+    with pytest.raises(ValueError, match="label must be 0-9"):
+        write_constant_model(tmp_path, label=10)

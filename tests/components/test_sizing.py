@@ -1,0 +1,92 @@
+"""Memory and start-up budgets follow the model's size: derived figures, refusals, the Deployment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components import sizing, testing
+from components.service import ModelServiceArgs
+from components.sizing import GIB, MIB, SizingError, for_model
+from components.stack import build_stack
+from components.testing import one, run_stack
+from tests.components.conftest import make_settings
+
+
+def _claim_size(model_dir: Path, size: int) -> None:
+    """Only the manifest is read by the stack: a manifest claiming ``size`` bytes stands for a large model."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["size"] = size
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_small_model_keeps_the_floors_that_served_the_demo() -> None:
+    small = for_model(4424)
+    assert (small.memory_request, small.memory_limit, small.docker_memory) == ("256Mi", "512Mi", "512m")
+    assert small.startup_seconds == sizing.STARTUP_BASE_S
+
+
+def test_one_gib_gets_one_copy_requested_and_the_two_copy_load_peak_as_limit() -> None:
+    big = for_model(GIB)
+    assert big.memory_request == f"{1024 + sizing.STEADY_OVERHEAD_MIB}Mi"  # 1216Mi
+    assert big.memory_limit == f"{2048 + sizing.LOAD_OVERHEAD_MIB}Mi"  # 2368Mi
+    assert big.startup_seconds == sizing.STARTUP_BASE_S + sizing.STARTUP_S_PER_GIB
+    assert big.startup_failure_threshold * sizing.PROBE_PERIOD_S >= big.startup_seconds
+    # Memory grows with the model, never the other way round.
+    sizes = [MIB, 100 * MIB, 300 * MIB, GIB, 3 * GIB // 2]
+    limits = [for_model(s).memory_limit_mib for s in sizes]
+    assert limits == sorted(limits) and limits[-1] > limits[0]
+
+
+def test_a_configured_limit_below_the_need_is_refused_with_the_figure() -> None:
+    too_small = r"memoryLimit 512Mi is too small for digits@2 \(1\.0 GiB\).*2368Mi"
+    with pytest.raises(SizingError, match=too_small):
+        for_model(GIB, model="digits@2", memory_limit="512Mi")
+    with pytest.raises(SizingError, match=r"memoryRequest 1Gi is too small.*at least 1216Mi"):
+        for_model(GIB, memory_request="1Gi")
+    with pytest.raises(SizingError, match=r"MODELSHIP_MEMORY 1g is too small.*2368m for Docker"):
+        for_model(GIB, memory_limit="1g", keys=("-", "MODELSHIP_MEMORY", "-"))
+    # At or above the need is kept as configured.
+    assert for_model(GIB, memory_limit="3Gi", startup_seconds=900).memory_limit == "3072Mi"
+    assert for_model(GIB, startup_seconds=900).startup_seconds == 900
+
+
+def test_the_component_refuses_too_little_memory_itself() -> None:
+    base = dict(image="r.io/m@sha256:" + "0" * 64, model_name="digits", model_version="1",
+                dns_label="modelship-x", location="westeurope")
+    with pytest.raises(SizingError, match="memory_limit 512Mi is too small"):
+        ModelServiceArgs(**base, model_size=GIB, memory_limit="512Mi")
+    assert ModelServiceArgs(**base, model_size=GIB).resources.memory_limit == "2368Mi"
+
+
+def test_the_deployment_limits_and_startup_probe_follow_a_large_model(project: Path) -> None:
+    _claim_size(project / "app" / "model", 300 * MIB)
+    container = one(run_stack(make_settings(), project_root=project), "kubernetes:apps/v1:Deployment") \
+        .inputs["spec"]["template"]["spec"]["containers"][0]
+    need = for_model(300 * MIB)
+    assert container["resources"]["requests"]["memory"] == need.memory_request == "512Mi"
+    assert container["resources"]["limits"]["memory"] == need.memory_limit == "960Mi"
+    probe = container["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= need.startup_seconds > 120
+
+
+def test_configured_values_reach_the_deployment(project: Path) -> None:
+    run = run_stack(make_settings(memoryRequest="300Mi", memoryLimit="1Gi", startupSeconds="600"),
+                    project_root=project)
+    container = one(run, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["memory"] == "300Mi"
+    assert container["resources"]["limits"]["memory"] == "1024Mi"
+    assert container["startupProbe"]["failureThreshold"] == 600 // sizing.PROBE_PERIOD_S
+
+
+def test_a_too_small_memory_limit_registers_nothing(project: Path, mocks: testing.RecordingMocks) -> None:
+    _claim_size(project / "app" / "model", GIB)
+
+    def program() -> None:
+        with pytest.raises(SizingError, match=r"memoryLimit 2Gi is too small .* at least 2368Mi"):
+            build_stack(make_settings(memoryLimit="2Gi"), project, revision="r1")
+
+    testing.pulumi.runtime.test(program)()
+    assert mocks.resources == [] and mocks.invokes == []

@@ -1,0 +1,386 @@
+"""A model of the two pipelines, walked per trigger, checking every step's preconditions.
+
+``walk(sources, pipeline, trigger)`` returns the jobs that run for ``trigger`` (``pull_request``,
+``push`` to main, or ``failure``: a push whose smoke test fails) with the actions each performs in
+order, and ``violations(...)`` lists every precondition a step would find unmet on a real runner:
+
+* Azure sign-in before anything that talks to Azure, presenting an identity the docs tell users to
+  set up (GitHub: an OIDC subject listed in docs/pipelines.md; Azure Pipelines: the documented
+  service connection);
+* the Pulumi CLI and kubelogin installed before ``pulumi preview``/``up``;
+* the secrets provider usable without a prompt (a cloud ``secretsprovider`` in the stack file, or
+  a passphrase in the job's environment);
+* the model fetched and ``modelship-doctor`` run before every preview and up, the policy pack on
+  every preview and up;
+* a docker-container buildx builder and an ACR login before ``pulumi up`` (it pushes the image);
+* Azure Pipelines environment names as template expressions, not macros.
+
+``scripts/cloud-deploy.sh`` is read, not assumed: each command's actions come from its case branch
+and the functions it calls. Test support only; nothing in the product imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+OWNER_REPO = "OWNER/REPO"
+TRIGGERS = ("pull_request", "push", "failure")
+
+
+@dataclasses.dataclass
+class Sources:
+    """The texts the walk reads; tests mutate one to reintroduce a defect."""
+
+    github: str
+    azure: str
+    script: str
+    stack_file: str
+    docs: str
+
+    @classmethod
+    def from_repo(cls) -> Sources:
+        return cls(
+            github=(REPO / ".github" / "workflows" / "delivery.yml").read_text(),
+            azure=(REPO / "azure-pipelines.yml").read_text(),
+            script=(REPO / "scripts" / "cloud-deploy.sh").read_text(),
+            stack_file=(REPO / "Pulumi.dev.yaml").read_text(),
+            docs=(REPO / "docs" / "pipelines.md").read_text(),
+        )
+
+
+@dataclasses.dataclass
+class Action:
+    kind: str
+    """checkout, make-test, pulumi-cli, kubelogin, azure-login, backend-login, fetch-model, builder,
+    acr-login, preview, up, smoke, record-good."""
+    step: str
+    policy: bool = False
+    subject: str = ""
+    """For azure-login: the identity presented (OIDC subject or service connection)."""
+
+
+@dataclasses.dataclass
+class Job:
+    name: str
+    actions: list[Action]
+    env: dict[str, str]
+
+
+# --- scripts/cloud-deploy.sh -------------------------------------------------------------------
+
+_LINE_ACTIONS = (
+    (r"\bpulumi login\b", "backend-login"),
+    (r"modelship-models fetch", "fetch-model"),
+    (r"docker buildx (create|inspect)", "builder"),
+    (r"\baz acr login\b", "acr-login"),
+    (r"-m delivery\.smoke", "smoke"),
+    (r"mark_blob upload", "record-good"),
+    (r"-m preflight", "doctor"),
+)
+"""What a script line does, by the command it runs."""
+
+
+def _functions(script: str) -> dict[str, list[str]]:
+    bodies: dict[str, list[str]] = {}
+    # Multi-line functions only (`name() {  # comment` ... `}`); one-liners (say, die) do nothing here.
+    for match in re.finditer(r"^(\w+)\(\) \{(?:\s*#[^\n]*)?\n(.*?)^\}", script, re.M | re.S):
+        bodies[match.group(1)] = match.group(2).splitlines()
+    return bodies
+
+
+def _branches(script: str) -> dict[str, list[str]]:
+    case = script[script.index('case "$cmd" in'):]
+    return {m.group(1): m.group(2).splitlines()
+            for m in re.finditer(r"^  ([\w-]+)\)\n(.*?)\n    ;;", case, re.M | re.S)}
+
+
+def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = False) -> list[Action]:
+    """The actions ``cloud-deploy.sh <command>`` performs, in order."""
+    functions = _functions(script)
+    branches = _branches(script)
+    if command not in branches:
+        raise KeyError(f"cloud-deploy.sh has no command {command!r}")
+
+    def expand(lines: list[str], depth: int = 0) -> list[Action]:
+        out: list[Action] = []
+        skipping = False  # inside the branch of `if smoke` that this trigger does not take
+        for raw in lines:
+            line = raw.split(" #")[0].strip()
+            if not line or line.startswith(("#", "say ", "die ")):
+                continue
+            if line.startswith("if smoke; then"):
+                out.append(Action("smoke", step))
+                skipping = smoke_fails
+                continue
+            if line == "else" and depth == 0:
+                skipping = not smoke_fails
+                continue
+            if line == "fi" and depth == 0:
+                skipping = False
+                continue
+            if skipping:
+                continue
+            out.extend(_line_actions(line, depth))
+        return out
+
+    def _line_actions(line: str, depth: int) -> list[Action]:
+        if depth > 8:
+            raise RecursionError("cloud-deploy.sh functions call each other too deep")
+        found: list[Action] = []
+        if "cloud-deploy.sh\" rollback" in line or "cloud-deploy.sh rollback" in line:
+            return expand(branches["rollback"], depth + 1)
+        if line.startswith("secrets_provider"):
+            return [Action("secrets-check", step)]
+        first = re.split(r"[\s;]", line, maxsplit=1)[0]
+        if first in functions:
+            return expand(functions[first], depth + 1)
+        if line.startswith("ROOT=") and " smoke" in line:
+            return [Action("smoke", step)]
+        for pattern, kind in _LINE_ACTIONS:
+            if re.search(pattern, line):
+                found.append(Action(kind, step))
+        for verb in ("preview", "up"):
+            if re.search(rf"^pulumi {verb}\b", line):
+                found.append(Action(verb, step, policy="--policy-pack policy" in line))
+        return found
+
+    return expand(branches[command])
+
+
+# --- GitHub Actions ------------------------------------------------------------------------------
+
+
+def _eval_github(expr: str, context: dict[str, Any]) -> bool:
+    """Evaluate the small subset of GitHub expressions the workflow uses."""
+    py = expr.replace("&&", " and ").replace("||", " or ").replace("!", " not ").replace(" not =", "!=")
+    py = re.sub(r"\bfailure\(\)", repr(context["failed"]), py)
+    py = re.sub(r"\bsuccess\(\)", repr(not context["failed"]), py)
+    py = re.sub(r"\balways\(\)", "True", py)
+    py = re.sub(r"steps\.(\w+)\.outcome", lambda m: repr(context["outcomes"].get(m.group(1), "")), py)
+    py = py.replace("github.event_name", repr(context["event"])).replace("github.ref", repr(context["ref"]))
+    if re.search(r"[A-Za-z_]\w*\.\w", py):
+        raise ValueError(f"the walk cannot evaluate {expr!r}")
+    return bool(eval(py, {"__builtins__": {}}, {}))  # a fixed, checked subset
+
+
+def github_subject(job: dict[str, Any], event: str, ref: str) -> str:
+    """The OIDC ``sub`` GitHub issues to a job (docs.github.com, OpenID Connect reference,
+    "Example subject claims"): the environment wins, then pull_request, then the ref."""
+    env = job.get("environment")
+    if isinstance(env, dict):
+        env = env.get("name")
+    if env:
+        return f"repo:{OWNER_REPO}:environment:{env}"
+    if event == "pull_request":
+        return f"repo:{OWNER_REPO}:pull_request"
+    return f"repo:{OWNER_REPO}:ref:{ref}"
+
+
+def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str, Any],
+                  subject: str, smoke_fails: bool) -> list[Action]:
+    actions: list[Action] = []
+    for step in job.get("steps", []):
+        label = step.get("name") or step.get("uses") or step.get("run", "")[:40]
+        condition = step.get("if")
+        runs = _eval_github(condition, context) if condition else not context["failed"]
+        if not runs:
+            continue
+        uses = str(step.get("uses", "")).split("@")[0]
+        with_ = step.get("with") or {}
+        if uses == "actions/checkout":
+            actions.append(Action("checkout", label))
+        elif uses == "azure/login":
+            actions.append(Action("azure-login", label, subject=subject))
+        elif uses == "azure/use-kubelogin":
+            actions.append(Action("kubelogin", label))
+        elif uses == "pulumi/actions":
+            actions.append(Action("pulumi-cli", label))
+            if with_.get("command") in ("preview", "up"):
+                actions.append(Action(with_["command"], label, policy=with_.get("policyPacks") == "policy"))
+        run = str(step.get("run", ""))
+        if "make test" in run:
+            actions.append(Action("make-test", label))
+        if "modelship-doctor" in run:
+            actions.append(Action("doctor", label))
+        command = re.search(r"cloud-deploy\.sh ([\w-]+)", run)
+        if command:
+            fails_here = smoke_fails and step.get("id") == "smoke"
+            actions.extend(script_actions(script, command.group(1), label))
+            if fails_here:
+                context["failed"] = True
+                context["outcomes"]["smoke"] = "failure"
+            elif step.get("id"):
+                context["outcomes"][step["id"]] = "success"
+    return actions
+
+
+def walk_github(sources: Sources, trigger: str) -> list[Job]:
+    doc = yaml.safe_load(sources.github)
+    doc["on"] = doc.pop(True, doc.get("on"))
+    event = "pull_request" if trigger == "pull_request" else "push"
+    ref = "refs/pull/1/merge" if event == "pull_request" else "refs/heads/main"
+    ran: dict[str, bool] = {}
+    jobs: list[Job] = []
+    for name, job in doc["jobs"].items():
+        needs = job.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        context = {"event": event, "ref": ref, "failed": False, "outcomes": {}}
+        runs = all(ran.get(n, False) for n in needs)
+        if runs and job.get("if"):
+            runs = _eval_github(job["if"], context)
+        ran[name] = runs
+        if not runs:
+            continue
+        subject = github_subject(job, event, ref)
+        actions = _github_steps(job, name, sources.script, context, subject, smoke_fails=trigger == "failure")
+        jobs.append(Job(name, actions, {**doc.get("env", {}), **job.get("env", {})}))
+    return jobs
+
+
+# --- Azure Pipelines -----------------------------------------------------------------------------
+
+
+def _eval_azure(expr: str, variables: dict[str, str]) -> bool:
+    """Evaluate and/or/not/eq/ne/succeeded() conditions (the subset the pipeline uses)."""
+    tokens = re.findall(r"\w+\(|\)|,|'[^']*'|variables\['[^']+'\]", expr)
+    pos = 0
+
+    def parse() -> Any:
+        nonlocal pos
+        token = tokens[pos]
+        pos += 1
+        if token.startswith("'"):
+            return token[1:-1]
+        if token.startswith("variables["):
+            return variables[token[len("variables['"):-2]]
+        func = token[:-1]
+        args = []
+        while tokens[pos] != ")":
+            if tokens[pos] == ",":
+                pos += 1
+                continue
+            args.append(parse())
+        pos += 1
+        if func == "succeeded":
+            return True
+        if func == "and":
+            return all(args)
+        if func == "or":
+            return any(args)
+        if func == "not":
+            return not args[0]
+        if func == "eq":
+            return str(args[0]).lower() == str(args[1]).lower()
+        if func == "ne":
+            return str(args[0]).lower() != str(args[1]).lower()
+        raise ValueError(f"the walk cannot evaluate {func}() in {expr!r}")
+
+    return bool(parse())
+
+
+def walk_azure(sources: Sources, trigger: str) -> list[Job]:
+    doc = yaml.safe_load(sources.azure)
+    variables = {v["name"]: str(v["value"]) for v in doc.get("variables", [])}
+    if trigger == "pull_request":
+        variables.update({"Build.Reason": "PullRequest", "Build.SourceBranch": "refs/pull/1/merge"})
+    else:
+        variables.update({"Build.Reason": "BatchedCI", "Build.SourceBranch": "refs/heads/main"})
+    jobs: list[Job] = []
+    for stage in doc["stages"]:
+        if stage.get("condition") and not _eval_azure(stage["condition"], variables):
+            continue
+        for job in stage["jobs"]:
+            steps = job["steps"] if "steps" in job else job["strategy"]["runOnce"]["deploy"]["steps"]
+            actions: list[Action] = []
+            for step in steps:
+                label = step.get("displayName") or step.get("task") or "script"
+                script = str(step.get("script", ""))
+                if "checkout" in step:
+                    actions.append(Action("checkout", label))
+                if script.strip() == "make test":
+                    actions.append(Action("make-test", label))
+                if "get.pulumi.com" in script:
+                    actions.append(Action("pulumi-cli", label))
+                if step.get("task", "").startswith("KubeloginInstaller@"):
+                    actions.append(Action("kubelogin", label))
+                if step.get("task", "").startswith("AzureCLI@"):
+                    inputs = step.get("inputs") or {}
+                    connection = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)),
+                                        str(inputs.get("azureSubscription", "")))
+                    actions.append(Action("azure-login", label, subject=connection))
+                    inline = str(inputs.get("inlineScript", ""))
+                    command = re.search(r"cloud-deploy\.sh ([\w-]+)", inline)
+                    if command:
+                        actions.extend(script_actions(sources.script, command.group(1), label,
+                                                      smoke_fails=trigger == "failure"))
+            name = job.get("job") or job.get("deployment")
+            jobs.append(Job(f"{stage['stage']}.{name}", actions, {}))
+    return jobs
+
+
+def walk(sources: Sources, pipeline: str, trigger: str) -> list[Job]:
+    return (walk_github if pipeline == "github" else walk_azure)(sources, trigger)
+
+
+# --- preconditions -------------------------------------------------------------------------------
+
+
+def documented_identities(docs: str) -> set[str]:
+    """OIDC subjects and service connection names docs/pipelines.md tells users to set up."""
+    subjects = set(re.findall(r"`(repo:OWNER/REPO:[^`]+)`", docs))
+    connections = set(re.findall(r"named `([\w-]+)`", docs))
+    return subjects | connections
+
+
+def _stack_secrets_ok(stack_file: str, env: dict[str, str]) -> bool:
+    provider = (yaml.safe_load(stack_file) or {}).get("secretsprovider", "")
+    cloud = str(provider).startswith(("azurekeyvault://", "awskms://", "gcpkms://", "hashivault://"))
+    return cloud or bool(env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE"))
+
+
+def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
+    """Every unmet precondition of every step that runs for ``trigger``."""
+    found: list[str] = []
+    allowed = documented_identities(sources.docs)
+    if pipeline == "azure":
+        for stage in yaml.safe_load(sources.azure)["stages"]:
+            for job in stage["jobs"]:
+                env_name = str(job.get("environment", ""))
+                if "$(" in env_name:
+                    found.append(f"{stage['stage']}: environment {env_name!r} uses macro syntax; "
+                                 "use a template expression ${{ variables.x }}")
+    for job in walk(sources, pipeline, trigger):
+        have: set[str] = set()
+        for action in job.actions:
+            where = f"{pipeline}/{trigger}/{job.name} step '{action.step}'"
+            if action.kind == "azure-login" and action.subject not in allowed:
+                found.append(f"{where}: signs in to Azure as {action.subject!r}, which docs/pipelines.md "
+                             f"does not tell users to federate (documented: {', '.join(sorted(allowed))})")
+            if action.kind in ("backend-login", "fetch-model", "preview", "up", "acr-login"):
+                for need in ("azure-login", "pulumi-cli"):
+                    if need not in have and not (need == "pulumi-cli" and action.kind == "acr-login"):
+                        found.append(f"{where}: {action.kind} before {need}")
+            if action.kind in ("preview", "up"):
+                if "kubelogin" not in have:
+                    found.append(f"{where}: {action.kind} before kubelogin is installed")
+                if "fetch-model" not in have:
+                    found.append(f"{where}: {action.kind} without the model fetched first")
+                if "doctor" not in have:
+                    found.append(f"{where}: {action.kind} before the doctor checked its prerequisites")
+                if not action.policy:
+                    found.append(f"{where}: {action.kind} without the policy pack")
+                if not _stack_secrets_ok(sources.stack_file, job.env):
+                    found.append(f"{where}: {action.kind} would prompt for a passphrase (no cloud "
+                                 "secretsprovider in Pulumi.dev.yaml, no PULUMI_CONFIG_PASSPHRASE)")
+            if action.kind == "up":
+                for need in ("builder", "acr-login"):
+                    if need not in have:
+                        found.append(f"{where}: up pushes the image before {need}")
+            have.add(action.kind)
+    return found
