@@ -658,11 +658,13 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     except engine.DockerError as exc:
         raise DeliveryError(f"push to {registry.host} failed: {exc}") from exc
     pinned = f"{repo}@{digest}"
+    sbom_digest, sbom_components = push_sbom(settings, registry, pinned, digest)
     deploy(settings, pinned, spec)
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
         "model": spec.manifest.name, "model_version": spec.manifest.version,
         "model_signer": fetched.signer,
+        "sbom": f"{repo}@{sbom_digest}", "sbom_components": sbom_components,
         "model_bytes_transferred": fetched.bytes_transferred,
         "revision": spec.revision, "base_image": base, "container": settings.container,
         "endpoint": f"http://127.0.0.1:{settings.port}",
@@ -671,8 +673,28 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     record["backend"] = f"127.0.0.1:{backend_port}"
     settings.record_file.write_text(json.dumps(record, indent=2) + "\n")
     log(f"running {pinned}")
-    log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref})")
+    log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref}, signed by {fetched.signer}; "
+        f"SBOM {sbom_digest[:19]})")
     return record
+
+
+def push_sbom(settings: LocalSettings, registry: LocalRegistry, pinned: str, digest: str) -> tuple[str, int]:
+    """CycloneDX SBOM of the pushed image's Python environment, stored beside it, linked to its digest.
+
+    Before the deployment: an image whose SBOM cannot be produced is not run.
+    """
+    from delivery import sbom
+
+    out = settings.state_dir / "sbom" / f"{digest.replace(':', '-')}.cdx.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        bom = sbom.generate(pinned, out)
+        sbom_digest = sbom.push(registry.host, settings.repository, digest, out)
+    except sbom.SbomError as exc:
+        raise DeliveryError(f"SBOM: {exc}. The running container was not touched.") from exc
+    log(f"SBOM ({len(bom.get('components', []))} Python packages, CycloneDX) pushed as {sbom_digest[:19]}, "
+        f"linked to {digest[:19]}")
+    return sbom_digest, len(bom.get("components", []))
 
 
 def down(settings: LocalSettings) -> None:

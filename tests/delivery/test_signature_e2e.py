@@ -1,5 +1,6 @@
-"""Signed models through the real local flow: refused at fetch, at image build and at container start,
-while the running version keeps serving; and the private key is in no image layer, build arg or record."""
+"""The supply chain through the real local flow: signed models refused at fetch, at image build and at
+container start while the running version keeps serving; the private key in no image layer, build arg
+or record; the image's SBOM pulled back from the registry by the image digest."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery import engine
+from delivery import engine, sbom
 from delivery.local import DeliveryError, build_image, ensure_registry, read_record, up
 from delivery.smoke import run_smoke
 from modelserver.manifest import MANIFEST_FILE
@@ -138,3 +139,26 @@ def test_the_private_key_is_in_no_layer_build_arg_or_record(deployed, signing_ke
     # Only public keys went into the image's trust directory.
     trust = sorted(p.name for p in (settings.context / "trust").glob("*.pub"))
     assert trust == [f"{signing_keys.fingerprint[:16]}.pub"]
+
+
+def test_the_sbom_is_pulled_back_from_the_registry_by_the_image_digest(deployed) -> None:
+    import re
+
+    settings, _, record = deployed
+    registry = f"127.0.0.1:{settings.registry_port}"
+    digest, bom = sbom.pull(registry, settings.repository, record["digest"])
+    assert record["sbom"] == f"{registry}/{settings.repository}@{digest}"
+    assert bom["bomFormat"] == "CycloneDX"
+    found = {re.sub(r"[-_.]+", "-", c["name"]).lower(): c["version"] for c in bom["components"]}
+    pinned = {}
+    for line in (settings.context / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.strip().partition("==")
+            pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
+    # Every pinned package of the image, at its pinned version, and nothing that was not installed.
+    assert found == pinned
+    assert record["sbom_components"] == len(pinned)
+    # Linked to this digest only: another image has no SBOM.
+    other = "sha256:" + "0" * 64
+    with pytest.raises(sbom.SbomError, match="no SBOM refers to"):
+        sbom.pull(registry, settings.repository, other)
