@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
+from modelstore.processes import PidFile, start, wait_until
 
 HAPROXY_BIN = Path("/usr/sbin/haproxy")
 BACKEND = "app"
@@ -165,25 +166,15 @@ class FrontDoor:
                                capture_output=True, text=True, timeout=30, check=False)
         if check.returncode != 0:
             raise FrontDoorError(f"haproxy rejected {self.config_file}: {check.stderr.strip()}")
-        with open(self.log_file, "ab") as log:
+        try:
             # -db: stay in the foreground (our pid file, our process group), log to the file.
-            proc = subprocess.Popen(
-                [str(HAPROXY_BIN), "-db", "-f", str(self.config_file)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise FrontDoorError(f"haproxy exited with {proc.returncode}; see {self.log_file}")
-            if port_open(self.port) and self._answers():
-                print(f"[local] front door (haproxy) listening on {self.endpoint} (pid {proc.pid})",
-                      flush=True)
-                return True
-            time.sleep(0.1)
-        stop_pid(self.pid_file, "front door")
-        raise FrontDoorError(f"haproxy did not listen on 127.0.0.1:{self.port} within {timeout:.0f} s")
+            proc = start([str(HAPROXY_BIN), "-db", "-f", str(self.config_file)], self.log_file,
+                         lambda: port_open(self.port) and self._answers(),
+                         f"haproxy on 127.0.0.1:{self.port}", timeout, PidFile(self.pid_file))
+        except RuntimeError as exc:
+            raise FrontDoorError(str(exc)) from None
+        print(f"[local] front door (haproxy) listening on {self.endpoint} (pid {proc.pid})", flush=True)
+        return True
 
     def stop(self) -> bool:
         stopped = stop_pid(self.pid_file, "front door")
@@ -286,17 +277,19 @@ class FrontDoor:
         return self.wait_healthy(port, timeout)
 
     def wait_healthy(self, port: int, timeout: float = 30.0) -> Backend:
-        deadline = time.monotonic() + timeout
-        while True:
+        def healthy() -> Backend | None:
             backend = self.find(port)
             if backend is None:
                 raise FrontDoorError(f"127.0.0.1:{port} is not a backend of the front door")
-            if backend.up:
-                return backend
-            if time.monotonic() > deadline:
-                raise FrontDoorError(f"127.0.0.1:{port} did not pass the front door's health check "
-                                     f"(GET {HEALTH_PATH}) within {timeout:.0f} s: {backend.status}")
-            time.sleep(0.1)
+            return backend if backend.up else None
+
+        try:
+            return wait_until(healthy, timeout, f"127.0.0.1:{port}")
+        except TimeoutError:
+            backend = self.find(port)
+            status = backend.status if backend is not None else "gone"
+            raise FrontDoorError(f"127.0.0.1:{port} did not pass the front door's health check "
+                                 f"(GET {HEALTH_PATH}) within {timeout:.0f} s: {status}") from None
 
     def set_weights(self, weights: Mapping[int, int]) -> None:
         """Give each backend port its weight (0-256): ``{stable: 90, canary: 10}`` sends 10 % to canary.

@@ -346,7 +346,7 @@ def fetch_model(store, ref: str, context: Path, cache_dir: Path):
         ) from exc
     m = result.manifest
     log(f"fetched {m.name}@{m.version} ({result.bytes_transferred} bytes transferred, "
-        f"cache {'hit' if result.cache_hit else 'miss'})")
+        f"cache {'hit' if result.cache_hit else 'miss'}, signed by {result.signer})")
     return result
 
 
@@ -357,6 +357,23 @@ def _published_versions(store, name: str) -> str:
     except Exception:  # the message it decorates is the error; this is only a hint
         return "unknown"
     return ", ".join(versions[-5:]) or "none"
+
+
+def prepare_trust(context: Path) -> None:
+    """Put the trusted public keys into ``<context>/trust``: the build verifies the model against them.
+
+    With no key configured (``MODELSHIP_SIGNING_KEY`` unset) the local key is created on first use,
+    outside the repository (:mod:`modelstore.signing`); only public keys enter the context.
+    """
+    from modelstore import signing
+    from modelstore.errors import ModelStoreError
+
+    try:
+        if not os.environ.get(signing.SIGNING_KEY_ENV):
+            signing.ensure_key()
+        signing.export_trusted_keys(context / "trust")
+    except ModelStoreError as exc:
+        raise DeliveryError(f"model signing keys: {exc}") from exc
 
 
 def missing_wheels(context: Path) -> list[str]:
@@ -423,6 +440,13 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
     try:
         iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo)
     except engine.DockerError as exc:
+        # The Dockerfile verifies the model's signature (app/modelserver/signature.py, exit 8).
+        refusal = re.search(r"refusing the model: (model signature check failed [^\n]*)", str(exc))
+        if refusal:
+            raise DeliveryError(
+                f"image build refused the model: {refusal.group(1)}. Nothing was pushed; the running "
+                "container (if any) keeps serving."
+            ) from exc
         raise DeliveryError(f"image build failed: {exc}") from exc
     log(f"built {iid[:19]} in {time.monotonic() - started:.1f} s")
     return spec, iid, ref
@@ -619,6 +643,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
 
         store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
     log("2/6 model store")
+    prepare_trust(settings.context)
     ensure_demo_model(store, settings.model)
     log(f"3/6 fetch {settings.model_ref}")
     fetched = fetch_model(store, settings.model_ref, settings.context, settings.state_dir / "model-cache")
@@ -642,10 +667,13 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     except engine.DockerError as exc:
         raise DeliveryError(f"push to {registry.host} failed: {exc}") from exc
     pinned = f"{repo}@{digest}"
+    sbom_digest, sbom_components = push_sbom(settings, registry, pinned, digest)
     deploy(settings, pinned, spec)
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
         "model": spec.manifest.name, "model_version": spec.manifest.version,
+        "model_signer": fetched.signer,
+        "sbom": f"{repo}@{sbom_digest}", "sbom_components": sbom_components,
         "model_bytes_transferred": fetched.bytes_transferred,
         "memory": settings.memory, "startup_seconds": settings.startup_seconds,
         "revision": spec.revision, "base_image": base, "container": settings.container,
@@ -655,10 +683,30 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     record["backend"] = f"127.0.0.1:{backend_port}"
     settings.record_file.write_text(json.dumps(record, indent=2) + "\n")
     log(f"running {pinned}")
-    log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref})")
+    log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref}, signed by {fetched.signer}; "
+        f"SBOM {sbom_digest[:19]})")
     hygiene.prune_images(settings.repository, settings.keep, {iid}, log)
     hygiene.prune_cache(settings.state_dir / "model-cache", settings.keep, log)
     return record
+
+
+def push_sbom(settings: LocalSettings, registry: LocalRegistry, pinned: str, digest: str) -> tuple[str, int]:
+    """CycloneDX SBOM of the pushed image's Python environment, stored beside it, linked to its digest.
+
+    Before the deployment: an image whose SBOM cannot be produced is not run.
+    """
+    from delivery import sbom
+
+    out = settings.state_dir / "sbom" / f"{digest.replace(':', '-')}.cdx.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        bom = sbom.generate(pinned, out)
+        sbom_digest = sbom.push(registry.host, settings.repository, digest, out)
+    except sbom.SbomError as exc:
+        raise DeliveryError(f"SBOM: {exc}. The running container was not touched.") from exc
+    log(f"SBOM ({len(bom.get('components', []))} Python packages, CycloneDX) pushed as {sbom_digest[:19]}, "
+        f"linked to {digest[:19]}")
+    return sbom_digest, len(bom.get("components", []))
 
 
 def down(settings: LocalSettings, purge: bool = False, build_cache: bool = False) -> None:
@@ -692,6 +740,7 @@ def publish(settings: LocalSettings, model_dir: Path | None, train_version: str 
     from modelstore.store import ModelStore
 
     store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
+    prepare_trust(settings.context)  # creates the local signing key on first use
     with tempfile.TemporaryDirectory() as tmp:
         if train_version is not None:
             from training.train_digits import train

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from pathlib import Path
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
 from modelserver.canary.definition import SELECTOR_LABEL
 from modelserver.canary.prometheus import PrometheusClient, PrometheusError
+from modelstore.processes import PidFile, start
 
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"
@@ -87,27 +87,18 @@ class LocalPrometheus:
         self.config_file.write_text(self.config())
         if not self.targets_file.exists():
             self.set_targets([])
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
+        try:
+            proc = start(
                 [str(PROMETHEUS_BIN), f"--config.file={self.config_file}",
                  f"--storage.tsdb.path={self.root / 'data'}", "--storage.tsdb.retention.time=1d",
                  f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                self.log_file, lambda: self.client().ready(), f"prometheus on {self.url}", timeout,
+                PidFile(self.pid_file),
             )
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise ServiceError(f"prometheus exited with {proc.returncode}; see {self.log_file}")
-            if self.client().ready():
-                print(f"[local] Prometheus at {self.url} (pid {proc.pid})", flush=True)
-                return True
-            time.sleep(0.2)
-        stop_pid(self.pid_file, "prometheus")
-        raise ServiceError(
-            f"prometheus did not answer on {self.url} within {timeout:.0f} s; see {self.log_file}"
-        )
+        except RuntimeError as exc:
+            raise ServiceError(str(exc)) from None
+        print(f"[local] Prometheus at {self.url} (pid {proc.pid})", flush=True)
+        return True
 
     def wait_scraped(self, tag: str, timeout: float = 60.0) -> None:
         """Wait until the target labelled ``tag`` has been scraped successfully at least once."""

@@ -3,21 +3,20 @@
 The registry is Debian's ``docker-registry`` (CNCF distribution 2.8) with its own config under the
 state directory: it listens on 127.0.0.1 only, stores blobs on the local filesystem and has no auth.
 Docker treats registries on 127.0.0.0/8 as insecure by default, so plain HTTP push and pull work
-without touching the daemon's configuration. Each service started here writes a pid file; stopping
-kills exactly that pid, never a process found by name.
+without touching the daemon's configuration. Processes are started, waited for, recorded and stopped
+by ``modelstore.processes`` (one helper for every background process): stopping kills exactly the
+recorded process, never one found by name, and never a process that has since reused its pid.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from modelstore.processes import PidFile, free_port, port_open, start
+
+__all__ = ["REGISTRY_BIN", "LocalRegistry", "ServiceError", "free_port", "port_open", "read_pid", "stop_pid"]
 
 REGISTRY_BIN = Path("/usr/bin/docker-registry")
 
@@ -26,55 +25,14 @@ class ServiceError(RuntimeError):
     """A local service could not be started or does not answer; the message says which and why."""
 
 
-def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
-        return True
-    return False
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def read_pid(pid_file: Path) -> int | None:
-    """The pid in ``pid_file`` if that process is still alive, else None."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    """The pid in ``pid_file`` if that very process is still alive (not a reused pid), else None."""
+    return PidFile(pid_file).read()
 
 
 def stop_pid(pid_file: Path, what: str, timeout: float = 15.0) -> bool:
     """Stop the process recorded in ``pid_file`` (TERM, then KILL); True if one was running."""
-    pid = read_pid(pid_file)
-    pid_file.unlink(missing_ok=True)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # Reap it if it is our child, so it does not linger as a zombie.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    print(f"[local] {what} (pid {pid}) ignored SIGTERM for {timeout:.0f} s; killing it")
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True
+    return PidFile(pid_file).stop(what, timeout)
 
 
 class LocalRegistry:
@@ -133,24 +91,15 @@ class LocalRegistry:
             raise ServiceError(f"{REGISTRY_BIN} is missing: run scripts/bootstrap.sh (apt docker-registry)")
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config())
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                [str(REGISTRY_BIN), "serve", str(self.config_file)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+        try:
+            proc = start(
+                [str(REGISTRY_BIN), "serve", str(self.config_file)], self.log_file, self.answers,
+                f"docker-registry on {self.host}", timeout, PidFile(self.pid_file),
             )
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ServiceError(
-                    f"docker-registry exited with {proc.returncode}; see {self.log_file}"
-                )
-            if self.answers():
-                print(f"[local] registry started on {self.host} (pid {proc.pid}, data {self.root / 'data'})")
-                return True
-            time.sleep(0.2)
-        raise ServiceError(f"docker-registry did not answer on {self.host} within {timeout:.0f} s")
+        except RuntimeError as exc:
+            raise ServiceError(str(exc)) from None
+        print(f"[local] registry started on {self.host} (pid {proc.pid}, data {self.root / 'data'})")
+        return True
 
     def stop(self) -> bool:
         return stop_pid(self.pid_file, "docker-registry")

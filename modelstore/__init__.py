@@ -3,6 +3,7 @@
 from modelstore.errors import (
     AccessDenied,
     AlreadyExists,
+    Busy,
     IntegrityError,
     InvalidInput,
     ModelStoreError,
@@ -13,6 +14,7 @@ from modelstore.store import FetchResult, ModelStore, VersionInfo, parse_ref
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "Busy",
     "FetchResult",
     "IntegrityError",
     "InvalidInput",

@@ -1,11 +1,11 @@
 """``modelship-models``: publish, list, show and fetch models in the model store (and promote,
 aliases, history: :mod:`modelstore.release_cli`).
 
-Exit codes: 0 ok, 2 usage or bad input, 3 not found, 4 integrity (sha256) failure,
-5 access denied or no credential, 6 version already published, 7 refused by the evaluation
-gate (promote), 1 anything else.
+Exit codes: ``modelstore.errors.EXIT_CODES`` (printed by ``--help``). No failure ever ends in a
+traceback: unexpected ones say so in one line, and ``--verbose`` logs the details.
 The store is reached with ``--account-url``/``MODELSHIP_STORE_URL`` (DefaultAzureCredential) or
 ``AZURE_STORAGE_CONNECTION_STRING`` (emulator); account keys are never taken on the command line.
+Every wait is bounded by ``--timeout``/``MODELSHIP_STORE_TIMEOUT`` (see ``modelstore.connection``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from modelstore import release_cli
-from modelstore.errors import ModelStoreError
+from modelstore.connection import DEFAULT_TIMEOUT, TIMEOUT_ENV
+from modelstore.errors import EXIT_CODES, ModelStoreError
 from modelstore.store import DEFAULT_CACHE_DIR, DEFAULT_CONTAINER, ModelStore, VersionInfo, parse_ref
 
 PROG = "modelship-models"
@@ -34,6 +35,9 @@ def _common() -> argparse.ArgumentParser:
                         "with DefaultAzureCredential. Without it, AZURE_STORAGE_CONNECTION_STRING is used")
     p.add_argument("--container", default=argparse.SUPPRESS,
                    help=f"container (env MODELSHIP_STORE_CONTAINER, default {DEFAULT_CONTAINER!r})")
+    p.add_argument("--timeout", default=argparse.SUPPRESS, metavar="SECONDS",
+                   help=f"give up on an unreachable store after this long, and on a transfer that stalls "
+                        f"after twice this (env {TIMEOUT_ENV}, default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
                    help="no progress bars")
     p.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
@@ -44,7 +48,8 @@ def _common() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Publish, list, show and fetch models in the model store.", parents=[common]
+        prog=PROG, description="Publish, list, show and fetch models in the model store.", parents=[common],
+        epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -78,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = _configure_logging(getattr(args, "verbose", False))
     try:
-        kwargs: dict[str, Any] = {"progress": not getattr(args, "quiet", False)}
+        kwargs: dict[str, Any] = {"progress": not getattr(args, "quiet", False),
+                                  "timeout": getattr(args, "timeout", None)}
         if getattr(args, "create_container", False):
             kwargs["create_container"] = True
         store = ModelStore.from_env(container=getattr(args, "container", None),
@@ -91,8 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last resort: one line, never a traceback
+        logging.getLogger(__name__).info("details of the unexpected error:", exc_info=True)
+        print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc}. Run again with --verbose for "
+              "details, and report it if it persists", file=sys.stderr)
+        return 1
     finally:
-        logging.getLogger("modelstore").removeHandler(handler)
+        for name in ("modelstore", "azure"):
+            logging.getLogger(name).removeHandler(handler)
 
 
 def _configure_logging(verbose: bool) -> logging.Handler:
@@ -103,8 +115,12 @@ def _configure_logging(verbose: bool) -> logging.Handler:
     logger = logging.getLogger("modelstore")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    # The SDK's own HTTP logging stays off: it would print request URLs and headers.
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    # The SDK's own HTTP logging stays off: it would print request URLs and headers. Its warnings
+    # (each credential DefaultAzureCredential tried, say) only with --verbose: the store's own
+    # error already says what failed and what to do.
+    azure = logging.getLogger("azure")
+    azure.setLevel(logging.WARNING if verbose else logging.CRITICAL)
+    azure.addHandler(handler)
     return handler
 
 
@@ -174,7 +190,8 @@ def _fetch(store: ModelStore, args: argparse.Namespace) -> int:
         m = result.manifest
         how = "from cache, 0 bytes transferred" if result.cache_hit else \
             f"downloaded {_size(result.bytes_transferred)}"
-        print(f"fetched {m.ref} into {result.dest} (sha256 {m.sha256} verified, {how})")
+        print(f"fetched {m.ref} into {result.dest} (sha256 {m.sha256} verified, "
+              f"signed by {result.signer}, {how})")
     return 0
 
 

@@ -12,20 +12,21 @@ it is still never printed, so logs look the same as they would with a real store
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from modelstore.processes import PidFile, free_port, start, tail, terminate, wait_until
+
+__all__ = ["Azurite", "EmulatorError", "answers", "blob_endpoint", "connection_string", "daemon_start",
+           "daemon_stop", "ensure_installed", "free_port", "main"]
 
 AZURITE_VERSION = "3.37.0"
 """Exact npm version of Azurite; bump deliberately."""
@@ -94,12 +95,6 @@ def ensure_installed(prefix: Path | None = None) -> Path:
     return binary
 
 
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def answers(port: int, host: str = HOST, timeout: float = 1.0) -> bool:
     """Whether an Azurite blob service answers HTTP on ``host:port``."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -123,21 +118,10 @@ def _command(binary: Path, port: int, data_dir: Path, host: str) -> list[str]:
 
 
 def _wait_ready(proc: subprocess.Popen, port: int, host: str, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise EmulatorError(f"Azurite exited with code {proc.returncode} on start:\n{_tail(log)}")
-        if answers(port, host):
-            return
-        time.sleep(0.1)
-    raise EmulatorError(f"Azurite did not answer on {host}:{port} within {timeout:.0f}s:\n{_tail(log)}")
-
-
-def _tail(log: Path, lines: int = 15) -> str:
     try:
-        return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        wait_until(lambda: answers(port, host), timeout, f"Azurite on {host}:{port}", process=proc)
+    except (TimeoutError, ChildProcessError) as exc:
+        raise EmulatorError(f"{exc}:\n{tail(log)}") from None
 
 
 class Azurite:
@@ -205,7 +189,7 @@ class Azurite:
                 continue  # another process took the free port between probe and bind
             self.port = port
             return self
-        raise EmulatorError(f"Azurite failed to start on a free port:\n{_tail(log)}")
+        raise EmulatorError(f"Azurite failed to start on a free port:\n{tail(log)}")
 
     def stop(self) -> None:
         self._kill()
@@ -213,10 +197,8 @@ class Azurite:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            _terminate_group(self._proc.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=10)
+        if self._proc is not None:
+            terminate(self._proc)
         self._proc = None
 
     def __enter__(self) -> Azurite:
@@ -226,53 +208,18 @@ class Azurite:
         self.stop()
 
 
-def _terminate_group(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                return False
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie or a recycled pid is not our Azurite.
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return b"azurite" in cmdline and state != "Z"
-
-
 # -- daemon for local delivery ---------------------------------------------------------------
 
 
-def _pid_file(data_dir: Path) -> Path:
-    return data_dir / "azurite.pid"
-
-
-def _read_pid(data_dir: Path) -> int | None:
-    try:
-        return int(_pid_file(data_dir).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+def _pid_file(data_dir: Path) -> PidFile:
+    return PidFile(data_dir / "azurite.pid")
 
 
 def daemon_start(port: int, data_dir: Path, host: str = HOST, timeout: float = 60.0) -> int:
     """Start a detached Azurite recorded in ``DATA/azurite.pid``; idempotent. Returns its pid."""
     data_dir = data_dir.absolute()
-    pid = _read_pid(data_dir)
-    if pid and _alive(pid) and answers(port, host):
+    pid = _pid_file(data_dir).read()
+    if pid and answers(port, host):
         return pid
     if answers(port, host):
         raise EmulatorError(
@@ -280,32 +227,20 @@ def daemon_start(port: int, data_dir: Path, host: str = HOST, timeout: float = 6
         )
     binary = ensure_installed()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "azurite.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            _command(binary, port, data_dir, host),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
     try:
-        _wait_ready(proc, port, host, timeout, log)
-    except EmulatorError:
-        _terminate_group(proc.pid)
-        raise
-    _pid_file(data_dir).write_text(f"{proc.pid} {port}\n")
+        proc = start(_command(binary, port, data_dir, host), data_dir / "azurite.log",
+                     lambda: answers(port, host), f"Azurite on {host}:{port}", timeout, _pid_file(data_dir))
+    except RuntimeError as exc:
+        raise EmulatorError(str(exc)) from None
     return proc.pid
 
 
 def daemon_stop(data_dir: Path) -> int | None:
     """Stop the Azurite recorded in ``DATA/azurite.pid``; returns its pid, or None if none ran."""
-    data_dir = data_dir.absolute()
-    pid = _read_pid(data_dir)
-    stopped = None
-    if pid and _alive(pid):
-        _terminate_group(pid)
-        stopped = pid
-    with contextlib.suppress(FileNotFoundError):
-        _pid_file(data_dir).unlink()
-    return stopped
+    pid_file = _pid_file(data_dir.absolute())
+    pid = pid_file.read()
+    pid_file.stop("Azurite", timeout=10)
+    return pid
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,8 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pid = daemon_stop(args.data)
             print(f"stopped Azurite (pid {pid})" if pid else f"no Azurite running from {args.data}")
             return 0
-        pid = _read_pid(args.data.absolute())
-        running = bool(pid and _alive(pid) and answers(args.port))
+        pid = _pid_file(args.data.absolute()).read()
+        running = bool(pid and answers(args.port))
         if args.json:
             print(json.dumps({"running": running, "pid": pid if running else None, "port": args.port,
                               "blob_endpoint": where, "data": str(args.data.absolute())}))

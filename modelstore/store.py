@@ -2,55 +2,59 @@
 
 Blob layout, per model ``NAME``::
 
-    NAME/VERSION/<model file>     the ONNX file, uploaded first (create-only)
-    NAME/VERSION/manifest.json    uploaded LAST (create-only): a version with a manifest is complete
+    NAME/VERSION/<model file>     the ONNX file, committed first (create-only)
+    NAME/VERSION/manifest.json    committed LAST (create-only): a version with a manifest is complete
     NAME/latest.json              the pointer: current version + the history of every publish
 
+A version is visible only through its manifest, and a publish writes the manifest only once the
+model blob holds bytes it has hashed itself and found equal to the manifest: the file is staged
+as blocks while it is hashed and committed only if the digest matches. A model blob without a
+manifest is the leftover of an interrupted publish, never a version: list, show and fetch do not
+see it, and the next publish of that version deletes it and uploads again. No metadata of an
+earlier attempt is ever trusted.
+
 Versions are immutable: both blobs of a version are written with ``If-None-Match: *``, so a second
-publish of the same version fails on the service side, not on a racy client-side check. The pointer
-is rewritten with ``If-Match: <etag>`` and re-read on conflict, so concurrent publishers of
-different versions cannot lose each other's history entries.
+publish of the same version fails on the service side, not on a racy client-side check. Between
+its commit and its manifest a publisher holds a lease on the model blob, and a leftover is deleted
+only under a lease and after re-checking that no manifest appeared, so two publishers of one
+version cannot delete each other's upload. The pointer is rewritten with ``If-Match: <etag>`` and
+re-read on conflict, so concurrent publishers of different versions cannot lose history entries.
 
 Fetches download concurrent byte ranges pinned to the blob's ETag, hash them in order while they
-arrive, and swap a fully verified staging directory into place, so the destination is either the
-old model or the new verified one, never a mix. A local cache keyed by sha256 makes a repeated
-fetch of an unchanged model transfer no bytes.
+arrive, and swap a fully verified staging directory into place (``localdir``), so the destination
+is either the old model or the new verified one, never a mix. A local cache keyed by sha256 makes a
+repeated fetch of an unchanged model transfer no bytes.
+
+Module map: ``transfer`` moves bytes, ``localdir`` owns the destination and the cache,
+``connection`` bounds every wait and maps the SDK's errors; this module holds the store's rules.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
-import errno
 import getpass
-import hashlib
 import json
 import logging
 import os
 import random
-import re
-import shutil
 import socket
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    ClientAuthenticationError,
     HttpResponseError,
+    IncompleteReadError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
@@ -63,14 +67,20 @@ from modelserver.manifest import (
     validate_name,
     validate_version,
 )
+from modelstore import localdir, transfer
+from modelstore.connection import BoundedRetry, ErrorMap, client_options, public_url, resolve_timeout
 from modelstore.errors import (
-    AccessDenied,
     AlreadyExists,
+    Busy,
     IntegrityError,
     InvalidInput,
     ModelStoreError,
     NotFound,
 )
+from modelstore.transfer import PROGRESS_THRESHOLD, Progress
+
+__all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_CONTAINER", "LATEST", "PROGRESS_THRESHOLD", "FetchResult",
+           "ModelStore", "VersionInfo", "parse_ref"]
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +90,11 @@ POINTER_BLOB = "latest.json"
 POINTER_SCHEMA = 1
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "modelship" / "models"
 MiB = 1024 * 1024
-PROGRESS_THRESHOLD = 16 * MiB
-"""Transfers at least this large show a progress bar (on a TTY, unless quiet)."""
-_IO_CHUNK = 1 * MiB
-# Transfer sizes for the SDK: small enough that neither a publish nor a fetch ever holds more than
-# (concurrency x 8 MiB) of a model in memory; the defaults would buffer 32-64 MiB in one request.
-_CLIENT_SIZES = {
-    "max_single_put_size": 8 * MiB,
-    "max_block_size": 8 * MiB,
-    "max_single_get_size": 8 * MiB,
-    "max_chunk_get_size": 8 * MiB,
-}
+LEASE_SECONDS = 60
+"""How long a publisher holds its model blob between commit and manifest (renewed once), and how
+long a crashed publisher's leftover stays locked before the next publish may remove it."""
 _EMULATOR_ACCOUNT = "devstoreaccount1"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,8 @@ class FetchResult:
     """Bytes of the model file downloaded from the store (0 on a cache hit)."""
     cache_hit: bool
     dest: Path | None = None
+    signer: str | None = None
+    """``key sha256:...`` of the trusted key that verified the model's signature."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +143,7 @@ class FetchResult:
             "dest": str(self.dest) if self.dest else None,
             "cache_hit": self.cache_hit,
             "bytes_transferred": self.bytes_transferred,
+            "signer": self.signer,
         }
 
 
@@ -148,7 +154,12 @@ def parse_ref(ref: str) -> tuple[str, str]:
     """
     if not isinstance(ref, str) or ref.count("@") > 1:
         raise InvalidInput(f"model reference {ref!r} is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest")
-    name, _, version = ref.partition("@")
+    name, at, version = ref.partition("@")
+    if at and not version:
+        raise InvalidInput(
+            f"model reference {ref!r} has an empty version after '@': use {name}, {name}@VERSION, "
+            f"{name}@ALIAS or {name}@latest"
+        )
     version = version or LATEST
     try:
         validate_name(name, "model name")
@@ -183,38 +194,15 @@ def default_publisher() -> str:
     return who.encode("ascii", "replace").decode("ascii")[:200]
 
 
-def _public_url(url: str) -> str:
-    """The URL without its query string, so a SAS token can never reach a message or a log."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-class _Progress:
-    """A tqdm bar on stderr for large transfers; a no-op otherwise."""
-
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self._bar = None
-        if enabled and total >= PROGRESS_THRESHOLD and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                             file=sys.stderr, leave=False)
-        self._lock = threading.Lock()
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(n)
-
-    def hook(self, current: int, _total: int | None) -> None:
-        """``progress_hook`` for the SDK's uploads, which report the running total."""
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(current - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def _container_client(service: BlobServiceClient, container: str) -> ContainerClient:
+    # Container names: 3-63 lowercase letters, digits and single hyphens.
+    if not (3 <= len(container) <= 63) or not all(c.islower() or c.isdigit() or c == "-" for c in container) \
+            or container.startswith("-") or container.endswith("-") or "--" in container:
+        raise InvalidInput(
+            f"container name {container!r} is not valid: use 3-63 lowercase letters, digits and "
+            "single hyphens, starting and ending with a letter or digit"
+        )
+    return service.get_container_client(container)
 
 
 class ModelStore:
@@ -230,13 +218,16 @@ class ModelStore:
         concurrency: int = 4,
         chunk_size: int = 8 * MiB,
         max_pointer_attempts: int = 100,
+        timeout: float | None = None,
+        signing_key: Path | None = None,
+        trusted_keys: Path | None = None,
     ):
         if concurrency < 1:
             raise InvalidInput(f"concurrency must be >= 1, got {concurrency}")
         if chunk_size < 64 * 1024:
             raise InvalidInput(f"chunk_size must be >= 64 KiB, got {chunk_size}")
         self._container = container
-        self.account_url = _public_url(account_url)
+        self.account_url = public_url(account_url)
         """Account endpoint without any query string: the only location ever logged."""
         self.container_name = container.container_name
         self.create_container = create_container
@@ -244,16 +235,29 @@ class ModelStore:
         self.concurrency = concurrency
         self.chunk_size = chunk_size
         self.max_pointer_attempts = max_pointer_attempts
+        self.signing_key = signing_key
+        """Private key publish signs with (default: ``MODELSHIP_SIGNING_KEY`` or the local key)."""
+        self.trusted_keys = trusted_keys
+        """Public key(s) fetch accepts (default: ``MODELSHIP_TRUSTED_KEYS`` or the local trusted dir)."""
+        # The client's retry policy when the store built the client (from_* below): its window is
+        # reset at the start of every operation, so one operation's failures never shorten the next.
+        retry = getattr(getattr(container, "_config", None), "retry_policy", None)
+        self._retry = retry if isinstance(retry, BoundedRetry) else None
+        self.timeout = self._retry.timeout if self._retry else resolve_timeout(timeout)
+        """Seconds an unreachable store is retried (see ``modelstore.connection``)."""
+        self._errors = ErrorMap(self.account_url, self.container_name, self.timeout)
 
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, container: str = DEFAULT_CONTAINER, **kwargs: Any
+        cls, connection_string: str, container: str = DEFAULT_CONTAINER, timeout: float | None = None,
+        **kwargs: Any,
     ) -> ModelStore:
         """For the emulator and local use; creates a missing container for the emulator only."""
+        options = client_options(resolve_timeout(timeout))
         try:
-            service = BlobServiceClient.from_connection_string(connection_string, **_CLIENT_SIZES)
+            service = BlobServiceClient.from_connection_string(connection_string, **options)
         except ValueError:
             # Never echo the string: it holds the account key.
             raise InvalidInput(
@@ -266,23 +270,32 @@ class ModelStore:
 
     @classmethod
     def from_account_url(
-        cls, url: str, container: str = DEFAULT_CONTAINER, credential: Any = None, **kwargs: Any
+        cls, url: str, container: str = DEFAULT_CONTAINER, credential: Any = None,
+        timeout: float | None = None, **kwargs: Any,
     ) -> ModelStore:
         """For Azure: ``credential`` defaults to ``DefaultAzureCredential`` (workload identity,
         managed identity, ``az login``); account keys are deliberately not accepted here."""
         parts = urlsplit(url or "")
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
             raise InvalidInput(
-                f"account URL {_public_url(url or '')!r} is not valid: use "
+                f"account URL {public_url(url or '')!r} is not valid: use "
                 "https://<account>.blob.core.windows.net (no SAS or query string)"
             )
-        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise InvalidInput(f"account URL {url!r} must use https (plain http only for 127.0.0.1)")
+        # The SDK sends an Entra ID token over https only; it would refuse plain http at the first
+        # request with a ValueError. Only a key-style credential may talk http to a loopback emulator.
+        token = credential is None or hasattr(credential, "get_token")
+        if parts.scheme == "http" and (token or parts.hostname not in _LOOPBACK):
+            raise InvalidInput(
+                f"account URL {url!r} must use https: Entra ID sign-in is never sent over plain http. "
+                "Use https://<account>.blob.core.windows.net, or AZURE_STORAGE_CONNECTION_STRING "
+                "for the Azurite emulator"
+            )
+        timeout = resolve_timeout(timeout)
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-        service = BlobServiceClient(url, credential=credential, **_CLIENT_SIZES)
+        service = BlobServiceClient(url, credential=credential, **client_options(timeout))
         return cls(_container_client(service, container), account_url=url, **kwargs)
 
     @classmethod
@@ -290,7 +303,8 @@ class ModelStore:
         cls, container: str | None = None, account_url: str | None = None, **kwargs: Any
     ) -> ModelStore:
         """``account_url`` or ``MODELSHIP_STORE_URL`` (Entra ID), else
-        ``AZURE_STORAGE_CONNECTION_STRING`` (emulator); container from ``MODELSHIP_STORE_CONTAINER``."""
+        ``AZURE_STORAGE_CONNECTION_STRING`` (emulator); container from ``MODELSHIP_STORE_CONTAINER``;
+        ``timeout`` from ``MODELSHIP_STORE_TIMEOUT`` unless given."""
         container = container or os.environ.get("MODELSHIP_STORE_CONTAINER") or DEFAULT_CONTAINER
         url = account_url or os.environ.get("MODELSHIP_STORE_URL")
         if url:
@@ -309,7 +323,18 @@ class ModelStore:
 
     @property
     def where(self) -> str:
-        return f"container '{self.container_name}' at {self.account_url}"
+        return self._errors.where
+
+    def _reset_retry_window(self) -> None:
+        if self._retry is not None:
+            self._retry.reset()
+
+    @contextlib.contextmanager
+    def _azure_errors(self) -> Iterator[None]:
+        """One store operation: a fresh retry window, and the SDK's errors mapped to the store's."""
+        self._reset_retry_window()
+        with self._errors():
+            yield
 
     # -- publish ------------------------------------------------------------------------------
 
@@ -325,8 +350,10 @@ class ModelStore:
             raise InvalidInput(f"model directory {model_dir} is not valid: {exc}") from None
         publisher = publisher or default_publisher()
         prefix = f"{manifest.name}/{manifest.version}"
-        model_path = model_dir / manifest.model_file
-        before = model_path.stat()
+        # Signed before anything is uploaded; the manifest is uploaded as the bytes that were signed.
+        from modelstore import signing  # not at import: `python -m modelstore.signing` imports this module
+        raw_manifest = (model_dir / MANIFEST_FILE).read_bytes()
+        signature, signer = signing.sign_for_publish(model_dir, manifest.model_file, self.signing_key)
         with self._azure_errors():
             if self.create_container:
                 with contextlib.suppress(ResourceExistsError):
@@ -335,59 +362,114 @@ class ModelStore:
             if manifest_blob.exists():
                 raise self._already_exists(manifest)
             self._refuse_alias_name(manifest)
-            published_at = _now()
             meta = {
                 "sha256": manifest.sha256,
                 "size": str(manifest.size),
                 "model_file": manifest.model_file,
                 "publisher": publisher,
-                "published_at": published_at,
+                "published_at": _now(),
+                "signer": f"sha256:{signer[:16]}",
             }
-            self._upload_model_file(manifest, model_path, meta)
-            after = model_path.stat()
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                raise IntegrityError(
-                    f"{model_path} changed while it was being uploaded; nothing was published "
-                    f"(the partial {prefix}/{manifest.model_file} has no manifest, so it is not a version)"
-                )
+            model_blob = self._container.get_blob_client(f"{prefix}/{manifest.model_file}")
+            self._remove_leftover(manifest, model_blob, manifest_blob)
+            etag = self._upload_model_file(manifest, model_blob, model_dir / manifest.model_file, meta)
+            lease = self._hold(manifest, model_blob, etag, manifest_blob)
+            held_since = time.monotonic()
             try:
-                manifest_blob.upload_blob(
-                    manifest.to_json().encode(),
-                    overwrite=False,
-                    metadata=meta,
+                # Overwritable, and written under the lease: until the manifest exists the version is
+                # not complete, and only the lease holder may complete it.
+                self._container.get_blob_client(f"{prefix}/{signing.SIGNATURE_FILE}").upload_blob(
+                    signature, overwrite=True, metadata={"signer": meta["signer"]},
                     content_settings=ContentSettings(content_type="application/json"),
                 )
-            except ResourceExistsError:
-                raise self._already_exists(manifest) from None
+                try:
+                    manifest_blob.upload_blob(
+                        raw_manifest,
+                        overwrite=False,
+                        metadata=meta,
+                        content_settings=ContentSettings(content_type="application/json"),
+                    )
+                except ResourceExistsError:
+                    raise self._already_exists(manifest) from None
+                if time.monotonic() - held_since >= LEASE_SECONDS - 1:
+                    self._check_still_ours(manifest, model_blob, etag, manifest_blob)
+            finally:
+                with contextlib.suppress(Exception):
+                    lease.release()
             record = {k: meta[k] for k in ("sha256", "model_file", "publisher", "published_at")}
             record.update(version=manifest.version, size=manifest.size)
             self._move_latest(manifest.name, record)
         log.info("published %s (%d bytes) to %s", manifest.ref, manifest.size, self.where)
         return manifest
 
-    def _upload_model_file(self, manifest: ModelManifest, path: Path, meta: dict[str, str]) -> None:
-        blob = self._container.get_blob_client(f"{manifest.name}/{manifest.version}/{manifest.model_file}")
-        bar = _Progress(manifest.size, f"upload {manifest.ref}", self.progress)
+    def _remove_leftover(self, manifest: ModelManifest, blob: Any, manifest_blob: Any) -> None:
+        """Delete a model file that has no manifest: an interrupted publish's, never a version.
+
+        Its bytes and metadata are not trusted, whatever they say: the file is uploaded again.
+        The delete happens under a lease, after checking again that no manifest appeared, so a
+        publisher that is still alive (it holds the lease until its manifest exists) is never hit.
+        """
         try:
-            with open(path, "rb") as fh:
-                blob.upload_blob(
-                    fh,
-                    length=manifest.size,
-                    overwrite=False,
-                    metadata=meta,
-                    max_concurrency=min(self.concurrency, 4),
-                    progress_hook=bar.hook,
-                    content_settings=ContentSettings(content_type="application/octet-stream"),
-                )
-        except ResourceExistsError:
-            # An earlier publish of this version died before writing its manifest. Resume only if
-            # the stored file is the very same model; otherwise the version is taken.
             props = blob.get_blob_properties()
-            if props.metadata.get("sha256") != manifest.sha256 or props.size != manifest.size:
-                raise self._already_exists(manifest) from None
-            log.info("resuming the interrupted publish of %s", manifest.ref)
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise
+            return
+        try:
+            lease = blob.acquire_lease(lease_duration=LEASE_SECONDS, etag=props.etag,
+                                       match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):  # gone, leased by a live publisher, or replaced
+                raise self._busy_or_exists(manifest, manifest_blob) from None
+            raise
+        try:
+            if manifest_blob.exists():
+                raise self._already_exists(manifest)
+            blob.delete_blob(lease=lease)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                lease.release()
+            raise
+        log.warning("removed %s (%d bytes without a manifest, left by an interrupted publish; never a "
+                    "version); uploading it again", blob.blob_name, props.size)
+
+    def _upload_model_file(self, manifest: ModelManifest, blob: Any, path: Path, meta: dict[str, str]) -> str:
+        """Stage the file as blocks while hashing it; commit (create-only) only if it matches."""
+        bar = Progress(manifest.size, f"upload {manifest.ref}", self.progress)
+        try:
+            blocks, digest, size = transfer.upload_blocks(
+                blob, path, block_size=self.chunk_size, concurrency=min(self.concurrency, 4), bar=bar,
+                on_block=self._reset_retry_window,
+            )
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}; nothing was published") from None
         finally:
             bar.close()
+        if (digest, size) != (manifest.sha256, manifest.size):
+            raise IntegrityError(
+                f"{path} changed while it was being uploaded (read {size} bytes with sha256 {digest}; "
+                f"{MANIFEST_FILE} says {manifest.size} bytes, {manifest.sha256}). Nothing was published "
+                "and nothing was committed to the store: check the model directory and publish again"
+            )
+        try:
+            committed = blob.commit_block_list(
+                blocks, metadata=meta, if_none_match="*",
+                content_settings=ContentSettings(content_type="application/octet-stream"),
+            )
+        except ResourceExistsError:
+            # Another publisher of this version committed its file after our leftover check.
+            raise self._busy_or_exists(manifest) from None
+        return committed["etag"]
+
+    def _hold(self, manifest: ModelManifest, blob: Any, etag: str, manifest_blob: Any) -> Any:
+        """Lease our committed model file until its manifest is written, so no one removes it."""
+        try:
+            return blob.acquire_lease(lease_duration=LEASE_SECONDS, etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):
+                raise self._busy_or_exists(manifest, manifest_blob) from None
+            raise
 
     def _refuse_alias_name(self, manifest: ModelManifest) -> None:
         """``NAME@X`` must mean one thing: a version may not take the name of an existing alias."""
@@ -399,11 +481,34 @@ class ModelStore:
                 "pick a version that is not an alias name"
             )
 
+    def _check_still_ours(self, manifest: ModelManifest, blob: Any, etag: str, manifest_blob: Any) -> None:
+        """After a manifest write slow enough for the lease to lapse: withdraw it if the file changed."""
+        try:
+            same = blob.get_blob_properties().etag == etag
+        except ResourceNotFoundError:
+            same = False
+        if not same:
+            manifest_blob.delete_blob()
+            raise self._busy_or_exists(manifest, manifest_blob)
+
     def _already_exists(self, manifest: ModelManifest) -> AlreadyExists:
         return AlreadyExists(
             f"{manifest.ref} is already published in {self.where} and versions are immutable: "
             "bump 'version' in manifest.json and publish again"
         )
+
+    def _busy_or_exists(self, manifest: ModelManifest, manifest_blob: Any = None) -> ModelStoreError:
+        manifest_blob = manifest_blob or self._container.get_blob_client(
+            f"{manifest.name}/{manifest.version}/{MANIFEST_FILE}")
+        if manifest_blob.exists():
+            return self._already_exists(manifest)
+        return Busy(
+            f"another publish of {manifest.ref} to {self.where} is in progress (it holds "
+            f"{manifest.name}/{manifest.version}/{manifest.model_file}); nothing was published. When it "
+            f"ends, `modelship-models show {manifest.ref}` tells whether it succeeded. If that publisher "
+            f"crashed, its hold expires within {LEASE_SECONDS} s: publish again then"
+        )
+
 
     def _read_pointer(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
         """The pointer document and its ETag, or (None, None) if the model has no pointer yet."""
@@ -426,6 +531,10 @@ class ModelStore:
                 and isinstance(latest.get("size"), int)
             ):
                 raise ValueError("'latest' is not a record with 'version', 'sha256' and 'size'")
+            # A version names a blob path: '../other/1' must not lead a fetch elsewhere.
+            for record in ([latest] if latest else []) + doc["history"]:
+                if isinstance(record, dict) and "version" in record:
+                    _validate_store_version(record["version"])
         except ValueError as exc:
             raise IntegrityError(
                 f"pointer {name}/{POINTER_BLOB} in {self.where} is corrupt ({exc}); "
@@ -585,59 +694,49 @@ class ModelStore:
     def fetch(self, ref: str, dest: Path | str, cache_dir: Path | str | None = None) -> FetchResult:
         """Download ``NAME[@VERSION|latest]`` into the model directory ``dest``, verified and atomic.
 
-        On any failure ``dest`` is left exactly as it was.
+        On any failure ``dest`` is left exactly as it was. Bad references, destinations and cache
+        directories are refused before any network call.
         """
+        parse_ref(ref)
         dest = Path(dest).absolute()
-        _check_dest(dest)
-        manifest, raw_manifest = self.resolve(ref)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # Staging beside dest: same filesystem, so the final swap is a rename.
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".staging", dir=dest.parent))
-        try:
-            staging.chmod(0o755)  # mkdtemp's 0700 would become DEST's mode after the swap
+        localdir.check_dest(dest)
+        cache = localdir.check_cache_dir(cache_dir)
+        with localdir.staging_for(dest) as staging:
+            manifest, raw_manifest = self.resolve(ref)
+            self._download_signature(manifest, staging)  # an unsigned version fails before the download
             target = staging / manifest.model_file
-            cached = Path(cache_dir) / "sha256" / manifest.sha256 if cache_dir else None
-            cache_hit = cached is not None and self._copy_from_cache(cached, target, manifest)
+            cached = cache / manifest.sha256 if cache else None
+            cache_hit = cached is not None and localdir.copy_from_cache(
+                cached, target, manifest.sha256, manifest.size)
             transferred = 0
             if not cache_hit:
                 transferred = self._download_model(manifest, target)
                 if cached is not None:
-                    _populate_cache(target, cached)
+                    localdir.populate_cache(target, cached)
             (staging / MANIFEST_FILE).write_bytes(raw_manifest)
-            _swap_into_place(staging, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            from modelstore import signing
+
+            signer = signing.verify_fetched(staging, manifest.ref, self.where, self.trusted_keys)
+            localdir.swap_into_place(staging, dest)
         log.info("fetched %s into %s (%s, %d bytes transferred)", manifest.ref, dest,
                  "cache hit" if cache_hit else "downloaded", transferred)
-        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest)
+        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest,
+                           signer=signer.short)
 
-    def _copy_from_cache(self, cached: Path, target: Path, manifest: ModelManifest) -> bool:
-        try:
-            if cached.stat().st_size != manifest.size:
-                raise ValueError("size")
-        except (FileNotFoundError, ValueError):
-            return False
-        if _stamp_matches(cached, manifest.sha256):
-            # Verified before and untouched since (same inode, size and mtime): no re-hash. A hard
-            # link costs no copy and no disk; across filesystems, a plain copy.
+    def _download_signature(self, manifest: ModelManifest, staging: Path) -> None:
+        from modelstore import signing
+
+        blob = self._container.get_blob_client(f"{manifest.name}/{manifest.version}/{signing.SIGNATURE_FILE}")
+        with self._azure_errors():
             try:
-                os.link(cached, target)
-            except OSError:
-                shutil.copyfile(cached, target)
-            return True
-        digest = hashlib.sha256()
-        with open(cached, "rb") as src, open(target, "wb") as dst:
-            while chunk := src.read(_IO_CHUNK):
-                digest.update(chunk)
-                dst.write(chunk)
-        if digest.hexdigest() == manifest.sha256:
-            _write_stamp(cached, manifest.sha256)
-            return True
-        log.warning("cached copy of %s is corrupt; discarding it and downloading again", manifest.ref)
-        with contextlib.suppress(OSError):
-            cached.unlink()
-        target.unlink()
-        return False
+                data = blob.download_blob().readall()
+            except ResourceNotFoundError:
+                raise signing.SignatureRefused(
+                    f"refusing {manifest.ref} from {self.where}: model signature check failed (unsigned): "
+                    f"the version has no {signing.SIGNATURE_FILE}. Publish a new version (publish signs it). "
+                    "The destination was left unchanged.", signing.Check.UNSIGNED,
+                ) from None
+        (staging / signing.SIGNATURE_FILE).write_bytes(data)
 
     def _download_model(self, manifest: ModelManifest, target: Path) -> int:
         blob_name = f"{manifest.name}/{manifest.version}/{manifest.model_file}"
@@ -655,12 +754,19 @@ class ModelStore:
                     f"{blob_name} in {self.where} is {props.size} bytes but its manifest says "
                     f"{manifest.size}; refusing it (destination left unchanged)"
                 )
-            bar = _Progress(props.size, f"fetch {manifest.ref}", self.progress)
+            bar = Progress(props.size, f"fetch {manifest.ref}", self.progress)
             try:
-                digest = self._download_ranges(blob, props.size, props.etag, target, bar)
+                digest = transfer.download_ranges(
+                    blob, props.size, props.etag, target, chunk=self.chunk_size,
+                    concurrency=self.concurrency, bar=bar, on_range=self._reset_retry_window,
+                )
             except ResourceModifiedError:
                 raise ModelStoreError(
                     f"{blob_name} changed while it was being downloaded; fetch again"
+                ) from None
+            except (ServiceRequestError, ServiceResponseError, IncompleteReadError) as exc:
+                raise self._errors.unreachable(
+                    exc, f" while downloading {manifest.ref} (the destination was left unchanged)"
                 ) from None
             finally:
                 bar.close()
@@ -671,262 +777,3 @@ class ModelStore:
                 "the destination was left unchanged. Publish a new version or fetch another one."
             )
         return props.size
-
-    def _download_ranges(self, blob: Any, size: int, etag: str, target: Path, bar: _Progress) -> str:
-        """Download ``size`` bytes in concurrent ranges into ``target`` and return their sha256.
-
-        Workers write ranges at their offsets; this thread hashes the file in order as the prefix
-        of completed ranges grows, so hashing overlaps the transfer and memory stays at about
-        ``concurrency x chunk_size`` whatever the model's size.
-        """
-        chunk = self.chunk_size
-        done: dict[int, int] = {}
-        state = {"contiguous": 0}
-        cond = threading.Condition()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            def fetch_range(offset: int) -> None:
-                length = min(chunk, size - offset)
-                # readinto() hands the response body straight to the writer: one buffer per worker.
-                writer = _OffsetWriter(fd, offset)
-                blob.download_blob(
-                    offset=offset, length=length, etag=etag,
-                    match_condition=MatchConditions.IfNotModified, max_concurrency=1,
-                ).readinto(writer)
-                if writer.written != length:
-                    raise IntegrityError(f"short read at offset {offset}: {writer.written} of {length} bytes")
-                bar.update(length)
-                with cond:
-                    done[offset] = length
-                    while state["contiguous"] in done:
-                        state["contiguous"] += done.pop(state["contiguous"])
-                    cond.notify_all()
-
-            digest = hashlib.sha256()
-            hashed = 0
-            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(fetch_range, off) for off in range(0, size, chunk)]
-                for f in futures:
-                    f.add_done_callback(lambda _f: _notify(cond))
-                try:
-                    with open(target, "rb", buffering=0) as reader:
-                        while hashed < size:
-                            with cond:
-                                while state["contiguous"] <= hashed and not any(
-                                    f.done() and f.exception() for f in futures
-                                ):
-                                    cond.wait(timeout=1.0)
-                                ready = state["contiguous"]
-                            failed = [f for f in futures if f.done() and f.exception()]
-                            if failed:
-                                raise failed[0].exception()  # type: ignore[misc]
-                            while hashed < ready:
-                                piece = os.pread(reader.fileno(), min(_IO_CHUNK, ready - hashed), hashed)
-                                digest.update(piece)
-                                hashed += len(piece)
-                finally:
-                    for f in futures:
-                        f.cancel()
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return digest.hexdigest()
-
-    # -- errors -------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _azure_errors(self) -> Iterator[None]:
-        """Translate the SDK's exceptions into the store's, naming the account URL only."""
-        try:
-            yield
-        except ModelStoreError:
-            raise
-        except ClientAuthenticationError as exc:
-            raise AccessDenied(self._denied_message(exc)) from None
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
-                raise NotFound(
-                    f"container '{self.container_name}' does not exist at {self.account_url}: "
-                    "create it with `modelship-models publish --create-container DIR` "
-                    "or through the stack that owns the storage account"
-                ) from None
-            raise NotFound(f"not found in {self.where}: {_first_line(exc)}") from None
-        except HttpResponseError as exc:
-            if exc.status_code in (401, 403):
-                raise AccessDenied(self._denied_message(exc)) from None
-            raise ModelStoreError(
-                f"the storage service at {self.account_url} failed: {_first_line(exc)}"
-            ) from None
-        except ServiceRequestError as exc:
-            raise ModelStoreError(
-                f"cannot reach {self.account_url}: {_first_line(exc)}; is the account URL right "
-                "and the network (or the Azurite emulator) up?"
-            ) from None
-
-    def _denied_message(self, exc: Exception) -> str:
-        if type(exc).__name__ == "CredentialUnavailableError":
-            return (
-                f"no Azure credential available for {self.account_url}: sign in with `az login`, "
-                "or run with a workload or managed identity"
-            )
-        return (
-            f"access to {self.where} was denied ({_first_line(exc)}): the identity needs "
-            "'Storage Blob Data Contributor' (publish) or 'Storage Blob Data Reader' (list, fetch) "
-            "on the account, or the emulator connection string is wrong"
-        )
-
-
-def _container_client(service: BlobServiceClient, container: str) -> ContainerClient:
-    # Container names: 3-63 lowercase letters, digits and single hyphens.
-    if not (3 <= len(container) <= 63) or not all(c.islower() or c.isdigit() or c == "-" for c in container) \
-            or container.startswith("-") or container.endswith("-") or "--" in container:
-        raise InvalidInput(
-            f"container name {container!r} is not valid: use 3-63 lowercase letters, digits and "
-            "single hyphens, starting and ending with a letter or digit"
-        )
-    return service.get_container_client(container)
-
-
-# A SAS signature as the SDK or urllib3 may quote it in a message ("... with url: /models?...&sig=...");
-# the other SAS fields (expiry, permissions) are not secret.
-_SAS_SIGNATURE = re.compile(r"(?i)\bsig=[^&\s'\"]*")
-
-
-def _first_line(exc: Exception) -> str:
-    """First line of an SDK error, with any SAS signature redacted."""
-    text = str(getattr(exc, "reason", None) or getattr(exc, "message", None) or str(exc)).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return _SAS_SIGNATURE.sub("sig=<redacted>", line)
-
-
-class _OffsetWriter:
-    """A write-only, non-seekable stream that writes at a fixed file offset onwards (``pwrite``)."""
-
-    def __init__(self, fd: int, offset: int):
-        self._fd = fd
-        self._offset = offset
-        self.written = 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], self._offset + self.written + done)
-        self.written += done
-        return done
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-
-def _notify(cond: threading.Condition) -> None:
-    with cond:
-        cond.notify_all()
-
-
-def _check_dest(dest: Path) -> None:
-    """Refuse a destination that is not (yet) a model directory: never replace unrelated files."""
-    if not dest.exists() and not dest.is_symlink():
-        return
-    if not dest.is_dir() or dest.is_symlink():
-        raise InvalidInput(f"destination {dest} exists and is not a directory; pass a model directory path")
-    entries = list(dest.iterdir())
-    if entries and not (dest / MANIFEST_FILE).is_file():
-        raise InvalidInput(
-            f"destination {dest} is a non-empty directory without {MANIFEST_FILE}; refusing to replace "
-            "it. Pass a new path, an empty directory or an existing model directory"
-        )
-
-
-def _populate_cache(source: Path, cached: Path) -> None:
-    """Copy a verified model file into the cache atomically; a failure only costs the cache."""
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cached.name}.", dir=cached.parent)
-        try:
-            # A hard link when on the same filesystem: no copy, and the fetched file and the cache
-            # keep one inode and mtime, so a builder's incremental context sees it unchanged later.
-            os.close(fd)
-            os.unlink(tmp)
-            os.link(source, tmp)
-        except OSError:
-            with open(tmp, "wb") as dst, open(source, "rb") as src:
-                shutil.copyfileobj(src, dst, _IO_CHUNK)
-        os.replace(tmp, cached)
-        _write_stamp(cached, cached.name)
-    except OSError as exc:
-        log.warning("could not add %s to the cache: %s", cached, exc)
-        with contextlib.suppress(Exception):
-            os.unlink(tmp)
-
-
-def _stamp_path(cached: Path) -> Path:
-    return cached.with_name(f"{cached.name}.verified")
-
-
-def _file_id(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "device": st.st_dev}
-
-
-def _write_stamp(cached: Path, sha256: str) -> None:
-    """Record what was verified (file identity and sha256) beside a cached file: a later hit with
-    the same identity needs no re-hash. A failure only costs the next hit a hash."""
-    with contextlib.suppress(OSError):
-        _stamp_path(cached).write_text(json.dumps({"sha256": sha256, **_file_id(cached)}))
-
-
-def _stamp_matches(cached: Path, sha256: str) -> bool:
-    """True when ``cached`` is the very file verified as ``sha256`` and was not written since."""
-    try:
-        stamp = json.loads(_stamp_path(cached).read_text())
-        return stamp == {"sha256": sha256, **_file_id(cached)}
-    except (OSError, ValueError):
-        return False
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _renameat2_exchange() -> Callable[[Path, Path], bool] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-
-    def exchange(a: Path, b: Path) -> bool:
-        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-            return True
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            return False
-        raise OSError(err, os.strerror(err), str(b))
-
-    return exchange
-
-
-_exchange = _renameat2_exchange()
-
-
-def _swap_into_place(staging: Path, dest: Path) -> None:
-    """Make ``staging`` become ``dest``. Afterwards ``staging`` holds the old contents (or is gone)."""
-    if not dest.exists():
-        os.rename(staging, dest)
-        return
-    # Linux: swap both directories in one atomic step; readers never see dest missing.
-    if _exchange is not None and _exchange(staging, dest):
-        return
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    os.rename(dest, old)
-    try:
-        os.rename(staging, dest)
-    except OSError:
-        os.rename(old, dest)
-        raise
-    os.rename(old, staging)

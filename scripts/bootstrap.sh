@@ -98,6 +98,9 @@ else
     || { tail -20 "$LOCAL/logs/pip.log" >&2; die "pip install -e . failed"; }
   echo "$want" > "$STAMP"
 fi
+# --- Model signing key: generated once, outside the repository (~/.config/modelship, 0600) -----
+"$VENV/bin/python" -m modelstore.signing keygen | sed 's/^/[bootstrap] /' \
+  || die "could not create the model signing key (python -m modelstore.signing keygen)"
 # --- Wheelhouse: image builds install app/requirements.txt from app/wheels with --no-index -----
 # (containers here cannot verify PyPI's TLS; with the wheels the build needs no network at all)
 (cd "$ROOT" && "$VENV/bin/python" -c 'from delivery.local import ROOT, ensure_wheelhouse; ensure_wheelhouse(ROOT / "app")') \

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from modelstore import signing
+
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[object]:
@@ -52,3 +54,17 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     except BaseImageError as exc:
         tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
         pytest.fail(f"{exc}\n{tail}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[signing.KeyPair]:
+    """A model signing key of the test session, trusted by fetch and the image builds it triggers.
+
+    Set through the environment (``MODELSHIP_SIGNING_KEY``, ``MODELSHIP_TRUSTED_KEYS``) so that every
+    store, CLI run and local delivery in the session uses it and none touches the machine's own key.
+    """
+    keys = signing.KeyPair.create(tmp_path_factory.mktemp("signing"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(signing.SIGNING_KEY_ENV, str(keys.private_key))
+        mp.setenv(signing.TRUSTED_KEYS_ENV, str(keys.trusted_dir))
+        yield keys

@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--name", default="digits")
     parser.add_argument("--version", default="1.0.0")
-    parser.add_argument("--source-revision", default=None, help="default: the checkout's short git sha (12 digits)")
+    parser.add_argument("--source-revision", default=None,
+                        help="default: the checkout's short git sha (12 digits)")
     parser.add_argument(
         "--sklearn-out",
         type=Path,

@@ -1,7 +1,8 @@
 """Start the server: ``python -m modelserver --model-dir DIR --host H --port P --workers N``.
 
 Every flag falls back to its ``MODELSHIP_*`` variable (see ``settings``). The model directory is
-verified (manifest, size, sha256) and the model loaded before any socket opens: on a mismatch or a
+verified (manifest, size, sha256, and its signature against ``MODELSHIP_TRUST_DIR``
+when set, as in the image) and the model loaded before any socket opens: on a mismatch or a
 model ONNX Runtime cannot load, the process exits with status 2 and says why.
 
 One copy of the model per container, whatever the number of workers. With one worker the model is
@@ -78,6 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     from .manifest import ManifestError
 
     logs.configure(settings.log_level)
+    signer = "unchecked (MODELSHIP_TRUST_DIR unset)"
+    if settings.trust_dir is not None:
+        from .signature import SignatureError, verify
+
+        try:
+            signer = verify(settings.model_dir, settings.trust_dir).short
+        except SignatureError as exc:
+            log.error("refusing to start: the model's signature failed verification",
+                      extra={"error": str(exc), "check": exc.check.value})
+            print(f"modelserver: refusing to start: {exc}", file=sys.stderr)
+            return 2
     import uvicorn
 
     common = {
@@ -106,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelserver: refusing to start: {exc}", file=sys.stderr)
         return 2
     log.info("model verified and loaded", extra={
-        "model": manifest.ref, "sha256": manifest.sha256, "workers": settings.workers,
+        "model": manifest.ref, "sha256": manifest.sha256, "signer": signer, "workers": settings.workers,
         "load_seconds": round(predictor.load_seconds or 0, 3),
     })
     if settings.workers == 1:

@@ -27,6 +27,9 @@ VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
 """Model versions: characters valid in an image tag; ``latest`` is reserved for the pointer."""
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_VERSIONS = frozenset({"latest"})
+FIELDS = ("schema", "name", "version", "model_file", "sha256", "size", "framework", "trained_with",
+          "inputs", "outputs", "created_at", "source_revision", "metrics", "evaluation")
+"""Every field of schema 1, in ``to_dict`` order: any other field is refused."""
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 """Alias names (``production``): the model store resolves ``NAME@ALIAS`` to the version it names."""
 
@@ -202,6 +205,14 @@ class ModelManifest:
         missing = [k for k in required if k not in data]
         if missing:
             raise ManifestError(f"{MANIFEST_FILE} is missing: {', '.join(missing)}")
+        # Unknown fields are refused, not dropped: a misspelt "metrcis" would otherwise vanish
+        # silently, and a field this reader does not know needs a new schema version.
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise ManifestError(
+                f"{MANIFEST_FILE} has unknown field(s) {', '.join(map(repr, unknown))}; "
+                f"schema {SCHEMA_VERSION} allows: {', '.join(FIELDS)}"
+            )
         for key in ("inputs", "outputs"):
             if not isinstance(data[key], Sequence) or isinstance(data[key], str):
                 raise ManifestError(f"{key} must be a list of tensors")
@@ -293,6 +304,12 @@ def read_manifest(model_dir: Path | str) -> ModelManifest:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(f"no {MANIFEST_FILE} in {model_dir}") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path} is a directory; it must be a JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path} is not UTF-8 text (byte {exc.start}); it must be a JSON file") from None
+    except OSError as exc:  # a symlink loop, no permission, an I/O error
+        raise ManifestError(f"{path} cannot be read: {exc.strerror or exc}") from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -305,13 +322,16 @@ def load_model_dir(model_dir: Path | str) -> ModelManifest:
     manifest = read_manifest(model_dir)
     model_path = Path(model_dir) / manifest.model_file
     if not model_path.is_file():
-        raise ManifestError(f"{model_path} named by {MANIFEST_FILE} does not exist")
-    size = model_path.stat().st_size
-    if size != manifest.size:
-        raise ManifestError(
-            f"{model_path} is {size} bytes but {MANIFEST_FILE} says {manifest.size}"
-        )
-    actual = sha256_file(model_path)
+        raise ManifestError(f"{model_path} named by {MANIFEST_FILE} does not exist or is not a file")
+    try:
+        size = model_path.stat().st_size
+        if size != manifest.size:
+            raise ManifestError(
+                f"{model_path} is {size} bytes but {MANIFEST_FILE} says {manifest.size}"
+            )
+        actual = sha256_file(model_path)
+    except OSError as exc:
+        raise ManifestError(f"{model_path} cannot be read: {exc.strerror or exc}") from None
     if actual != manifest.sha256:
         raise ManifestError(
             f"sha256 mismatch for {model_path}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"

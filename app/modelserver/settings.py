@@ -59,6 +59,9 @@ class Settings:
     """ONNX Runtime threads per worker: 1 keeps workers from fighting over the cores."""
     graceful_timeout: int = 20
     """Seconds to finish in-flight requests after SIGTERM."""
+    trust_dir: Path | None = None
+    """Public keys the model must be signed by (``MODELSHIP_TRUST_DIR``; the image sets /opt/trust).
+    Unset: no signature check (a bare development run); the image always sets it."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +80,7 @@ class Settings:
             access_log=_bool(env, "MODELSHIP_ACCESS_LOG", True),
             intra_op_threads=_int(env, "MODELSHIP_INTRA_OP_THREADS", 1, 1, 64),
             graceful_timeout=_int(env, "MODELSHIP_GRACEFUL_TIMEOUT", 20, 0, 3600),
+            trust_dir=Path(env["MODELSHIP_TRUST_DIR"]) if env.get("MODELSHIP_TRUST_DIR") else None,
         )
 
     def to_env(self) -> dict[str, str]:

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from modelserver.manifest import ModelManifest
+from modelstore.processes import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -74,18 +67,21 @@ def start_server(
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, read_manifest(model_dir))
     if not wait:
         return server
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+
+    def ready() -> bool:
         try:
-            if httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
-                return server
+            return httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server not ready after 30 s:\n{log_path.read_text()}")
+            return False
+
+    try:
+        wait_until(ready, 30, "server ready", process=process)
+    except ChildProcessError:
+        raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}") from None
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError(f"server not ready after 30 s:\n{log_path.read_text()}") from None
+    return server
 
 
 def stop_server(server: RunningServer) -> int:

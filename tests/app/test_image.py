@@ -16,6 +16,8 @@ import httpx
 import pytest
 from sklearn.datasets import load_digits
 
+from modelserver.signature import sign
+from modelstore.signing import export_trusted_keys
 from tests.app.modelserver_process import REPO, free_port
 from training.train_digits import train
 
@@ -42,7 +44,8 @@ def engine() -> str:
 
 
 @pytest.fixture(scope="module")
-def image(engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+def image(engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory,
+          signing_keys) -> str:
     """Build from a copy of app/ with a freshly trained model, so the shared app/model is left alone.
 
     On the local base image (the session fixture builds it if missing): never a pull from Docker Hub.
@@ -56,6 +59,9 @@ def image(engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory
         app / "modelserver", context / "modelserver", ignore=shutil.ignore_patterns("__pycache__")
     )
     manifest = train(context / "model", name="digits", version="1.0.0", source_revision="imagetest")
+    # As the model store hands it over: signed, with the keys the build and the server trust in trust/.
+    sign(context / "model", signing_keys.private_key)
+    export_trusted_keys(context / "trust", signing_keys.trusted_dir)
     # As a build host with umask 077 leaves them: the image must still let uid 10001 read them.
     for path in [*context.joinpath("model").iterdir(), *context.joinpath("modelserver").rglob("*.py")]:
         path.chmod(0o600)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelserver.manifest import (
+    FIELDS,
     MANIFEST_FILE,
     Datatype,
     ManifestError,
@@ -162,3 +163,24 @@ def test_the_evaluation_bar_round_trips_and_is_optional(tmp_path: Path) -> None:
     _write_model_dir(tmp_path / "without")
     old = load_model_dir(tmp_path / "without")
     assert old.evaluation is None and "evaluation" not in old.to_dict()
+
+
+def test_unknown_fields_are_refused_and_every_known_one_is_written(tmp_path: Path) -> None:
+    bar = {"task": "classification", "metric": "macro_f1", "tolerance": 0.01, "dataset": "digits-golden"}
+    _write_model_dir(tmp_path / "full", evaluation=bar, trained_with="scikit-learn 1.5")
+    assert tuple(load_model_dir(tmp_path / "full").to_dict()) == FIELDS, "FIELDS and to_dict disagree"
+    _write_model_dir(tmp_path / "typo", metrcis={"accuracy": 0.9})
+    with pytest.raises(ManifestError, match=r"unknown field\(s\) 'metrcis'; schema 1 allows: schema, name"):
+        read_manifest(tmp_path / "typo")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda m: m.write_bytes(b'{"name": "d\xe9j\xe0"}'), "is not UTF-8 text"),
+    (lambda m: (m.unlink(), m.mkdir()), "is a directory; it must be a JSON file"),
+    (lambda m: (m.unlink(), m.symlink_to(m)), "cannot be read: Too many levels of symbolic links"),
+])
+def test_an_unreadable_manifest_is_a_manifest_error(tmp_path: Path, make, message: str) -> None:
+    _write_model_dir(tmp_path)
+    make(tmp_path / MANIFEST_FILE)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(tmp_path)

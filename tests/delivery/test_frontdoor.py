@@ -22,6 +22,7 @@ import pytest
 from delivery import frontdoor as frontdoor_module
 from delivery.frontdoor import FrontDoor, FrontDoorError, render_config
 from delivery.services import ServiceError, free_port, port_open, read_pid
+from modelstore.processes import wait_until
 
 BACKEND_SCRIPT = """
 import sys
@@ -64,10 +65,8 @@ class Server:
         self.port = free_port()
         self.proc = subprocess.Popen([sys.executable, "-c", BACKEND_SCRIPT, name, str(self.port),
                                       "ready" if ready else "not-ready"])
-        deadline = time.monotonic() + 20
-        while not port_open(self.port):
-            assert self.proc.poll() is None and time.monotonic() < deadline, f"backend {name} did not start"
-            time.sleep(0.05)
+        wait_until(lambda: port_open(self.port), 20, f"backend {name} started", interval=0.05,
+                   process=self.proc)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

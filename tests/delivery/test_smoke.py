@@ -23,15 +23,10 @@ import pytest
 
 from delivery import smoke
 from delivery.smoke import DIGIT_ZERO, SmokeError, run_smoke
+from modelstore.processes import free_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "1.2.3"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -46,25 +41,20 @@ def server(tmp_path_factory) -> Iterator[str]:
 
     model_dir = tmp_path_factory.mktemp("smoke") / "model"
     train(model_dir, "digits", VERSION)
-    port = _free_port()
+    port = free_port()
     log = (model_dir.parent / "server.log").open("w")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "app"), str(REPO)])}
     proc = subprocess.Popen([sys.executable, "-m", "modelserver", "--model-dir", str(model_dir),
                              "--host", "127.0.0.1", "--port", str(port)],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:  # the port opening is enough here; readiness is what the smoke test checks
-            if proc.poll() is not None:
-                pytest.fail(f"model server exited {proc.returncode}: "
-                            f"{(model_dir.parent / 'server.log').read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("model server did not open its port within 60 s")
-                time.sleep(0.1)
+        try:  # the port opening is enough here; readiness is what the smoke test checks
+            wait_until(lambda: port_open(port), 60, "model server port", process=proc)
+        except ChildProcessError:
+            pytest.fail(f"model server exited {proc.returncode}: "
+                        f"{(model_dir.parent / 'server.log').read_text()[-2000:]}")
+        except TimeoutError:
+            pytest.fail("model server did not open its port within 60 s")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -116,7 +106,7 @@ def test_unknown_model_fails_naming_the_metadata_call(server):
 
 
 def test_dead_endpoint_fails_clearly_within_the_timeout():
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(SmokeError, match=r"not ready: .*/v2/health/ready did not answer 200 within 1\.5 s "
                                          r"\(\d+ probes every 0\.2 s\); last answer: .*refused"):

@@ -11,7 +11,7 @@ import hashlib
 import os
 
 from modelserver.manifest import load_model_dir
-from modelstore import store as store_module
+from modelstore import localdir as store_module
 
 
 def test_a_verified_cache_hit_is_not_hashed_again_and_costs_no_copy(store, make_model, tmp_path, monkeypatch):

@@ -110,24 +110,6 @@ def test_versions_are_immutable(store, make_model, azurite, container):
     assert [h["version"] for h in store.history("digits")] == ["1"]
 
 
-def test_a_version_whose_file_exists_without_manifest_is_taken_unless_it_is_the_same_model(
-    store, make_model, azurite, container
-):
-    # An interrupted publish leaves the file but no manifest: the same model may resume, another may not.
-    src, manifest = make_model("digits", "1")
-    store.publish(make_model("digits", "0")[0])  # creates the container
-    cc = container_client(azurite, container)
-    cc.upload_blob("digits/1/model.onnx", b"junk from someone else", metadata={"sha256": "0" * 64})
-    with pytest.raises(AlreadyExists):
-        store.publish(src)
-    cc.delete_blob("digits/1/model.onnx")
-    cc.upload_blob("digits/1/model.onnx", (src / "model.onnx").read_bytes(),
-                   metadata={"sha256": manifest.sha256})
-    assert [v.version for v in store.versions("digits")] == ["0"], "a version without manifest is listed"
-    store.publish(src)
-    assert store.latest("digits").version == "1"
-
-
 def test_eight_concurrent_publishers_lose_nothing(azurite, container, make_model, tmp_path):
     sources = [make_model("digits", f"1.0.{i}") for i in range(8)]
     first = ModelStore.from_connection_string(azurite.connection_string, container)

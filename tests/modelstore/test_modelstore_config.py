@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modelstore import (
@@ -15,7 +17,11 @@ from modelstore import (
     parse_ref,
 )
 from modelstore.cli import main
-from modelstore.store import _check_dest
+from modelstore.errors import EXIT_CODES, Busy, GateRefused
+from modelstore.localdir import check_dest as _check_dest
+from modelstore.signing import SignatureRefused
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeCredential:
@@ -37,24 +43,31 @@ def test_parse_ref(ref, expected):
 
 @pytest.mark.parametrize(("ref", "message"), [
     ("Digits", "model name 'Digits' is not allowed"),
-    ("digits@", None),
+    ("digits@", "empty version after '@'"),
     ("a@b@c", "is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest"),
     ("digits@latest.json", "reserved for the latest pointer"),
     ("digits@-1", "version '-1' is not allowed"),
     ("../etc", "is not allowed"),
 ])
 def test_parse_ref_rejects_bad_references(ref, message):
-    if message is None:  # "digits@" means latest: accepted
-        assert parse_ref(ref) == ("digits", "latest")
-        return
     with pytest.raises(InvalidInput, match=message):
         parse_ref(ref)
 
 
-def test_exit_codes_are_distinct_per_failure_kind():
-    kinds = (InvalidInput, NotFound, IntegrityError, AccessDenied, AlreadyExists)
+def test_exit_codes_are_distinct_per_failure_kind_and_documented(capsys):
+    kinds = (ModelStoreError, InvalidInput, NotFound, IntegrityError, AccessDenied, AlreadyExists,
+             GateRefused, SignatureRefused, Busy)
     codes = {cls: cls.exit_code for cls in kinds}
-    assert codes == {InvalidInput: 2, NotFound: 3, IntegrityError: 4, AccessDenied: 5, AlreadyExists: 6}
+    assert codes == {ModelStoreError: 1, InvalidInput: 2, NotFound: 3, IntegrityError: 4, AccessDenied: 5,
+                     AlreadyExists: 6, GateRefused: 7, SignatureRefused: 8, Busy: 9}
+    assert sorted(EXIT_CODES) == [0, *sorted(codes.values())]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    docs = " ".join((REPO / "docs" / "modelstore.md").read_text().split())
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code} {meaning}" in help_text
+        assert f"| {code} | {meaning} |" in docs, f"exit code {code} is not in docs/modelstore.md"
 
 
 def test_from_env_without_configuration_names_both_options(monkeypatch, capsys):
