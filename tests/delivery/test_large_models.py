@@ -17,6 +17,8 @@ import pytest
 from components.build_spec import make_build_spec
 from delivery import engine, local
 from delivery.local import DeliveryError, LocalSettings
+from modelserver.signature import sign
+from modelstore.signing import export_trusted_keys
 from tests.delivery.conftest import copy_context
 from training.large_model import inflate
 from training.train_digits import train
@@ -25,10 +27,13 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def built(docker_engine, tmp_path_factory: pytest.TempPathFactory):
+def built(docker_engine, signing_keys, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("large")
     context = copy_context(base / "app")
     train(context / "model", name="digits", version="1.0.0", source_revision="oomtest")
+    # As the model store hands it over: signed, with the keys the build and the server trust.
+    sign(context / "model", signing_keys.private_key)
+    export_trusted_keys(context / "trust", signing_keys.trusted_dir)
     instance = f"mst-{uuid.uuid4().hex[:8]}"
     settings = LocalSettings(state_dir=base / "state", context=context, instance=instance,
                              repository=f"modelship-test/{instance}")
