@@ -202,9 +202,11 @@ def run_canary(door: TrafficSplitter, prometheus, stable: Side, canary: Side, de
         results.append(StepResult(step.weight, verdict, time.monotonic() - step_started))
         log(f"  analysis: {describe(verdict)}")
         if verdict.status is not Status.PASS:
+            # Name what failed; only with no failure, what lacked evidence.
+            failed = [c for c in verdict.checks if c.status is Status.FAIL]
             reason = ", ".join(
                 f"{c.name} {c.status.value}" + ("" if c.value is None else f" ({c.value:.4g})")
-                for c in verdict.checks if c.status is not Status.PASS
+                for c in failed or [c for c in verdict.checks if c.status is not Status.PASS]
             )
             door.set_weights({stable.port: 100, canary.port: 0})
             door.remove(canary.port)

@@ -70,7 +70,9 @@ def test_a_drifting_model_is_rolled_back_and_the_stable_keeps_serving(
     before = served_version(settings)
     write_constant_model(tmp_path / "drifted", version="2.0.0-drifted")
     store.publish(tmp_path / "drifted")
-    with pytest.raises(DeliveryError, match="canary rolled back at 10%: prediction_drift fail"):
+    # The only rule that can fail here: errors are 0 and latency has a 60 s margin. The other two may
+    # still lack evidence when drift is decided (a failure needs no more), so they are not matched.
+    with pytest.raises(DeliveryError, match=r"canary rolled back at 10%: prediction_drift fail \("):
         up(settings, echo=False, store=store)
     assert served_version(settings) == before
     assert read_record(settings)["model_version"] == before
