@@ -29,6 +29,8 @@ from typing import Protocol
 from modelserver.canary.analysis import Status, Verdict, analyze
 from modelserver.canary.definition import AnalysisDefinition
 
+FAILURE_BACKOFF = 0.1
+"""Seconds a client waits after a failed request before the next one."""
 TRAFFIC_ROWS = 50
 """Digits images per synthetic request (the first 50 of scikit-learn's set: every class appears)."""
 
@@ -135,6 +137,8 @@ class Traffic:
                         self.failed += 1
                         if len(self.failures) < 5:
                             self.failures.append(what)
+                if not good:
+                    self._stop.wait(FAILURE_BACKOFF)  # never hammer a front door that is failing
 
     def __enter__(self) -> Traffic:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
