@@ -38,8 +38,9 @@ from pathlib import Path
 
 from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
-from delivery import budget, engine, hygiene
+from delivery import budget, canary, engine, hygiene
 from delivery.frontdoor import FrontDoor
+from delivery.prometheus import LocalPrometheus
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
 from modelserver.manifest import git_revision
 
@@ -587,6 +588,8 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
                        budget.stopped(nxt, spec.manifest, settings.memory_limit))
         # In the front door with weight 0 until HAProxy's own health check passes: no traffic yet.
         door.add(port, engine.container_state(nxt)["Id"])
+        # With a version already serving: canary in steps, analysed in Prometheus (delivery/canary.py).
+        canary.release(settings, door, live, nxt, port, spec.manifest.name, spec.manifest.version)
     except BaseException as exc:
         # BaseException too: an interrupt (Ctrl-C) must not leave a half-started container behind.
         logs = engine.logs_tail(nxt)
@@ -721,6 +724,8 @@ def down(settings: LocalSettings, purge: bool = False, build_cache: bool = False
         log("stopped the front door")
     if LocalRegistry(settings.state_dir, settings.registry_port).stop():
         log("stopped the registry")
+    if LocalPrometheus(settings.state_dir, canary.CanarySettings.from_env().prometheus_port).stop():
+        log("stopped Prometheus")
     from modelstore import emulator
 
     pid = emulator.daemon_stop(settings.azurite_dir)
@@ -787,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             env["MODELSHIP_MODEL"] = args.model
         settings = LocalSettings.from_env(env)
+        canary.CanarySettings.from_env(env)  # a bad canary setting fails before anything starts
         if args.command == "up":
             up(settings, echo=not args.quiet_build)
         elif args.command == "down":
