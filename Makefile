@@ -3,13 +3,15 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: help bootstrap up down status publish plan test lint bench watch
+.PHONY: help bootstrap up down status publish plan test lint bench watch promote
 
 help:
 	@echo "make up      install what is missing, then build, test, push and run the model service locally"
 	@echo "make up MODEL=digits@1.0.0   deploy that published version (a rollback); default: the latest"
-	@echo "make down    stop everything 'make up' started"
-	@echo "make status  show the running deployment"
+	@echo "make down    stop everything 'make up' started and empty app/model (PURGE=1: also remove images,"
+	@echo "             registry and Azurite data, the model cache and the build cache)"
+	@echo "make status  show the running deployment (dev, and prod once promoted: one digest for both)"
+	@echo "make promote run the digest the dev stage verified as the local prod stage (port 8081), no rebuild"
 	@echo "make watch [MODEL=digits@production]   follow the alias and run 'make up' each time it is promoted"
 	@echo "make publish VERSION=1.1.0 | MODEL_DIR=dir   publish a new model to the local store (then make up)"
 	@echo "make plan    print the Azure resources the stack would create (offline) and draw docs/architecture.png"
@@ -24,10 +26,14 @@ up: bootstrap
 	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)")
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m delivery.local down; else echo "nothing to stop (no $(VENV))"; fi
+	@if [ -x $(PY) ]; then $(PY) -m delivery.promote down && $(PY) -m delivery.local down $(if $(PURGE),--purge --build-cache); \
+	 else echo "nothing to stop (no $(VENV))"; fi
 
 status:
-	@$(PY) -m delivery.local status
+	@$(PY) -m delivery.promote status
+
+promote:
+	@$(PY) -m delivery.promote promote
 
 # Follows an alias (default digits@production): each promotion releases the version it names.
 watch: bootstrap

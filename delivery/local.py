@@ -38,8 +38,9 @@ from pathlib import Path
 
 from components import sizing
 from components.build_spec import BuildSpec, make_build_spec
-from delivery import budget, engine
+from delivery import budget, canary, engine, hygiene
 from delivery.frontdoor import FrontDoor
+from delivery.prometheus import LocalPrometheus
 from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
 from modelserver.manifest import git_revision
 
@@ -141,6 +142,8 @@ class LocalSettings:
     test's wait and the healthcheck's start period; None: derived from the model's size."""
     cpus: str = "1"
     """Container CPU limit (``MODELSHIP_CPUS``); default: the stack's ``cpuLimit``."""
+    keep: int = hygiene.DEFAULT_KEEP
+    """Images and model-cache entries kept after each ``up`` (``MODELSHIP_KEEP``)."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.instance):
@@ -193,6 +196,7 @@ class LocalSettings:
             memory=env.get("MODELSHIP_MEMORY", memory),
             cpus=env.get("MODELSHIP_CPUS", cpus),
             startup_seconds=startup_seconds(env),
+            keep=hygiene.keep_from_env(env),
         )
 
     def sized_for(self, manifest) -> LocalSettings:
@@ -206,6 +210,12 @@ class LocalSettings:
             raise DeliveryError(f"{exc}. Nothing was built.") from None
         return dataclasses.replace(self, memory=sized.docker_memory if not self.memory else self.memory,
                                    startup_seconds=sized.startup_seconds)
+
+    @property
+    def memory_limit(self) -> str:
+        """The container's memory limit: as configured or sized (:meth:`sized_for`); before a model
+        is known, the smallest derived limit."""
+        return self.memory or sizing.for_model(1).docker_memory
 
     @property
     def model_ref(self) -> str:
@@ -242,7 +252,7 @@ class LocalSettings:
         from components import service
 
         return engine.RunOptions(
-            memory=self.memory, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
+            memory=self.memory_limit, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
             container_port=service.APP_PORT, env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT},
             health_start_period=self.startup_seconds,
         )
@@ -466,7 +476,7 @@ def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
         engine.run_container(image, name, port, settings.run_options,
                              {"modelship.instance": settings.instance, "modelship.role": "candidate"})
         wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version,
-                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory))
+                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory_limit))
     except Exception as exc:
         logs = engine.logs_tail(name)
         raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}\n"
@@ -575,9 +585,11 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         port = engine.published_port(nxt, settings.run_options.container_port)
         url = f"http://127.0.0.1:{port}"
         wait_and_smoke(url, spec.manifest.name, spec.manifest.version, _wait_s(settings),
-                       budget.stopped(nxt, spec.manifest, settings.memory))
+                       budget.stopped(nxt, spec.manifest, settings.memory_limit))
         # In the front door with weight 0 until HAProxy's own health check passes: no traffic yet.
         door.add(port, engine.container_state(nxt)["Id"])
+        # With a version already serving: canary in steps, analysed in Prometheus (delivery/canary.py).
+        canary.release(settings, door, live, nxt, port, spec.manifest.name, spec.manifest.version)
     except BaseException as exc:
         # BaseException too: an interrupt (Ctrl-C) must not leave a half-started container behind.
         logs = engine.logs_tail(nxt)
@@ -666,6 +678,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
         "model_signer": fetched.signer,
         "sbom": f"{repo}@{sbom_digest}", "sbom_components": sbom_components,
         "model_bytes_transferred": fetched.bytes_transferred,
+        "memory": settings.memory, "startup_seconds": settings.startup_seconds,
         "revision": spec.revision, "base_image": base, "container": settings.container,
         "endpoint": f"http://127.0.0.1:{settings.port}",
     }
@@ -675,6 +688,8 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     log(f"running {pinned}")
     log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref}, signed by {fetched.signer}; "
         f"SBOM {sbom_digest[:19]})")
+    hygiene.prune_images(settings.repository, settings.keep, {iid}, log)
+    hygiene.prune_cache(settings.state_dir / "model-cache", settings.keep, log)
     return record
 
 
@@ -697,9 +712,10 @@ def push_sbom(settings: LocalSettings, registry: LocalRegistry, pinned: str, dig
     return sbom_digest, len(bom.get("components", []))
 
 
-def down(settings: LocalSettings) -> None:
+def down(settings: LocalSettings, purge: bool = False, build_cache: bool = False) -> None:
     """Stop everything ``up`` started: containers, front door, registry, Azurite, and dockerd if
-    bootstrap started it."""
+    bootstrap started it; empty ``app/model``. ``purge``: also remove the stored data
+    (:mod:`delivery.hygiene`)."""
     if engine.engine_available():
         for name in engine.containers_with_label(settings.label):
             engine.remove_container(name)
@@ -708,12 +724,17 @@ def down(settings: LocalSettings) -> None:
         log("stopped the front door")
     if LocalRegistry(settings.state_dir, settings.registry_port).stop():
         log("stopped the registry")
+    if LocalPrometheus(settings.state_dir, canary.CanarySettings.from_env().prometheus_port).stop():
+        log("stopped Prometheus")
     from modelstore import emulator
 
     pid = emulator.daemon_stop(settings.azurite_dir)
     if pid:
         log(f"stopped Azurite (pid {pid})")
     settings.record_file.unlink(missing_ok=True)
+    hygiene.clear_model_dir(settings.context, log)
+    if purge:
+        hygiene.purge(settings.state_dir, settings.azurite_dir, settings.repository, build_cache, log)
     if stop_pid(settings.state_dir / "run" / "dockerd.pid", "dockerd", timeout=30):
         log("stopped dockerd (started by bootstrap)")
 
@@ -758,6 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "publish"])
     parser.add_argument("--quiet-build", action="store_true", help="do not echo the build's progress")
+    parser.add_argument("--purge", action="store_true",
+                        help="down: also remove images, registry and Azurite data and the model cache")
+    parser.add_argument("--build-cache", action="store_true", help="down --purge: prune the build cache too")
     parser.add_argument("--model", metavar="NAME[@VERSION]",
                         help="up: the model version to deploy (default: MODELSHIP_MODEL, else digits@latest)")
     parser.add_argument("--model-dir", type=Path, help="publish: the model directory to publish")
@@ -768,10 +792,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             env["MODELSHIP_MODEL"] = args.model
         settings = LocalSettings.from_env(env)
+        canary.CanarySettings.from_env(env)  # a bad canary setting fails before anything starts
         if args.command == "up":
             up(settings, echo=not args.quiet_build)
         elif args.command == "down":
-            down(settings)
+            down(settings, purge=args.purge, build_cache=args.build_cache)
         elif args.command == "publish":
             if (args.model_dir is None) == (args.train is None):
                 parser.error("publish needs exactly one of --model-dir DIR or --train VERSION")

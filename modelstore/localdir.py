@@ -13,6 +13,7 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -153,12 +154,21 @@ def copy_from_cache(cached: Path, target: Path, sha256: str, size: int) -> bool:
             return False
     except OSError:
         return False
+    if _stamp_matches(cached, sha256):
+        # Verified before and untouched since (same inode, size and mtime): no re-hash. A hard
+        # link costs no copy and no disk; across filesystems, a plain copy.
+        try:
+            os.link(cached, target)
+        except OSError:
+            shutil.copyfile(cached, target)
+        return True
     digest = hashlib.sha256()
     with open(cached, "rb") as src, open(target, "wb") as dst:
         while chunk := src.read(IO_CHUNK):
             digest.update(chunk)
             dst.write(chunk)
     if digest.hexdigest() == sha256:
+        _write_stamp(cached, sha256)
         return True
     log.warning("cached copy %s is corrupt; discarding it and downloading again", cached)
     with contextlib.suppress(OSError):
@@ -180,14 +190,47 @@ def populate_cache(source: Path, cached: Path) -> None:
                 log.warning("removing %s, left by an interrupted fetch", stale)
                 stale.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{cached.name}.", dir=cached.parent)
-            with os.fdopen(fd, "wb") as dst, open(source, "rb") as src:
-                shutil.copyfileobj(src, dst, IO_CHUNK)
+            try:
+                # A hard link on the same filesystem: no copy, and the fetched file and the cache
+                # keep one inode and mtime, so a builder's incremental context sees it unchanged.
+                os.close(fd)
+                os.unlink(tmp)
+                os.link(source, tmp)
+            except OSError:
+                with open(tmp, "wb") as dst, open(source, "rb") as src:
+                    shutil.copyfileobj(src, dst, IO_CHUNK)
             os.replace(tmp, cached)
+            _write_stamp(cached, cached.name)
     except OSError as exc:
         log.warning("could not add %s to the cache: %s", cached, exc.strerror or exc)
         if tmp:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _stamp_path(cached: Path) -> Path:
+    return cached.with_name(f"{cached.name}.verified")
+
+
+def _file_id(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "device": st.st_dev}
+
+
+def _write_stamp(cached: Path, sha256: str) -> None:
+    """Record what was verified (file identity and sha256) beside a cached file: a later hit with
+    the same identity needs no re-hash. A failure only costs the next hit a hash."""
+    with contextlib.suppress(OSError):
+        _stamp_path(cached).write_text(json.dumps({"sha256": sha256, **_file_id(cached)}))
+
+
+def _stamp_matches(cached: Path, sha256: str) -> bool:
+    """True when ``cached`` is the very file verified as ``sha256`` and was not written since."""
+    try:
+        stamp = json.loads(_stamp_path(cached).read_text())
+        return stamp == {"sha256": sha256, **_file_id(cached)}
+    except (OSError, ValueError):
+        return False
 
 
 _RENAME_EXCHANGE = 2

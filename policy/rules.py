@@ -22,6 +22,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyConfigSchema,
     PolicyCustomTimeouts,
     PolicyResourceOptions,
     ResourceValidationArgs,
@@ -209,6 +210,34 @@ def _image_digest(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{label}: image must be pinned by digest (repo@sha256:<64 hex>), got {image!r}")
 
 
+IMAGE_BUILD = "docker-build:index:Image"
+PROD_POLICY = "prod-only-dev-verified-digests"
+"""Configured per stack (``--policy-pack-config``): ``{"stage": "prod", "verifiedDigests": [...]}``."""
+PROD_CONFIG_SCHEMA = PolicyConfigSchema(properties={
+    "stage": {"type": "string", "enum": ["dev", "prod"], "default": "dev"},
+    "verifiedDigests": {"type": "array", "items": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+                        "default": []},
+})
+
+
+def _prod_verified_digest(args: ResourceValidationArgs, report: Report) -> None:
+    """In prod: no image build, and every image one of the digests dev tested (the pipeline passes them)."""
+    config = args.get_config() or {}
+    if config.get("stage", "dev") != "prod":
+        return
+    if args.resource_type == IMAGE_BUILD:
+        report(f"image build {args.name}: the prod stack never builds; it deploys the digest dev verified")
+        return
+    verified = sorted(set(config.get("verifiedDigests") or []))
+    for label, container, _ in _containers(args):
+        image = container.get("image")
+        if not isinstance(image, str) or not DIGEST_RE.search(image):
+            report(f"{label}: prod images must be pinned by digest (repo@sha256:<64 hex>), got {image!r}")
+        elif image.rsplit("@", 1)[1] not in verified:
+            report(f"{label}: {image} is not among the digests dev verified "
+                   f"({', '.join(verified) or 'none were passed'}); prod deploys only those")
+
+
 def _lb_dns_label(args: ResourceValidationArgs, report: Report) -> None:
     if args.resource_type != SERVICE or _get(args.props, "spec", "type") != "LoadBalancer":
         return
@@ -251,6 +280,11 @@ POLICIES: list[ResourceValidationPolicy] = [
             _pod_isolation),
     _policy("images-pinned-by-digest", "Container images are referenced by digest (@sha256:...).",
             _image_digest),
+    ResourceValidationPolicy(
+        name=PROD_POLICY,
+        description="In the prod stage, no image is built and workloads run only digests dev verified.",
+        validate=_prod_verified_digest, enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PROD_CONFIG_SCHEMA),
     _policy("loadbalancer-dns-label",
             f"LoadBalancer services carry a valid Azure DNS label in {DNS_LABEL_ANNOTATION}.", _lb_dns_label),
 ]
@@ -265,24 +299,31 @@ class Violation:
 
 
 def validation_args(resource_type: str, name: str, props: Mapping[str, Any],
-                    urn: str | None = None) -> ResourceValidationArgs:
+                    urn: str | None = None,
+                    config: Mapping[str, Any] | None = None) -> ResourceValidationArgs:
     """Build the args the analyzer would pass (props wrapped in the SDK's unknown-checking proxy)."""
     opts = PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
                                  custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
                                  additional_secret_outputs=[])
     urn = urn or f"urn:pulumi:test::modelship::{resource_type}::{name}"
-    return ResourceValidationArgs(resource_type, unknown_checking_proxy(dict(props)), urn, name, opts, None)
+    return ResourceValidationArgs(resource_type, unknown_checking_proxy(dict(props)), urn, name, opts, None,
+                                  dict(config or {}))
 
 
 def check_resource(resource_type: str, name: str, props: Mapping[str, Any],
-                   policies: Sequence[ResourceValidationPolicy] = POLICIES) -> list[Violation]:
-    """Run every policy's ``validate`` on one resource; return the violations reported."""
+                   policies: Sequence[ResourceValidationPolicy] = POLICIES,
+                   config: Mapping[str, Mapping[str, Any]] | None = None) -> list[Violation]:
+    """Run every policy's ``validate`` on one resource; return the violations reported.
+
+    ``config`` maps a policy name to its configuration, as ``--policy-pack-config`` would.
+    """
     found: list[Violation] = []
     for policy in policies:
         def report(message: str, urn: str | None = None, _name: str = policy.name) -> None:
             found.append(Violation(_name, name, message))
 
-        result = policy.validate(validation_args(resource_type, name, props), report)
+        result = policy.validate(
+            validation_args(resource_type, name, props, config=(config or {}).get(policy.name)), report)
         if result is not None:  # our rules are synchronous; an awaitable would be a bug
             raise TypeError(f"policy {policy.name} returned an awaitable")
     return found

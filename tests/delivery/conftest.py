@@ -68,10 +68,20 @@ def deployment(
         "MODELSHIP_BASE_IMAGE": base_image,
     })
     store = ModelStore.from_connection_string(azurite.connection_string, f"t-{instance}", progress=False)
+    # Releases here go all at once after the smoke test; tests/delivery/test_canary_e2e.py turns the
+    # canary on (with its own short steps) where it is the subject.
+    saved = {k: os.environ.get(k) for k in ("MODELSHIP_CANARY", "MODELSHIP_PROMETHEUS_PORT")}
+    os.environ["MODELSHIP_CANARY"] = "off"
+    os.environ["MODELSHIP_PROMETHEUS_PORT"] = str(free_port())
     try:
         yield settings, store
     finally:
         down(settings)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         refs = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
         for ref in refs:
             if f"/modelship-test/{instance}:" in ref:

@@ -135,7 +135,7 @@ def test_pack_has_every_mandatory_rule_once():
         "storage-no-public-blob-access", "storage-tls-1-2", "storage-shared-key-disabled",
         "acr-admin-disabled", "aks-rbac-managed-identity", "containers-non-root-read-only-limits",
         "images-pinned-by-digest", "loadbalancer-dns-label", "containers-no-privilege",
-        "pods-isolated-from-the-node",
+        "pods-isolated-from-the-node", "prod-only-dev-verified-digests",
     }
     assert all(p.enforcement_level is EnforcementLevel.MANDATORY for p in POLICIES)
 

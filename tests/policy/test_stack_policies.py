@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from components.testing import RecordedResource, run_stack
-from policy.rules import POLICIES, check_resource
+from policy.rules import IMAGE_BUILD, POLICIES, PROD_POLICY, check_resource
 from settings import Settings
 
 GOVERNED = {
@@ -120,4 +120,50 @@ def test_bad_configuration_fires_its_rule(recorded, token, mutate, policy):
 
 
 def test_every_rule_has_a_bad_configuration():
-    assert {b[2] for b in BAD} == {p.name for p in POLICIES}
+    # The prod rule is configured per stack; its bad configurations are the prod tests below.
+    assert {b[2] for b in BAD} | {PROD_POLICY} == {p.name for p in POLICIES}
+
+
+def _prod(*digests: str) -> dict:
+    return {PROD_POLICY: {"stage": "prod", "verifiedDigests": list(digests)}}
+
+
+def _deployment_digest(recorded) -> str:
+    image = _pod(_one(recorded, "kubernetes:apps/v1:Deployment").inputs)["containers"][0]["image"]
+    return image.split("@")[1]
+
+
+def test_prod_rule_passes_the_digest_dev_verified_and_is_silent_in_dev(recorded):
+    deployment = _one(recorded, "kubernetes:apps/v1:Deployment")
+    verified = _prod(_deployment_digest(recorded))
+    assert check_resource(deployment.type, deployment.name, deployment.inputs, config=verified) == []
+    dev = {PROD_POLICY: {"stage": "dev", "verifiedDigests": []}}
+    assert check_resource(deployment.type, deployment.name, deployment.inputs, config=dev) == []
+
+
+def test_prod_rule_refuses_a_digest_dev_did_not_verify(recorded):
+    deployment = _one(recorded, "kubernetes:apps/v1:Deployment")
+    other = "sha256:" + "0" * 64
+    violations = check_resource(deployment.type, deployment.name, deployment.inputs, config=_prod(other))
+    assert {v.policy for v in violations} == {PROD_POLICY}
+    assert "is not among the digests dev verified (" + other in violations[0].message
+
+
+def test_prod_rule_refuses_a_tag_and_an_empty_list(recorded):
+    deployment = _one(recorded, "kubernetes:apps/v1:Deployment")
+    props = copy.deepcopy(deployment.inputs)
+    _tag_only_image(props)
+    verified = _prod(_deployment_digest(recorded))
+    tagged = check_resource(deployment.type, deployment.name, props, config=verified)
+    assert any(v.policy == PROD_POLICY and "pinned by digest" in v.message for v in tagged)
+    none = check_resource(deployment.type, deployment.name, deployment.inputs, config=_prod())
+    assert [v.policy for v in none] == [PROD_POLICY] and "none were passed" in none[0].message
+
+
+def test_prod_rule_refuses_any_image_build(recorded):
+    # The dev stack builds its image: the same program run as prod would be refused before deploying.
+    build = _one(recorded, IMAGE_BUILD)
+    verified = _prod(_deployment_digest(recorded))
+    violations = check_resource(build.type, build.name, build.inputs, config=verified)
+    assert [v.policy for v in violations] == [PROD_POLICY]
+    assert "never builds" in violations[0].message

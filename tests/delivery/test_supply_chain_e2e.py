@@ -162,3 +162,57 @@ def test_the_sbom_is_pulled_back_from_the_registry_by_the_image_digest(deployed)
     other = "sha256:" + "0" * 64
     with pytest.raises(sbom.SbomError, match="no SBOM refers to"):
         sbom.pull(registry, settings.repository, other)
+
+
+def registry_tags(settings) -> list[str]:
+    url = f"http://127.0.0.1:{settings.registry_port}/v2/{settings.repository}/tags/list"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return sorted(json.loads(resp.read())["tags"])
+
+
+def test_prod_stage_runs_the_dev_digest_with_no_rebuild(deployed, capsys) -> None:
+    from delivery.promote import down_prod, prod_settings, promote, stages_status
+    from delivery.services import free_port
+
+    settings, _, record = deployed
+    prod = prod_settings(settings, {"MODELSHIP_PROD_PORT": str(free_port())})
+    # Only this deployment's repository: other builds may run on the same engine meanwhile.
+    ours = ["images", "-q", "--no-trunc", "--filter",
+            f"reference=127.0.0.1:{settings.registry_port}/{settings.repository}"]
+    images_before = engine.docker(*ours).stdout.split()
+    assert record["image_id"] in images_before
+    tags_before = registry_tags(settings)
+    try:
+        promoted = promote(settings, prod)
+        assert promoted["digest"] == record["digest"] and promoted["image"] == record["image"]
+        assert promoted["image_id"] == record["image_id"] and promoted["stage"] == "prod"
+        assert engine.container_state(prod.container)["Image"] == record["image_id"]
+        assert served_version(prod) == "1.0.0" and served_version(settings) == "1.0.0"
+        # No build, no push: the same image ids locally, the same tags in the registry.
+        assert engine.docker(*ours).stdout.split() == images_before
+        assert registry_tags(settings) == tags_before
+        capsys.readouterr()
+        assert stages_status(settings) == 0
+        assert f"dev and prod run one digest: {record['digest']}" in capsys.readouterr().out
+    finally:
+        down_prod(settings)
+
+
+def test_promotion_refuses_what_dev_does_not_run(deployed, tmp_path: Path) -> None:
+    import dataclasses
+
+    from delivery.promote import promote
+
+    settings, _, _ = deployed
+    nothing = dataclasses.replace(settings, instance=f"{settings.instance}-none", state_dir=tmp_path)
+    with pytest.raises(DeliveryError, match="has no deployment: run `make up` first"):
+        promote(nothing)
+    # A record naming an image the dev stage does not run (say, one that failed its test) is refused.
+    saved = settings.record_file.read_text()
+    forged = {**json.loads(saved), "image_id": "sha256:" + "1" * 64}
+    settings.record_file.write_text(json.dumps(forged))
+    try:
+        with pytest.raises(DeliveryError, match="only an image dev tested and runs can be promoted"):
+            promote(settings)
+    finally:
+        settings.record_file.write_text(saved)
