@@ -23,7 +23,7 @@ bootstrap:
 
 # MODEL=digits@1.1.0 pins (or rolls back to) a published version; without it, the store's latest.
 up: bootstrap
-	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)")
+	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)") $(if $(VERBOSE),--verbose)
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m delivery.promote down && $(PY) -m delivery.local down $(if $(PURGE),--purge --build-cache); \

@@ -24,6 +24,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 from components.build_spec import make_build_spec  # noqa: E402
 from delivery import engine  # noqa: E402
 from delivery.local import LocalSettings, choose_base_image, context_digest  # noqa: E402
+from modelserver.signature import sign  # noqa: E402
+from modelstore.signing import ensure_key, export_trusted_keys  # noqa: E402
 
 REPO = "modelship-bench/digits"
 
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(ROOT / "app", ctx, ignore=shutil.ignore_patterns("model", "__pycache__", "*.pyc"))
         print("training the demo model (1.0.0)...", flush=True)
         train(ctx / "model", "digits", "1.0.0", source_revision="bench")
+        # Signed as the model store hands models over; the build verifies it against trust/.
+        keys = ensure_key(Path(tmp) / "keys")
+        sign(ctx / "model", keys.private_key)
+        export_trusted_keys(ctx / "trust", keys.trusted_dir)
         if not args.skip_cold:
             # --no-cache: every step runs again (the local base image is reused, not pulled).
             print("cold build (--no-cache)...", flush=True)
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print("rebuild after a model-only change (1.1.0)...", flush=True)
         shutil.rmtree(ctx / "model")
         train(ctx / "model", "digits", "1.1.0", source_revision="bench")
+        sign(ctx / "model", keys.private_key)
         secs, iid = build(ctx, base)
         rows.append(("rebuild after a model-only change", secs, iid))
         model_bytes = sum(p.stat().st_size for p in (ctx / "model").iterdir())

@@ -72,8 +72,10 @@ def build(
     labels: Mapping[str, str] | None = None,
     echo: bool = True,
     no_cache: bool = False,
+    log_file: Path | None = None,
 ) -> str:
-    """Build with BuildKit, streaming its progress; return the image id."""
+    """Build with BuildKit, streaming its progress (``echo``) and/or into ``log_file``; return the
+    image id."""
     with tempfile.TemporaryDirectory() as tmp:
         iidfile = Path(tmp) / "iid"
         cmd = [DOCKER, "build", "--progress=plain", "-f", str(dockerfile), "--iidfile", str(iidfile)]
@@ -90,11 +92,13 @@ def build(
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert proc.stdout is not None
         tail: list[str] = []
-        for line in proc.stdout:
-            tail = [*tail[-29:], line.rstrip()]
-            if echo:
-                sys.stdout.write(f"  | {line}")
-                sys.stdout.flush()
+        with open(log_file or os.devnull, "a") as log:
+            for line in proc.stdout:
+                tail = [*tail[-29:], line.rstrip()]
+                log.write(line)
+                if echo:
+                    sys.stdout.write(f"  | {line}")
+                    sys.stdout.flush()
         if proc.wait() != 0:
             raise DockerError("docker build failed:\n" + "\n".join(tail))
         return iidfile.read_text().strip()

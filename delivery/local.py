@@ -439,7 +439,11 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
     log(f"building {ref} from {spec.context} (model {spec.manifest.ref}, base {base_image})")
     started = time.monotonic()
     try:
-        iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo)
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        build_log = settings.log_dir / "build.log"
+        build_log.write_text("")  # the last build's full output (`make up VERBOSE=1` prints it live)
+        iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo,
+                           log_file=build_log)
     except engine.DockerError as exc:
         # The Dockerfile verifies the model's signature (app/modelserver/signature.py, exit 8).
         refusal = re.search(r"refusing the model: (model signature check failed [^\n]*)", str(exc))
@@ -448,8 +452,8 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
                 f"image build refused the model: {refusal.group(1)}. Nothing was pushed; the running "
                 "container (if any) keeps serving."
             ) from exc
-        raise DeliveryError(f"image build failed: {exc}") from exc
-    log(f"built {iid[:19]} in {time.monotonic() - started:.1f} s")
+        raise DeliveryError(f"image build failed (full log: {build_log}): {exc}") from exc
+    log(f"built {iid[:19]} in {time.monotonic() - started:.1f} s (log: {build_log})")
     return spec, iid, ref
 
 
@@ -602,13 +606,13 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         raise DeliveryError(f"the new container failed on {url}: {exc}. The running container was "
                             f"not touched.\ncontainer log:\n{logs}") from exc
     door.switch(port, engine.container_state(nxt)["Id"])
-    log(f"front door {door.endpoint} now forwards to {nxt} on 127.0.0.1:{port}")
     # From here on the new container serves; an interruption is finished by repair() next time.
     had_old = engine.container_state(live) is not None
     if had_old:
         # switch() drained it: no request is in progress there, and none will come.
         engine.docker("rename", live, previous)
     engine.docker("rename", nxt, live)
+    log(f"front door {door.endpoint} now sends every request to {live} (127.0.0.1:{port})")
     if had_old:
         started = time.monotonic()
         retire(previous)
@@ -636,24 +640,30 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     ``store`` replaces the model store on the local Azurite (tests pass one on their own emulator).
     """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+
+    def step(label: str) -> None:
+        # One line per step; the running time tells how long each one took.
+        log(f"{label}  (t+{time.monotonic() - began:.1f} s)")
+
     if not engine.engine_available():
         raise DeliveryError("no Docker Engine answers: run scripts/bootstrap.sh (make up does)")
-    log("1/6 services")
+    step("1/6 services")
     registry = ensure_registry(settings)
     repair(settings, ensure_frontdoor(settings))
     if store is None:
         from modelstore.store import ModelStore
 
         store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container)
-    log("2/6 model store")
+    step("2/6 model store")
     prepare_trust(settings.context)
     ensure_demo_model(store, settings.model)
-    log(f"3/6 fetch {settings.model_ref}")
+    step(f"3/6 fetch {settings.model_ref}")
     fetched = fetch_model(store, settings.model_ref, settings.context, settings.state_dir / "model-cache")
     settings = settings.sized_for(fetched.manifest)
     log(f"model {fetched.manifest.ref} is {sizing.human(fetched.manifest.size)}: memory limit "
         f"{settings.memory}, start-up budget {settings.startup_seconds} s")
-    log("4/6 build")
+    step("4/6 build")
     ensure_wheelhouse(settings.context)
     base = choose_base_image(settings)
     spec, iid, ref = build_image(settings, base, registry, echo=echo)
@@ -661,14 +671,16 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     if (record and record.get("image_id") == iid and live_image_id(settings) == iid):
         log(f"unchanged: {record['image']} is already running on {record['endpoint']}")
         return record
-    log("5/6 test before push")
+    step("5/6 test before push")
     test_image(settings, iid, spec)
-    log("6/6 push and run by digest")
+    step("6/6 push and run by digest")
     repo = f"{registry.host}/{settings.repository}"
     try:
+        pushed = time.monotonic()
         digest = engine.push(ref, repo)
     except engine.DockerError as exc:
         raise DeliveryError(f"push to {registry.host} failed: {exc}") from exc
+    log(f"pushed {digest[:19]} to {registry.host} in {time.monotonic() - pushed:.1f} s")
     pinned = f"{repo}@{digest}"
     sbom_digest, sbom_components = push_sbom(settings, registry, pinned, digest)
     deploy(settings, pinned, spec)
@@ -686,8 +698,9 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     record["backend"] = f"127.0.0.1:{backend_port}"
     settings.record_file.write_text(json.dumps(record, indent=2) + "\n")
     log(f"running {pinned}")
+    took = time.monotonic() - began
     log(f"endpoint: {record['endpoint']}  (model {spec.manifest.ref}, signed by {fetched.signer}; "
-        f"SBOM {sbom_digest[:19]})")
+        f"SBOM {sbom_digest[:19]}; done in {took:.1f} s)")
     hygiene.prune_images(settings.repository, settings.keep, {iid}, log)
     hygiene.prune_cache(settings.state_dir / "model-cache", settings.keep, log)
     return record
@@ -778,7 +791,9 @@ def status(settings: LocalSettings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.local", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "publish"])
-    parser.add_argument("--quiet-build", action="store_true", help="do not echo the build's progress")
+    parser.add_argument("--verbose", action="store_true",
+                        help="up: print the build's full output (always kept in .local/logs/build.log)")
+    parser.add_argument("--quiet-build", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--purge", action="store_true",
                         help="down: also remove images, registry and Azurite data and the model cache")
     parser.add_argument("--build-cache", action="store_true", help="down --purge: prune the build cache too")
@@ -794,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = LocalSettings.from_env(env)
         canary.CanarySettings.from_env(env)  # a bad canary setting fails before anything starts
         if args.command == "up":
-            up(settings, echo=not args.quiet_build)
+            up(settings, echo=args.verbose and not args.quiet_build)
         elif args.command == "down":
             down(settings, purge=args.purge, build_cache=args.build_cache)
         elif args.command == "publish":

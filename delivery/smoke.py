@@ -119,11 +119,13 @@ def wait_ready(base: str, timeout: float, interval: float, log=None, gone=None) 
             if status == 200:
                 return time.monotonic() - started, attempts
             last = f"HTTP {status} {_brief(payload)}"
+            shown = last
         except (OSError, ValueError) as exc:  # refused, reset, DNS, timeout, bad status line
             last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            shown = "no HTTP answer yet, still starting"  # the exception stays for the final error
         if log and (attempts == 1 or attempts % 10 == 0):
             waited = time.monotonic() - started
-            log(f"waiting for {url} (probe {attempts}, {waited:.0f}/{timeout:.0f} s): {last}")
+            log(f"waiting for {url} ({shown}; {waited:.0f}/{timeout:.0f} s)")
         if time.monotonic() + interval > deadline:
             raise SmokeError(
                 f"not ready: {url} did not answer 200 within {timeout:g} s "

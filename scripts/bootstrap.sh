@@ -88,9 +88,17 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; the
 else
   [ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
   if [ -f "$REQS" ]; then
-    log "installing pinned Python packages from requirements-dev.txt (log: $LOCAL/logs/pip.log)"
-    "$VENV/bin/pip" install -q -r "$REQS" > "$LOCAL/logs/pip.log" 2>&1 \
-      || { tail -20 "$LOCAL/logs/pip.log" >&2; die "pip install -r requirements-dev.txt failed"; }
+    total="$(grep -cE '^[A-Za-z0-9]' "$REQS" || true)"
+    log "installing $total pinned Python packages (and their pins) from requirements-dev.txt, a few minutes (log: $LOCAL/logs/pip.log)"
+    "$VENV/bin/pip" install --progress-bar off -r "$REQS" > "$LOCAL/logs/pip.log" 2>&1 &
+    pip_pid=$!
+    # One progress line every 15 s: how many packages pip has fetched so far.
+    while kill -0 "$pip_pid" 2>/dev/null; do
+      for _ in $(seq 1 15); do kill -0 "$pip_pid" 2>/dev/null || break; sleep 1; done
+      kill -0 "$pip_pid" 2>/dev/null && log "  pip: $(grep -c '^Collecting' "$LOCAL/logs/pip.log" || true) packages fetched so far"
+    done
+    wait "$pip_pid" || { tail -20 "$LOCAL/logs/pip.log" >&2; die "pip install -r requirements-dev.txt failed"; }
+    log "  pip: $(grep -c '^Collecting' "$LOCAL/logs/pip.log" || true) packages installed"
   else
     log "WARNING: no requirements-dev.txt; using the packages already in $VENV"
   fi

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -203,8 +202,10 @@ def test_stop_ends_haproxy_and_a_taken_port_is_a_clear_error(door: FrontDoor, tm
         other.ensure()
     assert door.stop() is True
     assert read_pid(door.pid_file) is None and not door.admin_socket.exists()
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", door.port), timeout=2).close()
+    # HAProxy itself is gone (or a reaped-later zombie, which holds no socket). Not "the port
+    # refuses": on a shared machine another process may take a freed port at any moment.
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     with pytest.raises(FrontDoorError, match=r"admin socket .* does not answer"):
         door.backends()
     assert door.backend() is None

@@ -73,6 +73,13 @@ def ensure_deployed(settings: LocalSettings, store, tmp_path: Path, version: str
         up(settings, echo=False, store=store)
 
 
+def sized(settings: LocalSettings) -> LocalSettings:
+    """The settings `up` deploys with: the memory limit sized for the fetched model."""
+    from modelserver.manifest import read_manifest
+
+    return settings.sized_for(read_manifest(settings.context / "model"))
+
+
 def served_version(settings: LocalSettings) -> str:
     return run_smoke(f"http://127.0.0.1:{settings.port}", "digits", timeout=30, interval=0.5).version
 
@@ -269,7 +276,8 @@ def test_a_release_that_fails_is_rolled_back_and_the_old_container_serves(deploy
     # An image reference that does not resolve: refused at create, the old container never stops.
     missing = record["image"].split("@")[0] + "@sha256:" + "0" * 64
     with pytest.raises(DeliveryError, match=r"cannot create a container from .* was not touched"):
-        deploy(settings, missing, SimpleNamespace(manifest=SimpleNamespace(name="digits", version="x")))
+        deploy(sized(settings), missing,
+               SimpleNamespace(manifest=SimpleNamespace(name="digits", version="x")))
     untouched = engine.container_state(settings.container)
     assert untouched["Id"] == before["Id"] and untouched["State"]["StartedAt"] == before["State"]["StartedAt"]
 
@@ -277,7 +285,7 @@ def test_a_release_that_fails_is_rolled_back_and_the_old_container_serves(deploy
     # never stopped serving.
     wrong = SimpleNamespace(manifest=SimpleNamespace(name="digits", version="0.0.0-not-served"))
     with pytest.raises(DeliveryError, match=r"the new container failed .*wrong model version"):
-        deploy(settings, record["image"], wrong)
+        deploy(sized(settings), record["image"], wrong)
     after = engine.container_state(settings.container)
     assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
     assert frontdoor(settings).backend()["container_id"] == before["Id"]
@@ -294,7 +302,7 @@ def test_a_release_interrupted_after_the_switch_is_finished_by_next_up(deploymen
     # The state a release leaves when interrupted right after the switch: the new container
     # serves behind the front door under its -next name, the old one still runs.
     nxt = f"{settings.container}-next"
-    engine.create_container(record["image"], nxt, 0, settings.run_options,
+    engine.create_container(record["image"], nxt, 0, sized(settings).run_options,
                             {"modelship.instance": settings.instance, "modelship.role": "live"})
     engine.docker("start", nxt)
     new_id = engine.container_state(nxt)["Id"]

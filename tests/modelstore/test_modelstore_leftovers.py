@@ -122,3 +122,28 @@ def test_a_publish_still_in_progress_is_never_removed(store, make_model, azurite
         lease.release()
     store.publish(src)  # once that publisher is gone, its leftover is replaced
     assert store.latest("digits").version == "1"
+
+
+def test_the_next_fetch_removes_what_a_killed_fetch_left_beside_dest_and_in_the_cache(
+    store, make_model, tmp_path
+):
+    # kill -9 mid-fetch leaves a staging directory beside DEST and a partial file in the cache; the
+    # kernel dropped the killed fetch's lock, so the next fetch knows they are dead and removes them.
+    src, manifest = make_model("digits", "1", size=2 * 1024 * 1024)
+    store.publish(src)
+    dest, cache = tmp_path / "deploy" / "model", tmp_path / "cache"
+    store.fetch("digits", dest, cache_dir=cache)
+    staging = dest.parent / ".model.k1ll3d.staging"
+    staging.mkdir()
+    (staging / "model.onnx").write_bytes(b"\0" * 1024 * 1024)
+    partial = cache / "sha256" / f".{manifest.sha256}.k1ll3d"
+    partial.write_bytes(b"\0" * 1024)
+    (cache / "sha256" / manifest.sha256).unlink()  # so this fetch fills the cache again
+
+    store.fetch("digits", dest, cache_dir=cache)
+
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["model"], "a killed fetch's staging is left"
+    left = [p.name for p in (cache / "sha256").iterdir() if p.name.startswith(".")]
+    assert left == [], "a killed fetch's partial cache file is left"
+    assert (cache / "sha256" / manifest.sha256).is_file()
+    assert load_model_dir(dest) == manifest
