@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: help bootstrap up down status publish plan test lint bench watch promote
+.PHONY: help bootstrap up down status publish plan test lint bench watch promote models
 
 help:
 	@echo "make up      install what is missing, then build, test, push and run the model service locally"
@@ -34,6 +34,13 @@ status:
 
 promote:
 	@$(PY) -m delivery.promote promote
+
+# modelship-models against the local store (Azurite's well-known emulator account, not a secret):
+#   make models ARGS="evaluate digits@1.2.0 --against production --dataset digits-golden@1"
+models: bootstrap
+	@AZURE_STORAGE_CONNECTION_STRING="$$($(PY) -c 'import os; from modelstore.emulator import connection_string; \
+	  print(connection_string(int(os.environ.get("MODELSHIP_AZURITE_PORT", "10000"))))')" \
+	  $(VENV)/bin/modelship-models $(ARGS)
 
 # Follows an alias (default digits@production): each promotion releases the version it names.
 watch: bootstrap
