@@ -152,7 +152,7 @@ def test_a_deployed_stack_needs_the_model_fetched(doctor) -> None:
     state["dns_taken"] = ["modelship-dev-digits"]  # its own service holds it now
     rc, out, _ = doctor(state)
     assert rc == 1 and "would delete the deployed image and service" in out
-    assert "fix: modelship-models fetch digits@latest app/model" in out
+    assert "fix: modelship-models fetch digits@production app/model" in out
     write_model(doctor.project / "app" / "model", version="1.0.0")
     rc, out, _ = doctor(state)
     assert rc == 0, out
