@@ -38,7 +38,7 @@ promote:
 # modelship-models against the local store (Azurite's well-known emulator account, not a secret):
 #   make models ARGS="evaluate digits@1.2.0 --against production --dataset digits-golden@1"
 models: bootstrap
-	@AZURE_STORAGE_CONNECTION_STRING="$$($(PY) -c 'import os; from modelstore.emulator import connection_string; \
+	@AZURE_STORAGE_CONNECTION_STRING="$$($(PY) -c 'import os; from delivery.azurite import connection_string; \
 	  print(connection_string(int(os.environ.get("MODELSHIP_AZURITE_PORT", "10000"))))')" \
 	  $(VENV)/bin/modelship-models $(ARGS)
 

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "app")]
 
+from delivery.azurite import Azurite  # noqa: E402
 from modelserver.manifest import Datatype, ModelManifest, TensorSpec, sha256_file  # noqa: E402
-from modelstore.emulator import Azurite  # noqa: E402
 from modelstore.store import ModelStore  # noqa: E402
 
 CONTAINER = "bench"

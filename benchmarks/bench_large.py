@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"target 0 model bytes re-sent: {met(code_ctx < size / 10)}"))
             assert second["model_bytes_transferred"] == 0
 
-            from modelstore.emulator import connection_string
+            from delivery.azurite import connection_string
             from modelstore.store import ModelStore
 
             store = ModelStore.from_connection_string(connection_string(azurite_port),

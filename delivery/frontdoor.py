@@ -42,8 +42,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from delivery.processes import PidFile, start, wait_until
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
-from modelstore.processes import PidFile, start, wait_until
 
 HAPROXY_BIN = Path("/usr/sbin/haproxy")
 BACKEND = "app"

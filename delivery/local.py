@@ -295,7 +295,7 @@ def ensure_registry(settings: LocalSettings) -> LocalRegistry:
 
 def ensure_azurite(settings: LocalSettings) -> str:
     """Start Azurite unless it runs; return its connection string (never printed: it holds the key)."""
-    from modelstore import emulator
+    from delivery import azurite as emulator
 
     try:
         pid = emulator.daemon_start(settings.azurite_port, settings.azurite_dir)
@@ -739,7 +739,7 @@ def down(settings: LocalSettings, purge: bool = False, build_cache: bool = False
         log("stopped the registry")
     if LocalPrometheus(settings.state_dir, canary.CanarySettings.from_env().prometheus_port).stop():
         log("stopped Prometheus")
-    from modelstore import emulator
+    from delivery import azurite as emulator
 
     pid = emulator.daemon_stop(settings.azurite_dir)
     if pid:

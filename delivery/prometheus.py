@@ -19,10 +19,10 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
+from delivery.processes import PidFile, start
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
 from modelserver.canary.definition import SELECTOR_LABEL
 from modelserver.canary.prometheus import PrometheusClient, PrometheusError
-from modelstore.processes import PidFile, start
 
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"

@@ -4,7 +4,7 @@ The registry is Debian's ``docker-registry`` (CNCF distribution 2.8) with its ow
 state directory: it listens on 127.0.0.1 only, stores blobs on the local filesystem and has no auth.
 Docker treats registries on 127.0.0.0/8 as insecure by default, so plain HTTP push and pull work
 without touching the daemon's configuration. Processes are started, waited for, recorded and stopped
-by ``modelstore.processes`` (one helper for every background process): stopping kills exactly the
+by ``delivery.processes`` (one helper for every background process): stopping kills exactly the
 recorded process, never one found by name, and never a process that has since reused its pid.
 """
 
@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from modelstore.processes import PidFile, free_port, port_open, start
+from delivery.processes import PidFile, free_port, port_open, start
 
 __all__ = ["REGISTRY_BIN", "LocalRegistry", "ServiceError", "free_port", "port_open", "read_pid", "stop_pid"]
 

@@ -19,7 +19,7 @@ def azurite() -> Iterator[object]:
     that need it skip, unless CI or MODELSHIP_REQUIRE_AZURITE=1 is set: then they fail.
     Use ``azurite.connection_string`` (never print it) and ``azurite.blob_endpoint``.
     """
-    from modelstore.emulator import Azurite
+    from delivery.azurite import Azurite
 
     if not (shutil.which("node") and shutil.which("npm")):
         message = "Azurite needs Node.js and npm, which are not installed"

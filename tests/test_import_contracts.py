@@ -38,6 +38,7 @@ VIOLATIONS = {
     "components-use-only-the-contract": ("components/service.py", "from modelserver import http"),
     "no-test-helpers-in-product": ("delivery/local.py", "from components import testing"),
     "doctor-only-reads": ("preflight/checks.py", "import delivery.local"),
+    "library-runs-no-processes": ("modelstore/cli.py", "import subprocess"),
 }
 
 

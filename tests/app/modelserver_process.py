@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from delivery.processes import free_port, wait_until
 from modelserver.manifest import ModelManifest
-from modelstore.processes import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,8 @@ import pytest
 
 from delivery import frontdoor as frontdoor_module
 from delivery.frontdoor import FrontDoor, FrontDoorError, render_config
+from delivery.processes import wait_until
 from delivery.services import ServiceError, free_port, port_open, read_pid
-from modelstore.processes import wait_until
 
 BACKEND_SCRIPT = """
 import sys

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from delivery import smoke
+from delivery.processes import free_port, port_open, wait_until
 from delivery.smoke import DIGIT_ZERO, SmokeError, run_smoke
-from modelstore.processes import free_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "1.2.3"

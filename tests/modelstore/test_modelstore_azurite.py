@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from delivery.azurite import connection_string
 from modelserver.manifest import load_model_dir
 from modelstore import (
     AccessDenied,
@@ -22,7 +23,6 @@ from modelstore import (
     NotFound,
 )
 from modelstore.cli import main
-from modelstore.emulator import connection_string
 from modelstore.store import PROGRESS_THRESHOLD
 
 pytestmark = pytest.mark.azurite

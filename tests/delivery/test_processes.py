@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelstore.processes import PidFile, free_port, port_open, start, wait_until
+from delivery.processes import PidFile, free_port, port_open, start, wait_until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 

@@ -1,13 +1,13 @@
 """Background processes of the local flow, one helper for all: free ports, start, wait until ready, stop.
 
-Every long-lived helper process (Azurite here, the registry, Prometheus and the front door in
-``delivery``) is started detached in its own session, recorded in a pid file, waited for until it
-answers, and stopped by that record only, never by a name. The pid file also holds the process's
-start time (``/proc/PID/stat``), so a pid that the kernel has since given to another process is not
-taken for ours: ``PidFile.read`` returns None for it and ``PidFile.stop`` never signals it.
+Every long-lived helper process (Azurite, the registry, Prometheus and the front door) is started
+detached in its own session, recorded in a pid file, waited for until it answers, and stopped by
+that record only, never by a name. The pid file also holds the process's start time
+(``/proc/PID/stat``), so a pid that the kernel has since given to another process is not taken for
+ours: ``PidFile.read`` returns None for it and ``PidFile.stop`` never signals it.
 
-It lives in ``modelstore`` because the store's emulator is the lowest layer that runs background
-processes; ``delivery`` imports it from here. Standard library only.
+Test and local-delivery support, like the Azurite helper (``delivery.azurite``): neither ships in the
+library wheel, which only talks to a Blob endpoint and never runs a process. Standard library only.
 """
 
 from __future__ import annotations

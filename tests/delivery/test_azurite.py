@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from modelstore.emulator import Azurite, answers, free_port, main
+from delivery.azurite import Azurite, answers, free_port, main
 
 pytestmark = pytest.mark.azurite
 

@@ -1,12 +1,15 @@
 """Run the Azurite blob emulator: for the test suite (a context manager) and local delivery (a daemon).
 
+Test and local-delivery support, not part of the shipped ``modelstore`` library: the store only needs
+an endpoint and a credential (``AZURE_STORAGE_CONNECTION_STRING`` for this emulator).
+
 Azurite comes from npm at an exact version, installed once under ``.local/azurite`` in the repo
 (gitignored). It listens on 127.0.0.1 only. Its account key is the public, well-known emulator key;
 it is still never printed, so logs look the same as they would with a real store.
 
-    python -m modelstore.emulator start  --port 10000 --data .local/azurite-data
-    python -m modelstore.emulator status --port 10000 --data .local/azurite-data
-    python -m modelstore.emulator stop   --data .local/azurite-data
+    python -m delivery.azurite start  --port 10000 --data .local/azurite-data
+    python -m delivery.azurite status --port 10000 --data .local/azurite-data
+    python -m delivery.azurite stop   --data .local/azurite-data
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelstore.processes import PidFile, free_port, start, tail, terminate, wait_until
+from delivery.processes import PidFile, free_port, start, tail, terminate, wait_until
 
 __all__ = ["Azurite", "EmulatorError", "answers", "blob_endpoint", "connection_string", "daemon_start",
            "daemon_stop", "ensure_installed", "free_port", "main"]
@@ -244,7 +247,7 @@ def daemon_stop(data_dir: Path) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelstore.emulator",
+    parser = argparse.ArgumentParser(prog="python -m delivery.azurite",
                                      description="Run a long-lived Azurite blob emulator on 127.0.0.1.")
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--port", type=int, default=10000, help="blob port (default 10000)")
