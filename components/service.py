@@ -111,20 +111,41 @@ class ModelService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelship:serving:ModelService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        labels = {
+        self._name = name
+        self._labels = {
             "app.kubernetes.io/name": "modelship",
             "app.kubernetes.io/instance": name,
             "app.kubernetes.io/component": "model-server",
         }
-        pod_labels = {
-            **labels,
-            "modelship.io/model-name": args.model_name,
-            "modelship.io/model-version": args.model_version,
-        }
+        self.namespace = self._create_namespace(args)
+        self.deployment = self._create_deployment(args)
+        self.pdb = self._create_pdb()
+        self.hpa = self._create_hpa(args)
+        self.network_policy = self._create_network_policy()
+        self.service = self._create_service(args)
+        self.public_ip = self.service.status.apply(_ingress_ip)
+        self.record: dns.RecordSet | None = None
+        if args.dns_zone is not None:
+            self.record = self._create_dns_record(args.dns_zone)
+            self.url = pulumi.Output.from_input(f"http://{args.dns_zone.record_name}.{args.dns_zone.zone_name}")
+        else:
+            self.url = pulumi.Output.from_input(f"http://{args.dns_label}.{args.location}.cloudapp.azure.com")
+        self.register_outputs({"url": self.url, "publicIp": self.public_ip})
 
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-ns",
+    def _child(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
+    def _metadata(self, labels: dict[str, str] | None = None, **extra: object) -> k8s.meta.v1.ObjectMetaArgs:
+        """Metadata of an object in the service's namespace."""
+        return k8s.meta.v1.ObjectMetaArgs(namespace=self.namespace.metadata.name,
+                                          labels=labels or self._labels, **extra)
+
+    def _selector(self) -> k8s.meta.v1.LabelSelectorArgs:
+        return k8s.meta.v1.LabelSelectorArgs(match_labels=self._labels)
+
+    def _create_namespace(self, args: ModelServiceArgs) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(
+            f"{self._name}-ns",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=args.namespace,
                 labels={
@@ -132,15 +153,21 @@ class ModelService(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/enforce-version": "latest",
                 },
             ),
-            opts=child,
+            opts=self._child(),
         )
-        ns = self.namespace.metadata.name
-        self.deployment = k8s.apps.v1.Deployment(
-            f"{name}-deploy",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=pod_labels),
+
+    def _create_deployment(self, args: ModelServiceArgs) -> k8s.apps.v1.Deployment:
+        pod_labels = {
+            **self._labels,
+            "modelship.io/model-name": args.model_name,
+            "modelship.io/model-version": args.model_version,
+        }
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-deploy",
+            metadata=self._metadata(pod_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=args.replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                selector=self._selector(),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
@@ -156,18 +183,19 @@ class ModelService(pulumi.ComponentResource):
                 parent=self, depends_on=args.depends_on, ignore_changes=["spec.replicas"]
             ),
         )
-        self.pdb = k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                min_available=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-            ),
-            opts=child,
+
+    def _create_pdb(self) -> k8s.policy.v1.PodDisruptionBudget:
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-pdb",
+            metadata=self._metadata(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(min_available=1, selector=self._selector()),
+            opts=self._child(),
         )
-        self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
+
+    def _create_hpa(self, args: ModelServiceArgs) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self._name}-hpa",
+            metadata=self._metadata(),
             spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
                 scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
                     api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name,
@@ -184,54 +212,47 @@ class ModelService(pulumi.ComponentResource):
                     ),
                 )],
             ),
-            opts=child,
+            opts=self._child(),
         )
+
+    def _create_network_policy(self) -> k8s.networking.v1.NetworkPolicy:
         # Only the server port is reachable, whoever asks (the Azure load balancer keeps client IPs).
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels),
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-netpol",
+            metadata=self._metadata(),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                pod_selector=self._selector(),
                 policy_types=["Ingress"],
                 ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=APP_PORT, protocol="TCP")],
                 )],
             ),
-            opts=child,
+            opts=self._child(),
         )
-        self.service = k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                namespace=ns,
-                labels=labels,
-                annotations={DNS_LABEL_ANNOTATION: args.dns_label},
-            ),
+
+    def _create_service(self, args: ModelServiceArgs) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{self._name}-svc",
+            metadata=self._metadata(annotations={DNS_LABEL_ANNOTATION: args.dns_label}),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="LoadBalancer",
-                selector=labels,
+                selector=self._labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP")],
             ),
-            opts=child,
+            opts=self._child(),
         )
-        self.public_ip = self.service.status.apply(_ingress_ip)
 
-        self.record: dns.RecordSet | None = None
-        if args.dns_zone is not None:
-            zone = args.dns_zone
-            self.record = dns.RecordSet(
-                f"{name}-a",
-                zone_name=zone.zone_name,
-                resource_group_name=zone.resource_group_name,
-                relative_record_set_name=zone.record_name,
-                record_type="A",
-                ttl=zone.ttl,
-                a_records=[dns.ARecordArgs(ipv4_address=self.public_ip)],
-                opts=child,
-            )
-            self.url = pulumi.Output.from_input(f"http://{zone.record_name}.{zone.zone_name}")
-        else:
-            self.url = pulumi.Output.from_input(f"http://{args.dns_label}.{args.location}.cloudapp.azure.com")
-        self.register_outputs({"url": self.url, "publicIp": self.public_ip})
+    def _create_dns_record(self, zone: DnsZoneArgs) -> dns.RecordSet:
+        return dns.RecordSet(
+            f"{self._name}-a",
+            zone_name=zone.zone_name,
+            resource_group_name=zone.resource_group_name,
+            relative_record_set_name=zone.record_name,
+            record_type="A",
+            ttl=zone.ttl,
+            a_records=[dns.ARecordArgs(ipv4_address=self.public_ip)],
+            opts=self._child(),
+        )
 
     @staticmethod
     def _pod_spec(args: ModelServiceArgs) -> k8s.core.v1.PodSpecArgs:
