@@ -107,6 +107,12 @@ def _fabricate_other(typ: str, name: str, inputs: dict[str, Any],
         out["contextHash"] = _digest(inputs.get("context"), inputs.get("buildArgs"))
         out["ref"] = f"{tags[0]}@{digest}" if tags else ""
         return f"{name}-id", out
+    if typ == "command:local:Command":
+        # The command "runs" and succeeds: a container test prints what delivery.imagetest prints.
+        image = (inputs.get("environment") or {}).get("MODELSHIP_IMAGE", "")
+        out["stdout"] = f"verified {image}" if image else ""
+        out["stderr"] = ""
+        return f"{name}-id", out
     if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):
         meta = out.setdefault("metadata", {})
         # Mimic Pulumi auto-naming: logical name plus a stable suffix.

@@ -53,13 +53,16 @@ def args_class(token: str) -> type | None:
     if pkg == "pulumi" and module_name == "providers":
         module, cls_name = {"kubernetes": ("pulumi_kubernetes", "ProviderArgs"),
                             "azure-native": ("pulumi_azure_native", "ProviderArgs"),
-                            "docker-build": ("pulumi_docker_build", "ProviderArgs")}.get(name, ("", ""))
+                            "docker-build": ("pulumi_docker_build", "ProviderArgs"),
+                            "command": ("pulumi_command", "ProviderArgs")}.get(name, ("", ""))
     elif pkg == "azure-native":
         module, cls_name = f"pulumi_azure_native.{module_name}", f"{name}Args"
     elif pkg == "docker-build" and module_name == "index":
         module, cls_name = "pulumi_docker_build", f"{name}Args"
     elif pkg == "kubernetes":
         module, cls_name = _k8s_module(module_name), f"{name}Args"
+    elif pkg == "command":
+        module, cls_name = f"pulumi_command.{module_name}", f"{name}Args"
     else:
         module, cls_name = "", ""
     try:

@@ -22,6 +22,7 @@ from components.build_spec import BuildSpec, make_build_spec
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
+from components.image_test import ImageTest, ImageTestArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
@@ -163,6 +164,7 @@ class ModelshipStack(pulumi.ComponentResource):
             "kubeconfig": self.cluster.kubeconfig,
         }
         self.image: ModelImage | None = None
+        self.image_test: ImageTest | None = None
         self.service: ModelService | None = None
         if choice.spec is None:
             pulumi.log.warn(choice.reason, resource=self)
@@ -184,13 +186,22 @@ class ModelshipStack(pulumi.ComponentResource):
         ), opts=pulumi.ResourceOptions(parent=self, depends_on=[
             a for a in (self.registry.push_assignment,) if a is not None
         ]))
+        sized = self.resources
+        assert sized is not None  # sized whenever a model was fetched
+        # The workload's image comes only from the container test's output: an image that failed
+        # (or was never tested) cannot reach the Deployment, however often `pulumi up` runs.
+        self.image_test = ImageTest(f"{name}-imagetest", ImageTestArgs(
+            image=self.image.image_ref, model_name=manifest.name, model_version=manifest.version,
+            memory_limit=sized.memory_limit, cpu_limit=settings.cpu_limit,
+            startup_seconds=sized.startup_seconds,
+        ), opts=pulumi.ResourceOptions(parent=self))
         zone = None
         if settings.dns_zone_name:
             zone = DnsZoneArgs(zone_name=settings.dns_zone_name,
                                resource_group_name=settings.zone_resource_group,
                                record_name=settings.dns_label)
         self.service = ModelService(f"{name}-service", ModelServiceArgs(
-            image=self.image.image_ref,
+            image=self.image_test.verified_ref,
             model_name=manifest.name,
             model_version=manifest.version,
             dns_label=settings.dns_label,
@@ -210,7 +221,8 @@ class ModelshipStack(pulumi.ComponentResource):
         ), opts=pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider]))
         self.outputs.update({
             "model": f"{manifest.name}@{manifest.version}",
-            "imageRef": self.image.image_ref,
+            "imageRef": self.image_test.verified_ref,
+            "verifiedDigest": self.image_test.verified_ref.apply(lambda ref: ref.rsplit("@", 1)[1]),
             "url": self.service.url,
         })
 

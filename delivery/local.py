@@ -41,7 +41,7 @@ from components.build_spec import BuildSpec, make_build_spec
 from delivery import budget, canary, engine, hygiene
 from delivery.frontdoor import FrontDoor
 from delivery.prometheus import LocalPrometheus
-from delivery.services import LocalRegistry, ServiceError, free_port, stop_pid
+from delivery.services import LocalRegistry, ServiceError, stop_pid
 from modelserver.manifest import git_revision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -472,22 +472,20 @@ def _wait_s(settings: LocalSettings) -> float:
 
 def test_image(settings: LocalSettings, image: str, spec: BuildSpec) -> None:
     """Run the built image with the Deployment's settings on a free port and smoke-test it."""
+    from delivery import imagetest  # the same container test the cloud runs by digest (ImageTest)
+
     name = f"{settings.instance}-candidate"
-    engine.remove_container(name)
-    port = free_port()
-    log(f"testing the image before pushing: {name} on 127.0.0.1:{port}")
+    labels = {"modelship.instance": settings.instance, "modelship.role": "candidate"}
+    log(f"testing the image before pushing: {name}")
     try:
-        engine.run_container(image, name, port, settings.run_options,
-                             {"modelship.instance": settings.instance, "modelship.role": "candidate"})
-        wait_and_smoke(f"http://127.0.0.1:{port}", spec.manifest.name, spec.manifest.version,
-                       _wait_s(settings), budget.stopped(name, spec.manifest, settings.memory_limit))
-    except Exception as exc:
-        logs = engine.logs_tail(name)
-        raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}\n"
-                            f"container log:\n{logs}") from exc
-    finally:
-        engine.remove_container(name)
-    log("image passed: ready, known answer, model version " + spec.manifest.version)
+        verified = imagetest.run(image, spec.manifest.name, spec.manifest.version, settings.run_options,
+                                 _wait_s(settings), name=name, labels=labels,
+                                 gone=budget.stopped(name, spec.manifest, settings.memory_limit),
+                                 log=lambda line: log(f"smoke: {line}"))
+    except (imagetest.ImageTestError, engine.DockerError) as exc:
+        raise DeliveryError(f"the built image failed its test, so it was not pushed: {exc}") from exc
+    log(f"image passed: ready, known answer, model version {spec.manifest.version}, "
+        f"signed by {verified.signer}")
 
 
 def read_record(settings: LocalSettings) -> dict | None:

@@ -35,6 +35,7 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "azure-native:managedidentity:FederatedIdentityCredential": ("subject", "audiences"),
     "azure-native:authorization:RoleAssignment": ("roleDefinitionId", "principalType"),
     "docker-build:index:Image": ("tags", "push", "platforms", "buildArgs"),
+    "command:local:Command": ("create",),
     "kubernetes:core/v1:Namespace": ("metadata",),
     "kubernetes:apps/v1:Deployment": ("spec",),
     "kubernetes:core/v1:Service": ("spec",),
@@ -164,6 +165,7 @@ def _icon(type_token: str):
     from diagrams.k8s import K8S, clusterconfig, group, network, rbac
     from diagrams.k8s import compute as k8s_compute
     from diagrams.onprem.container import Docker
+    from diagrams.programming.flowchart import Inspection
 
     table = {
         "azure-native:resources:ResourceGroup": az_general.Resourcegroups,
@@ -176,6 +178,7 @@ def _icon(type_token: str):
         "azure-native:managedidentity:FederatedIdentityCredential": identity.ManagedIdentities,
         "azure-native:authorization:RoleAssignment": identity.AzureADRolesAndAdministrators,
         "docker-build:index:Image": Docker,
+        "command:local:Command": Inspection,  # the container test by digest (components/image_test.py)
         "kubernetes:core/v1:Namespace": group.NS,
         "kubernetes:apps/v1:Deployment": k8s_compute.Deploy,
         "kubernetes:core/v1:Service": network.SVC,
@@ -293,6 +296,10 @@ def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on A
                 scientist >> Edge(label="publish model", **MODEL_PATH) >> blobs
                 if image is not None:
                     blobs >> Edge(label="fetched into the build", **MODEL_PATH) >> image
+            test = find("command:local:Command")
+            if image is not None and test is not None:
+                image >> Edge(label="container test by digest", **MODEL_PATH) >> test
+                image = test  # the Deployment takes its image from the test's output only
             if image is not None and deploy is not None:
                 image >> Edge(label="run by digest", **MODEL_PATH) >> deploy
 

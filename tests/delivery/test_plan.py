@@ -84,7 +84,9 @@ def test_plan_of_the_real_program_under_mocks(tmp_path: Path) -> None:
     assert "digits-3.2.1@sha256:" in text, "the Deployment's image is pinned by digest"
     deploy = next(n for n in nodes if n.type == "kubernetes:apps/v1:Deployment")
     image = next(n for n in nodes if n.type == "docker-build:index:Image")
-    assert image.urn in deploy.dependencies
+    test = next(n for n in nodes if n.type == "command:local:Command")
+    # The Deployment waits for the container test, which waits for the pushed image.
+    assert test.urn in deploy.dependencies and image.urn in test.dependencies
     namespace = next(n for n in nodes if n.type == "kubernetes:core/v1:Namespace")
     assert namespace.dependencies, "Kubernetes objects hang off the cluster through their provider"
     written = draw(nodes, tmp_path / "arch", formats=("dot",))
