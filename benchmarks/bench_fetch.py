@@ -1,16 +1,20 @@
-"""Model-store fetch vs a plain single-stream ``download_blob`` of the same blob, against Azurite.
+"""Model-store fetch vs the SDK's own downloads of the same blob, against Azurite.
 
 Starts its own Azurite on a free 127.0.0.1 port, publishes one model of ``--size-mib``, then times,
-side by side in one run, each in a fresh interpreter (so peak RSS is per method):
+side by side in one run, each in a fresh interpreter (so peak RSS is per method), alternating the
+methods within each round:
 
 - ``sdk readall``:  ``download_blob(max_concurrency=1).readall()``, hash, write to disk
 - ``sdk readinto``: ``download_blob(max_concurrency=1).readinto(file)``, then hash the file
 - ``sdk readinto x4``: ``download_blob(max_concurrency=4).readinto(file)``, then hash the file: the
   SDK's best path, the strongest fair baseline (fetch adds verification, atomic swap and the cache)
-- ``fetch (cold)``: ``ModelStore.fetch`` with an empty cache (ranges + in-order hash + atomic swap)
+- ``fetch (cold)``: ``ModelStore.fetch`` with no cache: the same SDK call writing through the
+  in-order hasher, then the signature check, fsync and the atomic swap
+- ``fetch (cold), hash after``: the same fetch with the download swapped for ``readinto(file)`` and
+  a second pass hashing the file (the alternative to hashing in order while the ranges land)
 - ``fetch (cache hit)``: the same fetch again with a warm cache
 
-    .venv/bin/python benchmarks/bench_fetch.py [--size-mib 200] [--repeat 3]
+    .venv/bin/python benchmarks/bench_fetch.py [--size-mib 200] [--repeat 3] [--concurrency 4]
 """
 
 from __future__ import annotations
@@ -45,14 +49,31 @@ def hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
 
-method, blob_name, out, cache, conc, chunk = sys.argv[1:7]
+method, blob_name, out, cache, conc = sys.argv[1:6]
 from azure.storage.blob import BlobServiceClient
 from modelstore.store import ModelStore
 cs = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
 container = BlobServiceClient.from_connection_string(cs).get_container_client(os.environ["BENCH_CONTAINER"])
 blob = container.get_blob_client(blob_name)
 store = ModelStore.from_connection_string(cs, os.environ["BENCH_CONTAINER"], progress=False,
-                                          concurrency=int(conc), chunk_size=int(chunk))
+                                          concurrency=int(conc))
+if method == "fetch-hash-after":
+    from azure.core import MatchConditions
+    from modelstore import transfer
+
+    def download(blob, size, etag, target, *, concurrency, bar):
+        with open(target, "wb") as fh:
+            blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified,
+                               max_concurrency=concurrency, progress_hook=bar.hook).readinto(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        h = hashlib.sha256()
+        with open(target, "rb") as fh:
+            while b := fh.read(1 << 20):
+                h.update(b)
+        return h.hexdigest()
+
+    transfer.download = download
 blob.get_blob_properties(); store.latest("bench")  # open connections before measuring
 Path("/proc/self/clear_refs").write_text("5")
 base = hwm()
@@ -95,10 +116,10 @@ def make_model(path: Path, size: int) -> ModelManifest:
     return m
 
 
-def run(method: str, work: Path, env: dict[str, str], conc: int, chunk: int, cache: str) -> dict:
+def run(method: str, work: Path, env: dict[str, str], conc: int, cache: str) -> dict:
     out = work / f"out-{method}"
     proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, method, "bench/1/model.onnx", str(out), cache, str(conc), str(chunk)],
+        [sys.executable, "-c", RUNNER, method, "bench/1/model.onnx", str(out), cache, str(conc)],
         env=env, capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
@@ -112,10 +133,8 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=ModelStore.__init__.__kwdefaults__["concurrency"])
-    ap.add_argument("--chunk-mib", type=int, default=ModelStore.__init__.__kwdefaults__["chunk_size"] >> 20)
     args = ap.parse_args()
     size = args.size_mib << 20
-    chunk = args.chunk_mib << 20
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp, Azurite() as az:
         work = Path(tmp)
         print(f"Azurite {az.blob_endpoint}; publishing a {args.size_mib} MiB model ...", file=sys.stderr)
@@ -130,14 +149,12 @@ def main() -> int:
         cache = work / "cache"
         results: dict[str, list[dict]] = {}
         for _ in range(args.repeat):
-            for method, cache_arg in (("sdk-readall", "-"), ("sdk-readinto", "-"), ("sdk-readinto-4", "-"),
-                                      ("fetch-cold", "-")):
-                result = run(method, work, env, args.concurrency, chunk, cache_arg)
-                results.setdefault(method, []).append(result)
+            for method in ("sdk-readall", "sdk-readinto", "sdk-readinto-4", "fetch-cold", "fetch-hash-after"):
+                results.setdefault(method, []).append(run(method, work, env, args.concurrency, "-"))
             shutil.rmtree(cache, ignore_errors=True)
-            run("fetch-fill-cache", work, env, args.concurrency, chunk, str(cache))
+            run("fetch-fill-cache", work, env, args.concurrency, str(cache))
             results.setdefault("fetch-cache-hit", []).append(
-                run("fetch-cache-hit", work, env, args.concurrency, chunk, str(cache)))
+                run("fetch-cache-hit", work, env, args.concurrency, str(cache)))
     for method, runs in results.items():
         bad = [r for r in runs if r["sha256"] != m.sha256]
         if bad:
@@ -148,7 +165,8 @@ def main() -> int:
     labels = {"sdk-readall": "download_blob().readall() (1 stream)",
               "sdk-readinto": "download_blob().readinto(file) (1 stream)",
               "sdk-readinto-4": "download_blob(max_concurrency=4).readinto(file)",
-              "fetch-cold": f"modelstore fetch, cold ({args.concurrency} x {args.chunk_mib} MiB ranges)",
+              "fetch-cold": f"modelstore fetch, cold (SDK x{args.concurrency}, hashed in order)",
+              "fetch-hash-after": f"modelstore fetch, cold (SDK x{args.concurrency}, hash after)",
               "fetch-cache-hit": "modelstore fetch, cache hit"}
     print(f"# {args.size_mib} MiB blob on Azurite, median of {args.repeat}; publish took {publish_s:.2f} s; "
           f"{os.cpu_count()} CPUs")

@@ -7,7 +7,9 @@ if it were a network blip. Here one number, the store timeout ``T`` (``--timeout
 - a request that cannot reach the service is retried for at most ``T`` seconds in all, with each
   connection attempt cut short at the end of that window: an unreachable store fails within ``T``;
 - a transfer that stops receiving bytes fails after ``T`` seconds of silence, and its retries get
-  another ``T``: a connection lost mid-fetch fails within ``2 T``;
+  another ``T`` (after the SDK's own 1 s pause before it re-requests a broken range): a connection
+  lost mid-fetch fails within ``2 T + 1`` s, and once one range has given up, every other range of
+  the same fetch fails at once;
 - a missing or rejected credential is never retried.
 
 Nothing here names more than the account URL: keys, SAS tokens and connection strings never reach a
@@ -44,7 +46,7 @@ from modelstore.errors import AccessDenied, InvalidInput, ModelStoreError, NotFo
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 15.0
-"""Seconds an unreachable store is retried before the command fails (``2 x`` for a lost transfer)."""
+"""Seconds an unreachable store is retried before the command fails (``2 x + 1 s`` for a silent transfer)."""
 TIMEOUT_ENV = "MODELSHIP_STORE_TIMEOUT"
 MAX_TIMEOUT = 600.0
 _RETRIES = 4
@@ -88,6 +90,10 @@ class BoundedRetry(StorageRetryPolicy):
     later; any response (even an error status) shows the service is reachable and resets it. The
     window is kept per thread, so the concurrent range downloads of one fetch each have their own,
     and it spans the SDK's own re-requests after a body broke off mid-stream.
+
+    Once one request has given up, every request of the same operation gives up at once with the
+    same reason: the SDK's concurrent download goes on requesting its remaining ranges after one
+    failed, and each must not open a window of its own.
     """
 
     def __init__(self, timeout: float):
@@ -95,9 +101,16 @@ class BoundedRetry(StorageRetryPolicy):
                          retry_status=_RETRIES)
         self.timeout = timeout
         self._failing = threading.local()
+        self._gave_up: str | None = None
+        """Why a request of the current operation gave up (the store is unreachable), or None."""
+
+    def begin(self) -> None:
+        """Start a new operation: a full window, and forget an earlier operation's giving up."""
+        self._gave_up = None
+        self.reset()
 
     def reset(self) -> None:
-        """Start a new operation in this thread with a full window."""
+        """Give this thread a full window (a new block or range of the same operation)."""
         self._failing.since = None
 
     def _remaining(self) -> float:
@@ -105,15 +118,19 @@ class BoundedRetry(StorageRetryPolicy):
         return self.timeout if since is None else self.timeout - (time.monotonic() - since)
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
-        backoff = self.timeout / 40 * 2 ** settings["count"]
+        # The SDK counts the failure before asking, so the first back-off sees count 1.
+        backoff = self.timeout / 40 * 2 ** (settings["count"] - 1)
         return backoff * random.uniform(0.8, 1.0)
 
     def send(self, request: Any) -> Any:
         settings = self.configure_retries(request)
+        if self._gave_up is not None:
+            raise ServiceRequestError(self._gave_up)
         if self._remaining() <= 0:
             # The SDK re-requests a range whose body broke off; the window is already spent.
             self.reset()
-            raise ServiceRequestError(f"no answer within the {self.timeout:g} s store timeout")
+            self._gave_up = f"no answer within the {self.timeout:g} s store timeout"
+            raise ServiceRequestError(self._gave_up)
         while True:
             started = time.monotonic()
             # Cut a hanging connection attempt off at the window's end (read stalls: read_timeout).
@@ -126,6 +143,7 @@ class BoundedRetry(StorageRetryPolicy):
                 if getattr(self._failing, "since", None) is None:
                     self._failing.since = started
                 if not self._again(settings, request, error=err):
+                    self._gave_up = str(err)
                     raise
                 log.info("no answer from %s (%s); retrying", _origin(request.http_request.url), reason(err))
                 continue

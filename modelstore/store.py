@@ -233,7 +233,11 @@ class ModelStore:
         self.create_container = create_container
         self.progress = progress
         self.concurrency = concurrency
+        """Requests in flight per transfer: the SDK's ``max_concurrency`` for a fetch, parallel
+        block uploads (at most 4) for a publish."""
         self.chunk_size = chunk_size
+        """Block size of a publish's upload. A fetch's range size is the client's
+        ``max_chunk_get_size`` (``connection.CLIENT_SIZES``), which the SDK reads."""
         self.max_pointer_attempts = max_pointer_attempts
         self.signing_key = signing_key
         """Private key publish signs with (default: ``MODELSHIP_SIGNING_KEY`` or the local key)."""
@@ -332,7 +336,8 @@ class ModelStore:
     @contextlib.contextmanager
     def _azure_errors(self) -> Iterator[None]:
         """One store operation: a fresh retry window, and the SDK's errors mapped to the store's."""
-        self._reset_retry_window()
+        if self._retry is not None:
+            self._retry.begin()
         with self._errors():
             yield
 
@@ -756,18 +761,19 @@ class ModelStore:
                 )
             bar = Progress(props.size, f"fetch {manifest.ref}", self.progress)
             try:
-                digest = transfer.download_ranges(
-                    blob, props.size, props.etag, target, chunk=self.chunk_size,
-                    concurrency=self.concurrency, bar=bar, on_range=self._reset_retry_window,
-                )
+                digest = transfer.download(blob, props.size, props.etag, target,
+                                           concurrency=self.concurrency, bar=bar)
             except ResourceModifiedError:
                 raise ModelStoreError(
                     f"{blob_name} changed while it was being downloaded; fetch again"
                 ) from None
             except (ServiceRequestError, ServiceResponseError, IncompleteReadError) as exc:
-                raise self._errors.unreachable(
-                    exc, f" while downloading {manifest.ref} (the destination was left unchanged)"
-                ) from None
+                raise self._errors.unreachable(exc, self._downloading(manifest)) from None
+            except HttpResponseError as exc:
+                if exc.status_code is not None:
+                    raise
+                # The SDK gave up re-requesting a range whose body kept breaking off.
+                raise self._errors.unreachable(exc, self._downloading(manifest)) from None
             finally:
                 bar.close()
         if digest != manifest.sha256:
@@ -777,3 +783,7 @@ class ModelStore:
                 "the destination was left unchanged. Publish a new version or fetch another one."
             )
         return props.size
+
+    @staticmethod
+    def _downloading(manifest: ModelManifest) -> str:
+        return f" while downloading {manifest.ref} (the destination was left unchanged)"

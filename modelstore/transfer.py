@@ -1,4 +1,4 @@
-"""Moving a model's bytes: hashed block uploads, concurrent ranged downloads, progress bars.
+"""Moving a model's bytes: hashed block uploads, the SDK's concurrent download hashed in order, progress.
 
 Both directions hash exactly the bytes that travel, so the store can say "these stored bytes match
 the manifest" from what it sent or received, never from metadata an earlier attempt left behind.
@@ -47,6 +47,13 @@ class Progress:
             with self._lock:
                 self._bar.update(n)
 
+    def hook(self, current: int, total: int | None) -> None:
+        """The SDK's ``progress_hook``: bytes done so far, reported from its worker threads."""
+        if self._bar is not None:
+            with self._lock:
+                if current > self._bar.n:
+                    self._bar.update(current - self._bar.n)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -91,93 +98,94 @@ def upload_blocks(
     return blocks, digest.hexdigest(), size
 
 
-class OffsetWriter:
-    """A write-only, non-seekable stream that writes at a fixed file offset onwards (``pwrite``)."""
+class InOrderHasher:
+    """The file the SDK's concurrent download writes into, hashing its bytes in file order as they land.
 
-    def __init__(self, fd: int, offset: int):
+    ``readinto`` seeks and writes whole ranges, one at a time, in whatever order they arrive. A range
+    that lands where the hashed prefix ends is hashed from the buffer the SDK hands over; ranges
+    that land early are hashed from the file (page cache) once the prefix reaches them. Nothing is
+    held back, so memory stays at what the SDK itself buffers.
+    """
+
+    def __init__(self, fd: int):
         self._fd = fd
-        self._offset = offset
-        self.written = 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], self._offset + self.written + done)
-        self.written += done
-        return done
+        self._pos = 0
+        self._early: dict[int, int] = {}
+        """Offset -> length of ranges written past the hashed prefix, not hashed yet."""
+        self._digest = hashlib.sha256()
+        self._lock = threading.Lock()
+        self.hashed = 0
+        """Length of the hashed prefix."""
 
     def seekable(self) -> bool:
-        return False
+        return True
 
     def writable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self._pos
 
-def download_ranges(
-    blob: Any, size: int, etag: str, target: Path, *, chunk: int, concurrency: int, bar: Progress,
-    on_range: Callable[[], None] = lambda: None,
-) -> str:
-    """Download ``size`` bytes in concurrent ranges into ``target`` and return their sha256.
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise OSError(f"seek whence {whence} is not supported")
+        self._pos = offset
+        return offset
 
-    Every range is pinned to ``etag``, so a blob replaced mid-download fails instead of mixing.
-    Workers write ranges at their offsets; this thread hashes the file in order as the prefix of
-    completed ranges grows, so hashing overlaps the transfer.
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        if not len(view):
+            return 0
+        with self._lock:
+            offset = self._pos
+            done = 0
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], offset + done)
+            self._pos += done
+            if offset == self.hashed:
+                self._digest.update(view)
+                self.hashed += done
+                while self.hashed in self._early:
+                    self._hash_from_file(self.hashed, self._early.pop(self.hashed))
+            elif offset > self.hashed:
+                self._early[offset] = done
+            else:  # a range written twice: the SDK never does it; refuse rather than hash it wrong
+                raise IntegrityError(f"range at offset {offset} was written again")
+            return done
+
+    def _hash_from_file(self, offset: int, length: int) -> None:
+        end = offset + length
+        while offset < end:
+            piece = os.pread(self._fd, min(IO_CHUNK, end - offset), offset)
+            if not piece:
+                raise IntegrityError(f"range at offset {offset} vanished from the file")
+            self._digest.update(piece)
+            offset += len(piece)
+        self.hashed = end
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def download(blob: Any, size: int, etag: str, target: Path, *, concurrency: int, bar: Progress) -> str:
+    """Download ``blob`` into ``target`` with the SDK's concurrent path; return the sha256 of the file.
+
+    ``download_blob(max_concurrency=N).readinto(...)`` moves the bytes (its own range size is the
+    client's ``max_chunk_get_size``), pinned to ``etag`` so a blob replaced mid-download fails
+    instead of mixing. What the SDK lacks is added around it: the in-order hash (``InOrderHasher``),
+    a size check, and an fsync before the caller swaps the file into place.
     """
-    done: dict[int, int] = {}
-    state = {"contiguous": 0}
-    cond = threading.Condition()
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        def fetch_range(offset: int) -> None:
-            on_range()
-            length = min(chunk, size - offset)
-            # readinto() hands the response body straight to the writer: one buffer per worker.
-            writer = OffsetWriter(fd, offset)
-            blob.download_blob(
-                offset=offset, length=length, etag=etag,
-                match_condition=MatchConditions.IfNotModified, max_concurrency=1,
-            ).readinto(writer)
-            if writer.written != length:
-                raise IntegrityError(f"short read at offset {offset}: {writer.written} of {length} bytes")
-            bar.update(length)
-            with cond:
-                done[offset] = length
-                while state["contiguous"] in done:
-                    state["contiguous"] += done.pop(state["contiguous"])
-                cond.notify_all()
-
-        digest = hashlib.sha256()
-        hashed = 0
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
-            futures = [pool.submit(fetch_range, off) for off in range(0, size, chunk)]
-            for f in futures:
-                f.add_done_callback(lambda _f: _notify(cond))
-            try:
-                with open(target, "rb", buffering=0) as reader:
-                    while hashed < size:
-                        with cond:
-                            while state["contiguous"] <= hashed and not any(
-                                f.done() and f.exception() for f in futures
-                            ):
-                                cond.wait(timeout=1.0)
-                            ready = state["contiguous"]
-                        failed = [f for f in futures if f.done() and f.exception()]
-                        if failed:
-                            raise failed[0].exception()  # type: ignore[misc]
-                        while hashed < ready:
-                            piece = os.pread(reader.fileno(), min(IO_CHUNK, ready - hashed), hashed)
-                            digest.update(piece)
-                            hashed += len(piece)
-            finally:
-                for f in futures:
-                    f.cancel()
+        writer = InOrderHasher(fd)
+        downloader = blob.download_blob(
+            etag=etag, match_condition=MatchConditions.IfNotModified, max_concurrency=concurrency,
+            progress_hook=bar.hook,
+        )
+        written = downloader.readinto(writer)
+        if written != size or writer.hashed != size:
+            raise IntegrityError(f"short download: {writer.hashed} of {size} bytes arrived in order")
         os.fsync(fd)
     finally:
         os.close(fd)
-    return digest.hexdigest()
-
-
-def _notify(cond: threading.Condition) -> None:
-    with cond:
-        cond.notify_all()
+    return writer.hexdigest()

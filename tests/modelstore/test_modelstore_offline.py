@@ -82,12 +82,19 @@ def publish_and_fetch_once(store, make_model, tmp_path, size: int):
     return dest, manifest
 
 
+# Where the cut falls: in the SDK's first request (the first 8 MiB, connection.CLIENT_SIZES), or
+# while its concurrent range requests are in flight (it goes on requesting the remaining ranges).
+PHASES = {"first request": (4 * MiB, 1 * MiB), "concurrent ranges": (48 * MiB, 14 * MiB)}
+
+
+@pytest.mark.parametrize("phase", PHASES)
 def test_a_connection_lost_mid_fetch_fails_within_30_s_and_leaves_dest(
-    azurite, store, store_env, make_model, tmp_path
+    azurite, store, store_env, make_model, tmp_path, phase
 ):
-    dest, _ = publish_and_fetch_once(store, make_model, tmp_path, 4 * MiB)
+    size, cut_after = PHASES[phase]
+    dest, _ = publish_and_fetch_once(store, make_model, tmp_path, size)
     before = sorted(p.name for p in dest.parent.iterdir()), (dest / "model.onnx").read_bytes()
-    with FaultProxy(azurite.port, cut_after=1 * MiB, after_cut=AfterCut.DOWN) as proxy:
+    with FaultProxy(azurite.port, cut_after=cut_after, after_cut=AfterCut.DOWN) as proxy:
         env = {**store_env, "AZURE_STORAGE_CONNECTION_STRING": via(proxy.port, azurite.connection_string)}
         proc, elapsed = cli(["fetch", "digits@2", str(dest), "--no-cache"], env)
         assert proxy.cut.is_set(), "the transfer was never cut: the test proves nothing"
@@ -100,11 +107,13 @@ def test_a_connection_lost_mid_fetch_fails_within_30_s_and_leaves_dest(
     assert (sorted(p.name for p in dest.parent.iterdir()), (dest / "model.onnx").read_bytes()) == before
 
 
+@pytest.mark.parametrize("phase", PHASES)
 def test_a_stalled_transfer_fails_after_the_configured_timeout(
-    azurite, store, store_env, make_model, tmp_path
+    azurite, store, store_env, make_model, tmp_path, phase
 ):
-    dest, _ = publish_and_fetch_once(store, make_model, tmp_path, 4 * MiB)
-    with FaultProxy(azurite.port, cut_after=1 * MiB, after_cut=AfterCut.STALL) as proxy:
+    size, cut_after = PHASES[phase]
+    dest, _ = publish_and_fetch_once(store, make_model, tmp_path, size)
+    with FaultProxy(azurite.port, cut_after=cut_after, after_cut=AfterCut.STALL) as proxy:
         env = {**store_env, "AZURE_STORAGE_CONNECTION_STRING": via(proxy.port, azurite.connection_string),
                "MODELSHIP_STORE_TIMEOUT": "2"}
         proc, elapsed = cli(["fetch", "digits@2", str(dest), "--no-cache"], env)
@@ -117,11 +126,13 @@ def test_a_stalled_transfer_fails_after_the_configured_timeout(
     assert load_model_dir(dest).version == "1"
 
 
+@pytest.mark.parametrize("phase", PHASES)
 def test_a_fetch_recovers_quietly_when_the_store_comes_back_within_the_window(
-    azurite, store, store_env, make_model, tmp_path
+    azurite, store, store_env, make_model, tmp_path, phase
 ):
-    dest, manifest = publish_and_fetch_once(store, make_model, tmp_path, 4 * MiB)
-    with FaultProxy(azurite.port, cut_after=1 * MiB, after_cut=AfterCut.RESTART, refuse=2) as proxy:
+    size, cut_after = PHASES[phase]
+    dest, manifest = publish_and_fetch_once(store, make_model, tmp_path, size)
+    with FaultProxy(azurite.port, cut_after=cut_after, after_cut=AfterCut.RESTART, refuse=2) as proxy:
         env = {**store_env, "AZURE_STORAGE_CONNECTION_STRING": via(proxy.port, azurite.connection_string)}
         proc, _ = cli(["fetch", "digits@2", str(dest), "--no-cache"], env)
         assert proxy.cut.is_set() and proxy.refused == 2, "the store never went away: proves nothing"
