@@ -35,6 +35,9 @@ BLOB_CONTAINER = "azure-native:storage:BlobContainer"
 REGISTRY = "azure-native:containerregistry:Registry"
 MANAGED_CLUSTER = "azure-native:containerservice:ManagedCluster"
 SERVICE = "kubernetes:core/v1:Service"
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+ANALYSIS_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+CLUSTER_ANALYSIS_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:ClusterAnalysisTemplate"
 
 POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
@@ -44,8 +47,13 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "kubernetes:core/v1:Pod": ("spec",),
+    # Argo Rollouts: the Rollout replaces the Deployment and keeps its pod template in the same place.
+    ROLLOUT: ("spec", "template", "spec"),
 }
 """Where each workload kind keeps its pod spec: the container rules apply to all of them."""
+JOB_METRIC_KINDS = (ANALYSIS_TEMPLATE, CLUSTER_ANALYSIS_TEMPLATE)
+"""Argo Rollouts analysis templates: each metric with a Job provider runs a pod
+(``spec.metrics[i].provider.job.spec.template.spec``), so the container rules apply to it too."""
 
 ALLOWED_TLS = ("TLS1_2",)
 """The SDK's MinimumTlsVersion enum lists TLS1_3 but documents it as not supported by Azure
@@ -140,19 +148,29 @@ def _aks_rbac_identity(args: ResourceValidationArgs, report: Report) -> None:
 # --- Kubernetes workloads ------------------------------------------------------------------
 
 
+def _pod_specs(args: ResourceValidationArgs) -> Iterable[tuple[str, Mapping]]:
+    """(label, pod spec) for every pod a resource declares: a workload's template, each Job metric."""
+    kind = args.resource_type.rsplit(":", 1)[-1]
+    path = POD_TEMPLATE_PATHS.get(args.resource_type)
+    if path is not None:
+        pod = _get(args.props, *path)
+        if isinstance(pod, Mapping):
+            yield f"{kind} {args.name}", pod
+    elif args.resource_type in JOB_METRIC_KINDS:
+        for i, metric in enumerate(_seq(_get(args.props, "spec", "metrics"))):
+            pod = _get(metric, "provider", "job", "spec", "template", "spec")
+            if isinstance(pod, Mapping):
+                yield f"{kind} {args.name} metrics[{i}] ({_get(metric, 'name') or '?'}) job", pod
+
+
 def _containers(args: ResourceValidationArgs) -> Iterable[tuple[str, Mapping, Mapping | None]]:
     """(label, container, pod securityContext) for every container of a workload."""
-    path = POD_TEMPLATE_PATHS.get(args.resource_type)
-    if path is None:
-        return
-    pod = _get(args.props, *path)
-    pod_security = _get(pod, "securityContext")
-    for field in ("initContainers", "containers"):
-        for i, container in enumerate(_seq(_get(pod, field))):
-            if isinstance(container, Mapping):
-                label = f"{args.resource_type.rsplit(':', 1)[-1]} {args.name} {field}[{i}] " \
-                        f"({container.get('name', '?')})"
-                yield label, container, pod_security
+    for where, pod in _pod_specs(args):
+        pod_security = _get(pod, "securityContext")
+        for field in ("initContainers", "containers"):
+            for i, container in enumerate(_seq(_get(pod, field))):
+                if isinstance(container, Mapping):
+                    yield f"{where} {field}[{i}] ({container.get('name', '?')})", container, pod_security
 
 
 def _container_hardening(args: ResourceValidationArgs, report: Report) -> None:
@@ -190,17 +208,13 @@ def _no_privilege(args: ResourceValidationArgs, report: Report) -> None:
 
 
 def _pod_isolation(args: ResourceValidationArgs, report: Report) -> None:
-    path = POD_TEMPLATE_PATHS.get(args.resource_type)
-    if path is None:
-        return
-    pod = _get(args.props, *path)
-    kind = args.resource_type.rsplit(":", 1)[-1]
-    for field in HOST_NAMESPACES:
-        if _get(pod, field) is True:
-            report(f"{kind} {args.name}: {field} must not be true (the pod would share the node's namespace)")
-    if _seq(_get(pod, "ephemeralContainers")):
-        report(f"{kind} {args.name}: ephemeralContainers must not be declared (debug containers bypass "
-               "the pod's hardening)")
+    for where, pod in _pod_specs(args):
+        for field in HOST_NAMESPACES:
+            if _get(pod, field) is True:
+                report(f"{where}: {field} must not be true (the pod would share the node's namespace)")
+        if _seq(_get(pod, "ephemeralContainers")):
+            report(f"{where}: ephemeralContainers must not be declared (debug containers bypass "
+                   "the pod's hardening)")
 
 
 def _image_digest(args: ResourceValidationArgs, report: Report) -> None:

@@ -47,6 +47,20 @@ GOOD: dict[str, dict] = {
     },
     rules.SERVICE: {"metadata": {"annotations": {rules.DNS_LABEL_ANNOTATION: "modelship-dev"}},
                     "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}},
+    rules.ROLLOUT: {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "digits"},
+        "spec": {"template": {"spec": {"securityContext": {"runAsUser": 10001},
+                                       "containers": [_container()]}},
+                 "strategy": {"canary": {"steps": [{"setWeight": 10}]}}},
+    },
+    rules.ANALYSIS_TEMPLATE: {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "canary"},
+        "spec": {"metrics": [
+            {"name": "web", "provider": {"web": {"url": "http://example"}}},
+            {"name": "canary-analysis", "provider": {"job": {"spec": {"template": {"spec": {
+                "containers": [_container("analysis")]}}}}}},
+        ]},
+    },
 }
 
 
@@ -67,6 +81,7 @@ def _set(props: dict, path: str, value) -> dict:
 DELETE = object()
 POD = "spec.template.spec"
 C0 = f"{POD}.containers.0"
+JOB0 = "spec.metrics.1.provider.job.spec.template.spec.containers.0"
 
 # (resource type, property path, bad value, the rule that must fire, words its message must hold)
 BREAKS = [
@@ -125,6 +140,25 @@ BREAKS = [
     ("kubernetes:apps/v1:Deployment", f"{POD}.hostIPC", True, "pods-isolated-from-the-node", "hostIPC"),
     ("kubernetes:apps/v1:Deployment", f"{POD}.ephemeralContainers", [{"name": "debug", "image": "busybox"}],
      "pods-isolated-from-the-node", "ephemeralContainers must not be declared"),
+    # The Rollout that replaces the Deployment, and the analysis Job's pod, are held to the same rules.
+    (rules.ROLLOUT, f"{C0}.securityContext.runAsNonRoot", False, "containers-non-root-read-only-limits",
+     "Rollout bad containers[0] (server): securityContext.runAsNonRoot must be true"),
+    (rules.ROLLOUT, f"{C0}.securityContext.readOnlyRootFilesystem", DELETE,
+     "containers-non-root-read-only-limits", "readOnlyRootFilesystem must be true"),
+    (rules.ROLLOUT, f"{C0}.resources.limits", DELETE, "containers-non-root-read-only-limits",
+     "limits must set cpu and memory"),
+    (rules.ROLLOUT, f"{C0}.image", "modelship.azurecr.io/modelship:2.1.0", "images-pinned-by-digest",
+     "pinned by digest"),
+    (rules.ROLLOUT, f"{C0}.securityContext.allowPrivilegeEscalation", True, "containers-no-privilege",
+     "allowPrivilegeEscalation must be false"),
+    (rules.ROLLOUT, f"{POD}.hostNetwork", True, "pods-isolated-from-the-node", "hostNetwork"),
+    (rules.ANALYSIS_TEMPLATE, f"{JOB0}.securityContext.runAsNonRoot", DELETE,
+     "containers-non-root-read-only-limits",
+     "AnalysisTemplate bad metrics[1] (canary-analysis) job containers[0] (analysis): "
+     "securityContext.runAsNonRoot"),
+    (rules.ANALYSIS_TEMPLATE, f"{JOB0}.image", "python:3.12", "images-pinned-by-digest", "pinned by digest"),
+    (rules.ANALYSIS_TEMPLATE, f"{JOB0}.resources.limits.cpu", DELETE, "containers-non-root-read-only-limits",
+     "limits must set cpu"),
 ]
 
 
