@@ -21,6 +21,9 @@ STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
 REGISTRY = "azure-native:containerregistry:Registry"
 IMAGE = "docker-build:index:Image"
 SERVICE = "kubernetes:core/v1:Service"
+DCR = "azure-native:monitor:DataCollectionRule"
+DCR_ASSOCIATION = "azure-native:monitor:DataCollectionRuleAssociation"
+FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 
 # https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules
@@ -154,9 +157,97 @@ def _build_cache(name: str, inputs: Mapping[str, Any], kinds: Mapping[str, str])
     return []
 
 
+def _aks_monitor(name: str, inputs: Mapping[str, Any], kinds: Mapping[str, str]) -> list[str]:
+    """The metrics add-on (managed Prometheus) needs a managed-identity cluster: "The cluster must
+    use managed identity authentication" (prerequisites of
+    https://learn.microsoft.com/azure/azure-monitor/containers/kubernetes-monitoring-enable).
+    """
+    if _get(inputs, "azureMonitorProfile", "metrics", "enabled") is True and \
+            _get(inputs, "identity", "type") not in ("SystemAssigned", "UserAssigned"):
+        return [f"AKS cluster {name}: azureMonitorProfile.metrics needs a managed identity "
+                f"(identity.type SystemAssigned or UserAssigned), got {_get(inputs, 'identity', 'type')!r}"]
+    return []
+
+
+def _dcr_association(name: str, inputs: Mapping[str, Any], kinds: Mapping[str, str]) -> list[str]:
+    """A data collection rule association links a resource to one rule *or* one endpoint, and an
+    endpoint association has the fixed name ``configurationAccessEndpoint``
+    (https://learn.microsoft.com/azure/azure-monitor/essentials/data-collection-endpoint-overview and
+    the REST reference "Data Collection Rule Associations - Create": dataCollectionEndpointId "The
+    resource ID of the data collection endpoint that is to be associated", one of the two).
+    """
+    rule, endpoint = inputs.get("dataCollectionRuleId"), inputs.get("dataCollectionEndpointId")
+    if (rule is None) == (endpoint is None):
+        return [f"data collection rule association {name}: set exactly one of dataCollectionRuleId and "
+                "dataCollectionEndpointId"]
+    if endpoint is not None and inputs.get("associationName") != "configurationAccessEndpoint":
+        return [f"data collection rule association {name}: an endpoint association must be named "
+                f"'configurationAccessEndpoint', got {inputs.get('associationName')!r}"]
+    return []
+
+
+def _dcr_flows(name: str, inputs: Mapping[str, Any], kinds: Mapping[str, str]) -> list[str]:
+    """Each data flow sends streams some data source declares to destinations the rule declares;
+    ARM refuses a rule whose flow names an undeclared destination or stream (InvalidPayload,
+    https://learn.microsoft.com/azure/azure-monitor/essentials/data-collection-rule-structure#dataflows).
+    """
+    destinations = {d.get("name") for group in (inputs.get("destinations") or {}).values()
+                    for d in (group if isinstance(group, list) else [group]) if isinstance(d, Mapping)}
+    streams = {st for group in (inputs.get("dataSources") or {}).values() if isinstance(group, list)
+               for source in group if isinstance(source, Mapping) for st in source.get("streams") or []}
+    streams |= set(inputs.get("streamDeclarations") or {})
+    errors = []
+    for i, flow in enumerate(inputs.get("dataFlows") or []):
+        for dest in flow.get("destinations") or []:
+            if dest not in destinations:
+                declared = ", ".join(sorted(map(str, destinations))) or "none"
+                errors.append(f"data collection rule {name}: dataFlows[{i}] sends to {dest!r}, which is not "
+                              f"among its destinations ({declared})")
+        for stream in flow.get("streams") or []:
+            if stream not in streams:
+                errors.append(f"data collection rule {name}: dataFlows[{i}] stream {stream!r} comes from no "
+                              f"data source ({', '.join(sorted(streams)) or 'none'})")
+    return errors
+
+
+_FIC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
+_SA_SUBJECT_RE = re.compile(
+    r"^system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
+
+
+def _federated_credential(name: str, inputs: Mapping[str, Any], kinds: Mapping[str, str]) -> list[str]:
+    """Federated identity credentials on a user-assigned identity: name 3-120 characters of letters,
+    digits, '-' and '_' starting alphanumeric; one audience; an https issuer
+    (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-considerations#unsupported-characters
+    and #federated-identity-credential-considerations). For AKS workload identity the subject is
+    ``system:serviceaccount:<namespace>:<service account>`` and the audience
+    ``api://AzureADTokenExchange`` (https://learn.microsoft.com/azure/aks/workload-identity-deploy-cluster).
+    """
+    errors = []
+    fic = inputs.get("federatedIdentityCredentialResourceName")
+    if not isinstance(fic, str) or not _FIC_NAME_RE.match(fic):
+        errors.append(f"federated credential {name}: name {fic!r} must be 3-120 letters, digits, '-' or '_', "
+                      "starting alphanumeric")
+    audiences = inputs.get("audiences") or []
+    if len(audiences) != 1:
+        errors.append(f"federated credential {name}: exactly one audience is allowed, got {audiences!r}")
+    issuer = inputs.get("issuer")
+    if not isinstance(issuer, str) or not issuer.startswith("https://"):
+        errors.append(f"federated credential {name}: issuer must be an https URL, got {issuer!r}")
+    subject = inputs.get("subject")
+    if isinstance(subject, str) and subject.startswith("system:serviceaccount:") and \
+            not _SA_SUBJECT_RE.match(subject):
+        errors.append(f"federated credential {name}: subject {subject!r} must be "
+                      "system:serviceaccount:<namespace>:<service account name> (RFC 1123 names)")
+    return errors
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     ROLE_ASSIGNMENT: (_principal_type,),
-    MANAGED_CLUSTER: (_aks_entra, _aks_network, _names(MANAGED_CLUSTER)),
+    MANAGED_CLUSTER: (_aks_entra, _aks_network, _aks_monitor, _names(MANAGED_CLUSTER)),
+    DCR: (_dcr_flows,),
+    DCR_ASSOCIATION: (_dcr_association,),
+    FEDERATED_CREDENTIAL: (_federated_credential,),
     STORAGE_ACCOUNT: (_names(STORAGE_ACCOUNT),),
     REGISTRY: (_names(REGISTRY),),
     IMAGE: (_build_cache,),

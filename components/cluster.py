@@ -3,6 +3,8 @@
 * Managed (system-assigned) identity, Kubernetes RBAC, Entra ID integration with Azure RBAC for
   Kubernetes authorization, local accounts disabled: there is no static admin certificate.
 * OIDC issuer + workload identity, so pods get Entra ID tokens without secrets.
+* The Azure Monitor metrics add-on (managed Prometheus), which the canary analysis reads; its
+  workspace and collection rules are :class:`components.monitoring.ManagedPrometheus`.
 * Network policy enforced on the Azure CNI overlay: Cilium (Azure CNI powered by Cilium, eBPF
   dataplane; the default), Azure Network Policy Manager (being retired) or Calico.
 * The kubelet identity gets **AcrPull** on the registry; the deploying principal gets the
@@ -52,6 +54,8 @@ class KubernetesClusterArgs:
     """Non-interactive kubelogin mode written into the kubeconfig."""
     grant_admin_to_deployer: bool = True
     """Give the identity running ``pulumi up`` cluster-admin through Azure RBAC."""
+    managed_prometheus: bool = True
+    """Run the Azure Monitor metrics add-on (``azureMonitorProfile.metrics``)."""
     deployer_principal_type: str | None = None
     """``User`` or ``ServicePrincipal``: what the identity running ``pulumi up`` is (required with
     ``grant_admin_to_deployer``; ARM refuses a mismatch). See :mod:`components.deployer`."""
@@ -109,6 +113,9 @@ class KubernetesCluster(pulumi.ComponentResource):
                 managed=True, enable_azure_rbac=True, tenant_id=config.tenant_id,
             ),
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            azure_monitor_profile=containerservice.ManagedClusterAzureMonitorProfileArgs(
+                metrics=containerservice.ManagedClusterAzureMonitorProfileMetricsArgs(enabled=True),
+            ) if args.managed_prometheus else None,
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
                 workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(
                     enabled=True,
@@ -178,6 +185,7 @@ class KubernetesCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=provider_deps),
         )
         self.cluster_name = self.cluster.name
+        self.cluster_id = self.cluster.id
         self.oidc_issuer_url = self.cluster.oidc_issuer_profile.apply(
             lambda p: p.issuer_url if p else ""
         )

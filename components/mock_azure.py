@@ -95,6 +95,28 @@ def fabricate(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
         out["name"] = rel
         out["fqdn"] = f"{rel}.{inputs.get('zoneName')}."
         return f"{base}/Microsoft.Network/dnszones/{inputs.get('zoneName')}/A/{rel}", out
+    if typ == "azure-native:monitor:AzureMonitorWorkspace":
+        amw = out["name"] = inputs.get("azureMonitorWorkspaceName", name)
+        out["metrics"] = {"internalId": f"mac_{_digest(amw)[:8]}", "prometheusQueryEndpoint":
+                          f"https://{amw}-{_digest(amw)[:8]}.{inputs.get('location')}.prometheus.monitor.azure.com"}
+        return f"{base}/Microsoft.Monitor/accounts/{amw}", out
+    if typ in ("azure-native:monitor:DataCollectionEndpoint", "azure-native:monitor:DataCollectionRule"):
+        kind = "dataCollectionEndpoints" if typ.endswith("Endpoint") else "dataCollectionRules"
+        out["name"] = inputs.get("dataCollectionEndpointName") or inputs.get("dataCollectionRuleName") or name
+        return f"{base}/Microsoft.Insights/{kind}/{out['name']}", out
+    if typ == "azure-native:monitor:DataCollectionRuleAssociation":
+        out["name"] = inputs.get("associationName", name)
+        return f"{inputs.get('resourceUri')}/providers/Microsoft.Insights/dataCollectionRuleAssociations/" \
+               f"{out['name']}", out
+    if typ == "azure-native:managedidentity:UserAssignedIdentity":
+        uai = out["name"] = inputs.get("resourceName", name)
+        out.update(clientId=f"client-{_digest(uai)[:12]}", principalId=f"principal-{_digest(uai)[:12]}",
+                   tenantId=TENANT_ID)
+        return f"{base}/Microsoft.ManagedIdentity/userAssignedIdentities/{uai}", out
+    if typ == "azure-native:managedidentity:FederatedIdentityCredential":
+        out["name"] = inputs.get("federatedIdentityCredentialResourceName", name)
+        return (f"{base}/Microsoft.ManagedIdentity/userAssignedIdentities/{inputs.get('resourceName')}/"
+                f"federatedIdentityCredentials/{out['name']}"), out
     out.setdefault("name", name)
     return f"{base}/{typ}/{name}", out
 

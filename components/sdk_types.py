@@ -34,6 +34,17 @@ UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 """The engine's placeholder for a value unknown during preview."""
 
 
+DOCUMENTED_OPEN_ENUM_VALUES: dict[str, frozenset[str]] = {
+    # The REST spec's ``Known*`` enums are open (``modelAsString``); the SDK lists only some values.
+    # Managed Prometheus routes the stream its prometheusForwarder source emits through a data flow:
+    # Microsoft's AKS onboarding template ("Enable Prometheus metrics collection", ARM/Bicep, DCR
+    # ``dataFlows[].streams: ['Microsoft-PrometheusMetrics']``,
+    # https://learn.microsoft.com/azure/azure-monitor/containers/kubernetes-monitoring-enable).
+    "KnownDataFlowStreams": frozenset({"Microsoft-PrometheusMetrics"}),
+}
+"""Values an SDK enum omits that Azure documents for that property; each entry says where."""
+
+
 class SdkTypeError(ValueError):
     """A recorded input does not fit the installed SDK's type for that resource."""
 
@@ -162,7 +173,8 @@ def _check_value(value: Any, typ: Any, path: str, errors: list[str]) -> None:
     if enums and isinstance(value, str):
         # The SDK types these as Union[str, Enum] so new API values are not blocked client-side;
         # here only the values the installed SDK documents pass.
-        allowed = {str(m.value) for e in enums for m in e}
+        allowed = {str(m.value) for e in enums for m in e} | {
+            v for e in enums for v in DOCUMENTED_OPEN_ENUM_VALUES.get(e.__name__, ())}
         if value not in allowed:
             errors.append(f"{path}: {value!r} is not an allowed value; allowed: {', '.join(sorted(allowed))}")
         return

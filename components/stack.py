@@ -18,11 +18,13 @@ import pulumi
 from pulumi_azure_native import resources
 
 from components import sizing
+from components.argo_rollouts import ArgoRollouts, ArgoRolloutsArgs
 from components.build_spec import BuildSpec, make_build_spec
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
 from components.image_test import ImageTest, ImageTestArgs
+from components.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
@@ -145,6 +147,16 @@ class ModelshipStack(pulumi.ComponentResource):
             max_count=settings.node_max_count, network_policy=settings.network_policy.value,
             kubelogin_mode=settings.kubelogin_mode.value, deployer_principal_type=deployer,
         ), opts=child)
+        # The progressive-delivery engine and the metrics its canary analysis reads: platform
+        # parts, there before any model is.
+        in_cluster = pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider])
+        self.rollouts = ArgoRollouts(f"{name}-rollouts", ArgoRolloutsArgs(), opts=in_cluster)
+        self.metrics = ManagedPrometheus(f"{name}-metrics", ManagedPrometheusArgs(
+            resource_group_name=rg, location=settings.location,
+            workspace_name=f"{settings.cluster_name[:40].rstrip('-_')}-amw",
+            cluster_id=self.cluster.cluster_id, cluster_name=settings.cluster_name,
+            oidc_issuer_url=self.cluster.oidc_issuer_url, namespace=settings.namespace,
+        ), opts=in_cluster)
 
         self.release_trigger: ReleaseTrigger | None = None
         if settings.release_webhook_url:
@@ -162,6 +174,7 @@ class ModelshipStack(pulumi.ComponentResource):
             "registryLoginServer": self.registry.login_server,
             "clusterName": self.cluster.cluster_name,
             "kubeconfig": self.cluster.kubeconfig,
+            "prometheusQueryEndpoint": self.metrics.query_endpoint,
         }
         self.image: ModelImage | None = None
         self.image_test: ImageTest | None = None

@@ -48,6 +48,7 @@ import base64
 import copy
 import dataclasses
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -58,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
-from components import arm_rules, sdk_types
+from components import arm_rules, crd_schemas, sdk_types
 
 # The fixed identities and fabricated outputs live in components.mock_azure; tests and tools
 # import them from here, so they are re-exported.
@@ -108,8 +109,9 @@ class RecordedResource:
 
     @property
     def is_kubernetes_object(self) -> bool:
-        """A Kubernetes API object (not the Kubernetes provider itself)."""
-        return self.custom and self.type.startswith("kubernetes:")
+        """A Kubernetes API object (not the Kubernetes provider, not a Helm release)."""
+        return (self.custom and self.type.startswith("kubernetes:")
+                and not self.type.startswith("kubernetes:helm.sh/"))
 
 
 @dataclasses.dataclass
@@ -209,6 +211,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """Why Azure, the SDK's types or the Kubernetes API would refuse this resource."""
         found = sdk_types.check_inputs(typ, inputs, name) + arm_rules.check_resource(
             typ, name, inputs, self.principal_kinds)
+        if typ == HELM_RELEASE:
+            found += helm_release_problems(name, inputs)
+        elif typ.startswith("kubernetes:") and sdk_types.args_class(typ) is None:
+            # A custom resource: the SDK has no type for it, its CRD's schema is the contract.
+            try:
+                found += [f"{typ} {name}: CRD schema: {e}" for e in crd_schemas.errors(inputs)]
+            except crd_schemas.CrdSchemaError as exc:
+                found.append(f"{typ} {name}: {exc}")
         if typ.startswith("kubernetes:") and "kind" in inputs and sdk_types.args_class(typ) is not None:
             import kubernetes_validate  # a test/plan dependency (requirements-dev.txt), loaded on use
 
@@ -218,6 +228,36 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 found.append(f"{typ} {name}: kubernetes-validate {KUBERNETES_VERSION} strict: {exc.message} "
                              f"at {'.'.join(str(p) for p in exc.path)}")
         return found
+
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def helm_release_problems(name: str, inputs: dict[str, Any]) -> list[str]:
+    """What makes a Helm release unreproducible or wrong before Helm even runs.
+
+    The chart cannot be fetched offline, so its inputs are what is checked: a pinned chart version
+    from an https repository, and, for a chart whose values contract the stack knows (Argo Rollouts
+    at the pinned version), values that fit it exactly.
+    """
+    from components import argo_rollouts
+
+    where = f"{HELM_RELEASE} {name}"
+    found = []
+    version = inputs.get("version")
+    if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        found.append(f"{where}: version must pin an exact chart version (x.y.z), got {version!r}")
+    repo = (inputs.get("repositoryOpts") or {}).get("repo")
+    if not isinstance(repo, str) or not repo.startswith("https://"):
+        found.append(f"{where}: repositoryOpts.repo must be an https chart repository, got {repo!r}")
+    if inputs.get("chart") == argo_rollouts.CHART:
+        if version != argo_rollouts.CHART_VERSION:
+            found.append(f"{where}: chart {argo_rollouts.CHART} {version!r} has no known values contract; "
+                         f"the stack pins {argo_rollouts.CHART_VERSION}")
+        found += [f"{where}: {e}" for e in
+                  crd_schemas.values_errors(inputs.get("values") or {}, argo_rollouts.VALUES_SCHEMA)]
+    return found
+
 
 class RecordingMonitor(MockMonitor):
     """Mock monitor that adds URN, parent and dependencies to each :class:`RecordedResource`."""

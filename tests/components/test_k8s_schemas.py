@@ -27,8 +27,8 @@ def test_version_is_shipped_by_the_validator() -> None:
 def test_all_objects_pass_strict_validation(project: Path) -> None:
     objects = _manifests(project)
     kinds = sorted(r.inputs["kind"] for r in objects)
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy",
-                     "PodDisruptionBudget", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace", "Namespace",
+                     "NetworkPolicy", "PodDisruptionBudget", "Service"]
     for obj in objects:
         manifest = {k: v for k, v in obj.inputs.items()}
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)

@@ -1,24 +1,21 @@
 """The Rollout and AnalysisTemplate: generated from the one analysis definition, valid per their CRDs.
 
-Validation is strict like ``kubectl apply --validate=strict``: the CRD schemas leave
-``additionalProperties`` open, so every object schema that lists its properties is closed here
-(except where the CRD says ``x-kubernetes-preserve-unknown-fields``); a misspelled key fails.
+Validation is strict like ``kubectl apply --validate=strict`` (:mod:`components.crd_schemas`): a
+misspelled key fails.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
-import jsonschema
 import pytest
-import yaml
 
+from components import crd_schemas
 from components.rollout import analysis_command, analysis_template, canary_strategy, rollout
 from modelserver.canary.__main__ import main as analysis_cli
 from modelserver.canary.definition import DEFAULT
 
-SCHEMAS = Path("/work/shared/schemas/argo-rollouts")
+SCHEMAS = crd_schemas.schema_dir()
 IMAGE = "modelshipacr.azurecr.io/modelship/digits@sha256:" + "a" * 64
 PROMETHEUS = "https://amw-modelship-abcd.westeurope.prometheus.monitor.azure.com"
 LABELS = {"app.kubernetes.io/name": "modelship", "app.kubernetes.io/instance": "digits"}
@@ -30,27 +27,9 @@ POD_TEMPLATE = {
 }
 
 
-def strict(schema):
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if ("properties" in schema and "additionalProperties" not in schema
-                and not schema.get("x-kubernetes-preserve-unknown-fields")):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [strict(v) for v in schema]
-    return schema
-
-
-def validator(crd_file: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((SCHEMAS / crd_file).read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
-    return jsonschema.Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
-
-
 def errors(crd_file: str, obj: dict) -> list[str]:
-    found = validator(crd_file).iter_errors(obj)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found]
+    assert crd_schemas.CRD_FILES[(obj["apiVersion"], obj["kind"])] == crd_file
+    return crd_schemas.errors(obj)
 
 
 def template() -> dict:
@@ -111,6 +90,12 @@ def test_the_job_command_is_one_the_analysis_cli_accepts(capsys) -> None:
     assert "cannot reach Prometheus" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("crd", sorted(p.name for p in SCHEMAS.glob("*.yaml")))
-def test_the_schemas_are_present(crd: str) -> None:
-    assert validator(crd).schema["type"] == "object"
+@pytest.mark.parametrize(("api_version", "kind"), sorted(crd_schemas.CRD_FILES))
+def test_the_schemas_are_present(api_version: str, kind: str) -> None:
+    assert crd_schemas.validator(api_version, kind).schema["type"] == "object"
+    assert (SCHEMAS / crd_schemas.CRD_FILES[(api_version, kind)]).is_file()
+
+
+def test_an_unknown_kind_has_no_schema() -> None:
+    with pytest.raises(crd_schemas.CrdSchemaError, match=r"no CRD schema for .*v1alpha1 Experiment"):
+        crd_schemas.errors({"apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment"})

@@ -121,8 +121,8 @@ def test_kubeconfig_is_secret_and_non_interactive(run: StackRun) -> None:
 
 def test_kubernetes_objects_use_the_cluster_provider(run: StackRun) -> None:
     provider = one(run, "pulumi:providers:kubernetes")
-    k8s_objects = [r for r in run if r.is_kubernetes_object]
-    assert len(k8s_objects) == 6
+    k8s_objects = [r for r in run if r.custom and r.type.startswith("kubernetes:")]
+    assert len(k8s_objects) == 9  # the service's 6, the Argo Rollouts namespace and release, the scrape job
     for obj in k8s_objects:
         assert obj.provider.startswith(provider.urn + "::"), obj.name
 
@@ -175,8 +175,8 @@ def test_pod_security_and_probes(run: StackRun) -> None:
     policy = one(run, "kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     assert policy["policyTypes"] == ["Ingress"]
     assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
-    ns = one(run, "kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
-    assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    for ns in by_type(run, "kubernetes:core/v1:Namespace"):  # the model's and Argo Rollouts'
+        assert ns.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_pdb_hpa_and_public_service(run: StackRun) -> None:

@@ -120,3 +120,19 @@ def test_invoke_arguments_are_checked_against_the_sdk_function() -> None:
     assert "clusterName: unknown argument of list_managed_cluster_user_credentials" in error
     assert "resource_name" in error
     assert check_invoke("azure-native:authorization:getClientConfig", {"x": 1})
+
+
+def test_a_custom_resource_is_checked_against_its_crd(mocks: RecordingMocks) -> None:
+    import pulumi_kubernetes as k8s
+
+    def program() -> None:
+        k8s.apiextensions.CustomResource(
+            "typo", api_version="argoproj.io/v1alpha1", kind="Rollout",
+            metadata={"name": "digits"},
+            spec={"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}}},
+                  "strategy": {"canary": {"steps": [{"setWieght": 10}]}}})
+
+    with pytest.raises(Exception, match="setWieght"):
+        pulumi.runtime.test(program)()
+    assert len(mocks.rejections) == 1 and "CRD schema" in mocks.rejections[0], mocks.rejections
+    mocks.rejections.clear()
