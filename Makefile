@@ -23,10 +23,10 @@ bootstrap:
 
 # MODEL=digits@1.1.0 pins (or rolls back to) a published version; without it, the store's latest.
 up: bootstrap
-	@$(PY) -m delivery.local up $(if $(MODEL),--model "$(MODEL)") $(if $(VERBOSE),--verbose)
+	@$(PY) -m delivery.cli up $(if $(MODEL),--model "$(MODEL)") $(if $(VERBOSE),--verbose)
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m delivery.promote down && $(PY) -m delivery.local down $(if $(PURGE),--purge --build-cache); \
+	@if [ -x $(PY) ]; then $(PY) -m delivery.promote down && $(PY) -m delivery.cli down $(if $(PURGE),--purge --build-cache); \
 	 else echo "nothing to stop (no $(VENV))"; fi
 
 status:
@@ -47,8 +47,8 @@ watch: bootstrap
 	@$(PY) -m delivery.watch $(if $(MODEL),--model "$(MODEL)")
 
 publish: bootstrap
-	@if [ -n "$(MODEL_DIR)" ]; then $(PY) -m delivery.local publish --model-dir "$(MODEL_DIR)"; \
-	 elif [ -n "$(VERSION)" ]; then $(PY) -m delivery.local publish --train "$(VERSION)"; \
+	@if [ -n "$(MODEL_DIR)" ]; then $(PY) -m delivery.cli publish --model-dir "$(MODEL_DIR)"; \
+	 elif [ -n "$(VERSION)" ]; then $(PY) -m delivery.cli publish --train "$(VERSION)"; \
 	 else echo "usage: make publish VERSION=<new version> (trains the demo model) or MODEL_DIR=<dir>" >&2; exit 2; fi
 
 plan: bootstrap

@@ -15,6 +15,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from enum import Enum, StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -343,6 +344,21 @@ class Settings:
     def load(cls, cfg: Any) -> Settings:
         """Read every key from a ``pulumi.Config`` (or anything with ``get(key) -> str | None``)."""
         return cls.from_mapping({k.name: cfg.get(k.name) for k in KEYS})
+
+    @classmethod
+    def from_stack_file(cls, stack: str = "dev", root: Path | None = None) -> Settings:
+        """The settings a stack file (``<root>/Pulumi.<stack>.yaml``) holds, validated as :meth:`load`
+        validates ``pulumi.Config``: what ``pulumi up`` on that stack would read, without the CLI."""
+        import yaml
+
+        path = (root or Path(__file__).resolve().parent) / f"Pulumi.{stack}.yaml"
+        try:
+            config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        except FileNotFoundError:
+            raise ValueError(f"no {path.name}: the stack's config is read from it") from None
+        # pulumi.Config.get returns strings, so pass what the YAML holds as strings too.
+        return cls.from_mapping({key.split(":", 1)[1]: str(value) for key, value in config.items()
+                                 if key.startswith("modelship:") and value is not None})
 
     def _check_relations(self) -> None:
         if self.node_max_count < self.node_min_count:

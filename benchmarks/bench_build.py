@@ -23,7 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 
 from components.build_spec import make_build_spec  # noqa: E402
 from delivery import engine  # noqa: E402
-from delivery.local import LocalSettings, choose_base_image, context_digest  # noqa: E402
+from delivery.build import choose_base_image, context_digest  # noqa: E402
+from delivery.settings import LocalSettings  # noqa: E402
 from modelserver.signature import sign  # noqa: E402
 from modelstore.signing import ensure_key, export_trusted_keys  # noqa: E402
 

@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 
 from components import sizing  # noqa: E402
-from delivery import engine, local  # noqa: E402
+from delivery import cli, engine, model  # noqa: E402
 from delivery.services import free_port  # noqa: E402
+from delivery.settings import LocalSettings  # noqa: E402
 from training.large_model import inflate  # noqa: E402
 from training.train_digits import train  # noqa: E402
 
@@ -53,12 +54,12 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def timed_up(settings: local.LocalSettings) -> tuple[float, dict, int]:
+def timed_up(settings: LocalSettings) -> tuple[float, dict, int]:
     """``up`` with its output captured: seconds, record, bytes of build context sent."""
     out = io.StringIO()
     started = time.monotonic()
     with contextlib.redirect_stdout(out):
-        record = local.up(settings, echo=True)
+        record = cli.up(settings, echo=True)
     seconds = time.monotonic() - started
     sent = sum(float(n) * _UNITS[u] for n, u in _CONTEXT_RE.findall(out.getvalue()))
     return seconds, record, int(sent)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                "MODELSHIP_INSTANCE": instance, "MODELSHIP_PORT": str(port),
                "MODELSHIP_REGISTRY_PORT": str(registry_port), "MODELSHIP_AZURITE_PORT": str(azurite_port),
                "MODELSHIP_REPOSITORY": f"modelship-bench/{instance}"}
-        settings = local.LocalSettings.from_env({**os.environ, **env})
+        settings = LocalSettings.from_env({**os.environ, **env})
         rows: list[tuple[str, str, str]] = []
         try:
             print(f"generating a {args.mib} MiB model...", flush=True)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest = inflate(base / "digits", base / "large", args.mib, version="2.0.0")
             size = manifest.size
             started = time.monotonic()
-            local.publish(settings, base / "large", None)
+            model.publish(settings, base / "large", None)
             publish_s = time.monotonic() - started
             print(f"published {manifest.ref} ({size} bytes) in {publish_s:.1f} s; make up...", flush=True)
             up_s, _, first_ctx = timed_up(settings)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"hit={hit.cache_hit}, {hit.bytes_transferred} bytes; target <= 0.5 s: "
                          f"{met(hit.cache_hit and fetch_s <= 0.5)}"))
         finally:
-            local.down(settings, purge=True, build_cache=False)
+            cli.down(settings, purge=True, build_cache=False)
     table = "\n".join(["| figure | value | note |", "|---|---:|---|",
                        *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
     print(table)

@@ -1,6 +1,6 @@
 """Resources a model server needs, derived from the model's size: memory and how long it may take to start.
 
-One home for these figures: the stack's Deployment, the local container (``delivery.local``) and
+One home for these figures: the stack's Deployment, the local container (``delivery.settings``) and
 the benchmarks all ask here. Standard library only.
 
 Memory (measured on this project's image, ``benchmarks/README.md`` "Large models"): the server

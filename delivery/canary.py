@@ -229,7 +229,7 @@ class CanaryFailed(RuntimeError):
 def release(settings, door, live: str, nxt: str, port: int, model: str, version: str) -> CanaryResult | None:
     """Canary ``nxt`` (already in ``door`` with weight 0) against the running ``live`` container.
 
-    Called by :func:`delivery.local.deploy` between adding the new container to the front door and
+    Called by :func:`delivery.rollout.deploy` between adding the new container to the front door and
     switching to it. Returns None when there is nothing to compare with (first release) or the
     canary is off; raises :class:`CanaryFailed` after a rollback, so that the caller removes the
     new container exactly as for a failed smoke test. The figures go to

@@ -7,7 +7,7 @@ the model's start-up budget, one V2 inference with a known answer, and the model
 reports. It also reads the model's signer from the server's start-up log line (the server
 verifies the signature before it opens a socket).
 
-- Locally, :mod:`delivery.local` runs it on the built image (by image id) before the push.
+- Locally, :func:`delivery.build.check_candidate` runs it on the built image (by image id) before the push.
 - In the cloud, the stack's ``ImageTest`` (``components/image_test.py``, a ``pulumi-command``
   resource between the image build and the workload) runs
   ``python -m delivery.imagetest --image REGISTRY/REPO:TAG@sha256:...`` on the machine running
@@ -102,7 +102,7 @@ def run(image: str, model: str, version: str, options: engine.RunOptions, wait_s
 
 def main(argv: list[str] | None = None) -> int:
     from components import service  # the pod's uid, port and model path: one home for each
-    from delivery.local import k8s_cpu_to_docker, k8s_memory_to_docker  # (local imports this module)
+    from delivery.settings import k8s_cpu_to_docker, k8s_memory_to_docker
 
     parser = argparse.ArgumentParser(prog="python -m delivery.imagetest", description=__doc__.split("\n")[0])
     parser.add_argument("--image", required=True,

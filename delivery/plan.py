@@ -348,23 +348,6 @@ def _walk_dependencies(nodes: Iterable[PlanNode]) -> list[PlanNode]:
     return nodes
 
 
-def load_stack_settings(stack: str = "dev"):
-    """The stack's settings from ``Pulumi.<stack>.yaml``, validated as ``Settings.load`` would."""
-    import yaml
-
-    from settings import Settings
-
-    path = ROOT / f"Pulumi.{stack}.yaml"
-    try:
-        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    except FileNotFoundError:
-        raise ValueError(f"no {path.name}: the plan reads the stack's config from it") from None
-    # pulumi.Config.get returns strings, so pass what the YAML holds as strings too.
-    values = {key.split(":", 1)[1]: str(value) for key, value in config.items()
-              if key.startswith("modelship:") and value is not None}
-    return Settings.from_mapping(values)
-
-
 def record_stack(stack: str = "dev", model_dir: Path | None = None) -> list[PlanNode]:
     """Run the stack program under the recording mocks and return what it registered.
 
@@ -374,8 +357,9 @@ def record_stack(stack: str = "dev", model_dir: Path | None = None) -> list[Plan
     import tempfile
 
     from components import testing
+    from settings import Settings
 
-    settings = load_stack_settings(stack)
+    settings = Settings.from_stack_file(stack, ROOT)
     model_dir = model_dir or ROOT / settings.model_dir
     with tempfile.TemporaryDirectory(prefix="modelship-plan-model-") as tmp:
         if not (model_dir / "manifest.json").is_file():

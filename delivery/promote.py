@@ -5,7 +5,7 @@ the digest from the dev stage's deployment record, and only if the dev stage sti
 (so it passed the container test before its push and its smoke test before its switch) and the
 registry holds its SBOM, linked to that digest. It then runs that same ``repo@sha256:...`` behind
 a second front door (``MODELSHIP_PROD_PORT``, default the dev port + 1) through the same release
-machinery as dev (``delivery.local.deploy``: smoke test before the switch, the running prod
+machinery as dev (``delivery.rollout.deploy``: smoke test before the switch, the running prod
 container untouched on any failure). Nothing is built, fetched or pushed. ``make status`` then
 shows both stages and whether they run one digest.
 """
@@ -19,18 +19,10 @@ import sys
 from types import SimpleNamespace
 
 from delivery import engine
-from delivery.local import (
-    DeliveryError,
-    LocalSettings,
-    deploy,
-    ensure_frontdoor,
-    ensure_registry,
-    frontdoor,
-    live_image_id,
-    log,
-    read_record,
-    status,
-)
+from delivery.build import ensure_registry
+from delivery.cli import status
+from delivery.rollout import deploy, ensure_frontdoor, frontdoor, live_image_id, read_record
+from delivery.settings import DeliveryError, LocalSettings, log
 
 PROD_SUFFIX = "-prod"
 

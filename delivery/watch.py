@@ -122,28 +122,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between checks (default 5)")
     parser.add_argument("--once", action="store_true", help="check once, release if needed, and exit")
     args = parser.parse_args(argv)
-    from delivery import local
+    from delivery.model import ensure_azurite
+    from delivery.rollout import live_image_id, read_record
+    from delivery.settings import DeliveryError, LocalSettings
     from modelstore.store import ModelStore
 
     try:
         name, alias = parse_alias_ref(args.model)
         if not 0.5 <= args.interval <= 3600:
             raise ValueError(f"--interval must be from 0.5 to 3600 seconds, got {args.interval}")
-        settings = local.LocalSettings.from_env(os.environ)
-        store = ModelStore.from_connection_string(local.ensure_azurite(settings), settings.store_container,
+        settings = LocalSettings.from_env(os.environ)
+        store = ModelStore.from_connection_string(ensure_azurite(settings), settings.store_container,
                                                   progress=False)
-    except (ValueError, local.DeliveryError) as exc:
+    except (ValueError, DeliveryError) as exc:
         print(f"[watch] ERROR: {exc}", file=sys.stderr)
         return 2
 
     def release(ref: str) -> bool:
         # A separate process: the same `make up` a person runs, with its own lock, logs and exit code.
-        return subprocess.run([sys.executable, "-m", "delivery.local", "up", "--quiet-build",
+        return subprocess.run([sys.executable, "-m", "delivery.cli", "up", "--quiet-build",
                                "--model", ref], check=False).returncode == 0
 
     def running_version() -> str | None:
-        record = local.read_record(settings)
-        return record.get("model_version") if record and local.live_image_id(settings) else None
+        record = read_record(settings)
+        return record.get("model_version") if record and live_image_id(settings) else None
 
     watcher = Watcher(store, name, alias, release, running_version,
                       settings.state_dir / f"watch-{name}-{alias}.json", args.interval)

@@ -111,7 +111,7 @@ fi
   || die "could not create the model signing key (python -m modelstore.signing keygen)"
 # --- Wheelhouse: image builds install app/requirements.txt from app/wheels with --no-index -----
 # (containers here cannot verify PyPI's TLS; with the wheels the build needs no network at all)
-(cd "$ROOT" && "$VENV/bin/python" -c 'from delivery.local import ROOT, ensure_wheelhouse; ensure_wheelhouse(ROOT / "app")') \
+(cd "$ROOT" && "$VENV/bin/python" -c 'from delivery.build import ensure_wheelhouse; from delivery.settings import ROOT; ensure_wheelhouse(ROOT / "app")') \
   || die "could not fill app/wheels (scripts/build-wheelhouse.sh)"
 log "wheelhouse app/wheels complete"
 log "ready"

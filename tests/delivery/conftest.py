@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from delivery import engine
-from delivery.local import ROOT, LocalSettings, down
+from delivery.cli import down
 from delivery.services import free_port
+from delivery.settings import ROOT, LocalSettings
 
 
 def docker_required() -> bool:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from delivery import baseimage, engine, local
+from delivery import baseimage, build, engine
 from delivery.baseimage import LOCAL_BASE, BaseImageError, ensure_base_image
+from delivery.settings import LocalSettings
 
 
 def fake_script(tmp_path: Path, body: str) -> Path:
@@ -49,11 +50,11 @@ def test_make_up_never_pulls_a_base_from_docker_hub(tmp_path, monkeypatch) -> No
     """Without MODELSHIP_BASE_IMAGE the local flow builds on the debootstrap base, never a pull."""
     monkeypatch.setattr(engine, "image_exists", lambda ref: ref == LOCAL_BASE)
     monkeypatch.setattr(engine, "pull", lambda *a, **k: pytest.fail("the local flow tried to pull"))
-    settings = local.LocalSettings.from_env({"MODELSHIP_STATE_DIR": str(tmp_path)})
-    assert local.choose_base_image(settings) == LOCAL_BASE
-    pinned = local.LocalSettings.from_env({"MODELSHIP_STATE_DIR": str(tmp_path),
+    settings = LocalSettings.from_env({"MODELSHIP_STATE_DIR": str(tmp_path)})
+    assert build.choose_base_image(settings) == LOCAL_BASE
+    pinned = LocalSettings.from_env({"MODELSHIP_STATE_DIR": str(tmp_path),
                                            "MODELSHIP_BASE_IMAGE": "example/base:2"})
-    assert local.choose_base_image(pinned) == "example/base:2"
+    assert build.choose_base_image(pinned) == "example/base:2"
 
 
 def test_the_image_tests_build_on_the_session_base_fixture() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from components.sizing import GIB
 from delivery import engine
-from delivery.local import DeliveryError, LocalSettings, startup_seconds
+from delivery.settings import DeliveryError, LocalSettings, startup_seconds
 from modelserver.manifest import Datatype, ModelManifest, TensorSpec
 
 

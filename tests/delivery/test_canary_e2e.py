@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from delivery.local import DeliveryError, LocalSettings, read_record, up
+from delivery.cli import up
+from delivery.rollout import read_record
+from delivery.settings import DeliveryError, LocalSettings
 from delivery.smoke import run_smoke
 from tests.delivery.test_local_e2e import ensure_deployed, publish
 from training.drifted import write_constant_model

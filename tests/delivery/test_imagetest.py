@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from delivery.imagetest import DIGEST_REF_RE, main, signer_from_logs
-from delivery.local import ROOT
+from delivery.settings import ROOT
 
 DIGEST = "sha256:" + "c" * 64
 GOOD = ["--model", "digits", "--version", "1.0.0", "--memory", "640Mi", "--cpu", "1",

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from components.build_spec import make_build_spec
-from delivery import engine, local
-from delivery.local import DeliveryError, LocalSettings
+from delivery import build, cli, engine
+from delivery.settings import DeliveryError, LocalSettings
 from modelserver.signature import sign
 from modelstore.signing import export_trusted_keys
 from tests.delivery.conftest import copy_context
@@ -37,7 +37,7 @@ def built(docker_engine, signing_keys, tmp_path_factory: pytest.TempPathFactory)
     instance = f"mst-{uuid.uuid4().hex[:8]}"
     settings = LocalSettings(state_dir=base / "state", context=context, instance=instance,
                              repository=f"modelship-test/{instance}")
-    spec = make_build_spec(context, revision="oomtest", base_image=local.choose_base_image(settings))
+    spec = make_build_spec(context, revision="oomtest", base_image=build.choose_base_image(settings))
     tag = f"modelship-test/{instance}:oom"
     iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [tag], echo=False)
     try:
@@ -50,7 +50,7 @@ def test_an_oom_kill_is_reported_with_the_limit_and_the_model_size(built) -> Non
     settings, spec, iid = built
     tiny = dataclasses.replace(settings.sized_for(spec.manifest), memory="24m")
     with pytest.raises(DeliveryError) as failure:
-        local.test_image(tiny, iid, spec)
+        build.check_candidate(tiny, iid, spec)
     message = str(failure.value)
     assert "killed for running out of memory (State.OOMKilled, exit status 137)" in message, message
     assert "Its memory limit is 24m; model digits@1.0.0 is 0 MiB and needs at least 512m" in message
@@ -62,7 +62,7 @@ def test_an_oom_kill_is_reported_with_the_limit_and_the_model_size(built) -> Non
 
 def test_the_derived_limit_serves_the_same_image(built) -> None:
     settings, spec, iid = built
-    local.test_image(settings.sized_for(spec.manifest), iid, spec)
+    build.check_candidate(settings.sized_for(spec.manifest), iid, spec)
 
 
 CONTEXT_RE = re.compile(r"transferring context: ([0-9.]+)([kMG]?B)")
@@ -83,13 +83,13 @@ def test_a_code_only_release_sends_no_model_bytes(deployment, tmp_path: Path, ca
     train(tmp_path / "small", "digits", "1.0.0", source_revision="ctx")
     manifest = inflate(tmp_path / "small", tmp_path / "large", 40, version="3.0.0")
     store.publish(tmp_path / "large")
-    local.up(settings, echo=True, store=store)
+    cli.up(settings, echo=True, store=store)
     first = context_sent(capsys.readouterr().out)
     assert first >= manifest.size, "the first build must send the model once"
 
     init = settings.context / "modelserver" / "__init__.py"
     init.write_text(init.read_text() + "\n# code-only change (test_large_models)\n")
-    record = local.up(settings, echo=True, store=store)
+    record = cli.up(settings, echo=True, store=store)
     second = context_sent(capsys.readouterr().out)
     assert record["model_version"] == "3.0.0" and record["model_bytes_transferred"] == 0
     assert second < 1e6, f"a code-only build sent {second:.0f} bytes of context ({manifest.size}-byte model)"

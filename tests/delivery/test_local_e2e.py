@@ -21,17 +21,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from delivery import engine
-from delivery.local import (
-    DeliveryError,
-    LocalSettings,
-    deploy,
-    ensure_frontdoor,
-    frontdoor,
-    read_record,
-    repair,
-    status,
-    up,
-)
+from delivery.cli import status, up
+from delivery.rollout import deploy, ensure_frontdoor, frontdoor, read_record, repair
+from delivery.settings import DeliveryError, LocalSettings
 from delivery.smoke import run_smoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.azurite]

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from delivery import engine, sbom
-from delivery.local import DeliveryError, build_image, ensure_registry, read_record, up
+from delivery.build import build_image, ensure_registry
+from delivery.cli import up
+from delivery.rollout import read_record
+from delivery.settings import DeliveryError
 from delivery.smoke import run_smoke
 from modelserver.manifest import MANIFEST_FILE
 from modelstore import ModelStore
