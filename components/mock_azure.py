@@ -2,7 +2,8 @@
 
 The fixed identities (subscription, tenant, the deploying principal, the kubelet identity) and the
 outputs each resource type gets (ACR login server, AKS kubelet identity and OIDC issuer, storage
-endpoints, LoadBalancer IP, image digest). Used by :mod:`components.testing`; no Pulumi runtime.
+endpoints, LoadBalancer IP, image digest). Used by :mod:`components.offline` (the plan, and
+through it the test mocks); no Pulumi runtime.
 """
 
 from __future__ import annotations

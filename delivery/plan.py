@@ -1,11 +1,12 @@
 """Offline plan: what the Azure stack would create, printed as a tree and drawn as a diagram.
 
 ``python -m delivery.plan`` (``make plan``) runs the real Pulumi program (``__main__.py`` with the
-dev stack's settings) under the recording mocks of ``components.testing``: no cloud, no Pulumi
-CLI, no credentials. It prints every resource the program registers, nested under its parent
-component, with its type and the properties that matter, and writes ``docs/architecture.png``
-with the ``diagrams`` package, generated from the recorded resources and their
-parent/dependency relations (nothing drawn by hand, so the picture changes when the program does).
+dev stack's settings, ``settings.Settings.from_stack_file``) offline, as :mod:`components.offline`
+runs it on the SDK's public mock API: no cloud, no Pulumi CLI, no credentials. It prints every
+resource the program registers, nested under its parent component, with its type and the
+properties that matter, and writes ``docs/architecture.png`` with the ``diagrams`` package,
+generated from the recorded resources and their parent/dependency relations (nothing drawn by
+hand, so the picture changes when the program does).
 """
 
 from __future__ import annotations
@@ -349,14 +350,14 @@ def _walk_dependencies(nodes: Iterable[PlanNode]) -> list[PlanNode]:
 
 
 def record_stack(stack: str = "dev", model_dir: Path | None = None) -> list[PlanNode]:
-    """Run the stack program under the recording mocks and return what it registered.
+    """Run the stack program offline (:mod:`components.offline`) and return what it registered.
 
     The program needs a model directory to describe the image build; ``app/model`` is used when
     ``make up`` has fetched one, else the demo model is trained into a temporary directory.
     """
     import tempfile
 
-    from components import testing
+    from components import offline
     from settings import Settings
 
     settings = Settings.from_stack_file(stack, ROOT)
@@ -367,7 +368,7 @@ def record_stack(stack: str = "dev", model_dir: Path | None = None) -> list[Plan
 
             model_dir = Path(tmp) / "model"
             train(model_dir, settings.model_name, "1.0.0", source_revision="plan")
-        run = testing.run_stack(settings, project_root=ROOT, model_dir=model_dir)
+        run = offline.run_stack(settings, project_root=ROOT, model_dir=model_dir)
     return [
         PlanNode(urn=r.urn, type=r.type, name=r.name, parent=r.parent or None,
                  dependencies=list(r.dependencies), inputs=r.inputs, custom=r.custom,

@@ -36,7 +36,7 @@ VIOLATIONS = {
     "store-without-pulumi-or-server": ("modelstore/store.py", "from modelserver import predictor"),
     "policy-without-components": ("policy/rules.py", "import components.service"),
     "components-use-only-the-contract": ("components/service.py", "from modelserver import http"),
-    "no-test-helpers-in-product": ("delivery/cli.py", "from components import testing"),
+    "no-test-helpers-in-product": ("delivery/plan.py", "from components import testing"),
     "doctor-only-reads": ("preflight/checks.py", "import delivery.cli"),
     "library-runs-no-processes": ("modelstore/cli.py", "import subprocess"),
 }

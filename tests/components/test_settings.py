@@ -124,9 +124,10 @@ def test_dev_stack_sets_every_key_and_is_valid() -> None:
 
 
 def test_from_stack_file_reads_what_pulumi_config_would(tmp_path: Path) -> None:
-    """``Settings.from_stack_file`` (the offline plan and the local flow's limits) validates like ``load``."""
+    """``Settings.from_stack_file`` (the plan, the local flow's limits) validates like ``load``."""
     stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    values = {k.split(":", 1)[1]: str(v) for k, v in stack.items() if k.startswith("modelship:") and v is not None}
+    values = {k.split(":", 1)[1]: str(v) for k, v in stack.items()
+              if k.startswith("modelship:") and v is not None}
     assert Settings.from_stack_file("dev", ROOT) == Settings.load(FakeConfig(values))
     (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": {**stack, "modelship:replicas": 0}}))
     with pytest.raises(SettingsError, match="replicas"):

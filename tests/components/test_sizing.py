@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from components import sizing, testing
@@ -88,5 +89,5 @@ def test_a_too_small_memory_limit_registers_nothing(project: Path, mocks: testin
         with pytest.raises(SizingError, match=r"memoryLimit 2Gi is too small .* at least 2368Mi"):
             build_stack(make_settings(memoryLimit="2Gi"), project, revision="r1")
 
-    testing.pulumi.runtime.test(program)()
+    pulumi.runtime.test(program)()
     assert mocks.resources == [] and mocks.invokes == []

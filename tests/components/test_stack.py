@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
@@ -47,7 +48,7 @@ def _container(run: StackRun) -> dict:
 def test_every_invoke_is_mocked_and_unknown_ones_fail(run: StackRun) -> None:
     assert {i.token for i in run.invokes} == INVOKES
     with pytest.raises(testing.UnmockedInvokeError, match="not mocked"):
-        testing.RecordingMocks().call(testing.pulumi.runtime.MockCallArgs("azure-native:x:getY", {}, ""))
+        testing.RecordingMocks().call(pulumi.runtime.MockCallArgs("azure-native:x:getY", {}, ""))
 
 
 def test_model_store_is_identity_only(run: StackRun) -> None:
@@ -256,7 +257,7 @@ def test_model_mismatch_registers_nothing(project: Path, mocks: testing.Recordin
             build_stack(make_settings(modelVersion="9.9.9"), project, revision="r1")
 
     # runtime.test waits for every registration the program started before returning.
-    testing.pulumi.runtime.test(program)()
+    pulumi.runtime.test(program)()
     assert mocks.resources == [] and mocks.invokes == []
 
 
@@ -295,7 +296,7 @@ def test_revision_comes_from_config_then_ci_env(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_mock_kubeconfig_is_what_aks_returns_for_format_exec() -> None:
-    raw = testing.RecordingMocks().call(testing.pulumi.runtime.MockCallArgs(
+    raw = testing.RecordingMocks().call(pulumi.runtime.MockCallArgs(
         testing.LIST_USER_CREDENTIALS, {"format": "exec", "resourceName": "c"}, ""))
     text = base64.b64decode(raw["kubeconfigs"][0]["value"]).decode()
     assert "devicecode" in text
