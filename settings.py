@@ -1,23 +1,39 @@
-"""Stack settings: every config key of the modelship stack, read and validated in one place.
+"""Stack settings: every config key of the modelship stack, declared, read and validated in one place.
+
+Each key is one field of :class:`Settings`: its type, default, rule and description. The config
+key is the field's name in camelCase, and ``Pulumi.yaml``'s ``config:`` section is generated from
+these fields (``python settings.py --write-pulumi-yaml``; a test fails when the file differs).
 
 ``Settings.load(pulumi.Config())`` is what ``__main__.py`` uses; ``Settings.from_mapping({...})`` builds
 the same object from a plain dict (tests, the offline plan, tools) through the same validation.
 Every bad value raises :class:`SettingsError` naming the key, the value and what is allowed, before
-any resource is registered. Components never read config: they take typed Args built from here.
-
-The keys are declared (type, default, description) in ``Pulumi.yaml``; ``KEYS`` below is the same
-list, and a test keeps the two in step.
+any resource is registered. Components never read config: they take typed Args built from here, and
+the choices (SKUs, network policy, kubelogin mode, ...) are the components' own enums.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import sys
+import typing
 from collections.abc import Callable, Mapping
-from enum import Enum, StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from components import naming
+from components.build_spec import REVISION_RE
+from components.cluster import NetworkPolicy
+from components.deployer import DeployerPrincipalType
+from components.kubeconfig import KubeloginMode
+from components.registry import RegistrySku
+from components.store import StorageSku
+from modelserver.manifest import NAME_RE, VERSION_RE, is_alias_name
+
+__all__ = ["KEYS", "DeployerPrincipalType", "KubeloginMode", "NetworkPolicy", "RegistrySku", "Settings",
+           "SettingsError", "StorageSku"]
 
 class SettingsError(ValueError):
     """A config value breaks a rule; the message names the key, the value and what is allowed."""
@@ -29,79 +45,13 @@ class SettingsError(ValueError):
         super().__init__(f"config key '{key}': value {value!r} is not allowed; {allowed}")
 
 
-class StorageSku(StrEnum):
-    """Redundancy of the model store account (Standard general-purpose v2 SKUs)."""
-
-    STANDARD_LRS = "Standard_LRS"
-    STANDARD_ZRS = "Standard_ZRS"
-    STANDARD_GRS = "Standard_GRS"
-    STANDARD_RAGRS = "Standard_RAGRS"
-    STANDARD_GZRS = "Standard_GZRS"
-    STANDARD_RAGZRS = "Standard_RAGZRS"
-
-
-class RegistrySku(StrEnum):
-    """Azure Container Registry tiers."""
-
-    BASIC = "Basic"
-    STANDARD = "Standard"
-    PREMIUM = "Premium"
-
-
-class NetworkPolicy(StrEnum):
-    """Network policy engines AKS supports with the Azure CNI overlay.
-
-    ``cilium`` (Azure CNI powered by Cilium, the eBPF dataplane) is the default: Azure Network
-    Policy Manager (``azure``) is being retired on AKS in favour of it (docs/azure.md).
-    """
-
-    CILIUM = "cilium"
-    AZURE = "azure"
-    CALICO = "calico"
-
-
-class KubeloginMode(StrEnum):
-    """How the exported kubeconfig's ``kubelogin get-token`` signs in; all are non-interactive.
-
-    ``azurecli`` reuses ``az login`` (the pipeline's OIDC login); ``workloadidentity`` reads the
-    federated token from ``AZURE_FEDERATED_TOKEN_FILE``; ``spn`` reads a client secret from
-    ``AAD_SERVICE_PRINCIPAL_CLIENT_SECRET``; ``msi`` uses the VM's managed identity.
-    """
-
-    AZURECLI = "azurecli"
-    WORKLOADIDENTITY = "workloadidentity"
-    SPN = "spn"
-    MSI = "msi"
-
-
-class DeployerPrincipalType(StrEnum):
-    """What the identity running ``pulumi up`` is, for the role assignments the stack gives it.
-
-    ``auto`` detects it at deploy time (:mod:`components.deployer`): ``ServicePrincipal`` when the
-    azure-native provider signs in as one (``ARM_CLIENT_ID``, ``ARM_USE_MSI``), else the kind of
-    the ``az login`` account. ARM refuses an assignment whose type does not match the principal.
-    """
-
-    AUTO = "auto"
-    USER = "User"
-    SERVICE_PRINCIPAL = "ServicePrincipal"
-
-
-_LOCATION_RE = re.compile(r"^[a-z][a-z0-9]{2,39}$")
-_RESOURCE_GROUP_RE = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")
-_STORAGE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
-_CONTAINER_RE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]{5,50}$")
-_CLUSTER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 _K8S_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 _VM_SIZE_RE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
-_RFC1123_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DNS_ZONE_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _CPU_RE = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
 _MEMORY_RE = re.compile(r"^[0-9]+(Ki|Mi|Gi)$")
-_MODEL_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
-_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 _PATH_RE = re.compile(r"^[^\0]+$")
+_BUILDER_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+_IMAGE_REF_RE = re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]*$")
 
 
 def _match(pattern: re.Pattern[str], rule: str) -> Callable[[str, Any], str]:
@@ -148,10 +98,13 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 def _model_version(key: str, value: Any) -> str:
     if value == "latest":
         return value
-    return _match(_MODEL_VERSION_RE, "use 'latest' or 1-63 of letters, digits, '.', '_' and '-'")(key, value)
+    return _match(VERSION_RE, "use 'latest' or 1-63 of letters, digits, '.', '_' and '-'")(key, value)
 
 
-_ALIAS_RE = re.compile(r"^(?!latest$)[a-z][a-z0-9-]{0,62}$")  # modelserver.manifest.ALIAS_RE, minus 'latest'
+def _alias(key: str, value: Any) -> str:
+    if not is_alias_name(value):
+        raise SettingsError(key, value, "use an alias name such as 'production'")
+    return str(value)
 
 
 def _webhook_url(key: str, value: Any) -> str:
@@ -163,162 +116,139 @@ def _webhook_url(key: str, value: Any) -> str:
         raise SettingsError(key, value, str(exc)) from None
 
 
-# Azure's rule for a public IP's DNS name label, stricter than RFC 1123: 3+ characters, a letter first.
-_AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
-
-
 _DNS_LABEL_RULE = ("use an RFC 1123 label that Azure accepts as a DNS name label: 3-63 lowercase letters, "
                    "digits and '-', starting with a letter and ending alphanumeric")
 
 
 def _dns_label(key: str, value: Any) -> str:
-    return _match(_AZURE_DNS_LABEL_RE, _DNS_LABEL_RULE)(key, value)
+    return _match(naming.AZURE_DNS_LABEL_RE, _DNS_LABEL_RULE)(key, value)
 
 
 def _location(key: str, value: Any) -> str:
     if isinstance(value, str):
         value = value.replace(" ", "").lower()
-    return _match(_LOCATION_RE, "use an Azure region name such as 'westeurope'")(key, value)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Key:
-    name: str
-    field: str
-    check: Callable[[str, Any], Any]
-    default: Any
-    required: bool = False
+    return _match(naming.LOCATION_RE, "use an Azure region name such as 'westeurope'")(key, value)
 
 
 _RFC1123 = "use an RFC 1123 label: 1-63 lowercase letters, digits and '-', starting and ending alphanumeric"
 
-KEYS: tuple[_Key, ...] = (
-    _Key("location", "location", _location, "westeurope"),
-    _Key("resourceGroupName", "resource_group_name",
-         _match(_RESOURCE_GROUP_RE, "use 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'"),
-         "modelship-dev"),
-    _Key("storageAccountName", "storage_account_name",
-         _match(_STORAGE_ACCOUNT_RE, "a storage account name is 3-24 lowercase letters and digits, "
-                "globally unique"), None, required=True),
-    _Key("storageSku", "storage_sku", _enum(StorageSku), StorageSku.STANDARD_LRS.value),
-    _Key("modelContainer", "model_container",
-         _match(_CONTAINER_RE, "a blob container name is 3-63 lowercase letters, digits and single "
-                "'-', starting and ending alphanumeric"), "models"),
-    _Key("blobRetentionDays", "blob_retention_days", _int_range(1, 365), 7),
-    _Key("registryName", "registry_name",
-         _match(_REGISTRY_RE, "a registry name is 5-50 letters and digits, globally unique"),
-         None, required=True),
-    _Key("registrySku", "registry_sku", _enum(RegistrySku), RegistrySku.BASIC.value),
-    _Key("clusterName", "cluster_name",
-         _match(_CLUSTER_RE, "use 1-63 letters, digits, '-' and '_', starting and ending alphanumeric"),
-         "modelship-aks"),
-    _Key("kubernetesVersion", "kubernetes_version",
-         _optional(_match(_K8S_VERSION_RE, "use MAJOR.MINOR or MAJOR.MINOR.PATCH, or leave empty "
-                          "for the AKS default")), None),
-    _Key("nodeVmSize", "node_vm_size",
-         _match(_VM_SIZE_RE, "use an Azure VM size such as 'Standard_D2s_v5'"), "Standard_D2s_v5"),
-    _Key("nodeMinCount", "node_min_count", _int_range(1, 100), 1),
-    _Key("nodeMaxCount", "node_max_count", _int_range(1, 100), 3),
-    _Key("networkPolicy", "network_policy", _enum(NetworkPolicy), NetworkPolicy.CILIUM.value),
-    _Key("kubeloginMode", "kubelogin_mode", _enum(KubeloginMode), KubeloginMode.AZURECLI.value),
-    _Key("deployerPrincipalType", "deployer_principal_type", _enum(DeployerPrincipalType),
-         DeployerPrincipalType.AUTO.value),
-    _Key("imageBuilder", "image_builder",
-         _match(re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"), "use the name of a buildx builder with the "
-                "docker-container driver, e.g. 'modelship' (`docker buildx create --name modelship "
-                "--driver docker-container`)"), "modelship"),
-    _Key("namespace", "namespace", _match(_RFC1123_LABEL_RE, _RFC1123), "modelship"),
-    _Key("replicas", "replicas", _int_range(2, 50), 2),
-    _Key("maxReplicas", "max_replicas", _int_range(2, 100), 5),
-    _Key("targetCpuUtilization", "target_cpu_utilization", _int_range(10, 95), 70),
-    _Key("cpuRequest", "cpu_request", _match(_CPU_RE, "use a CPU quantity such as '250m' or '1'"), "250m"),
-    _Key("cpuLimit", "cpu_limit", _match(_CPU_RE, "use a CPU quantity such as '500m' or '1'"), "1"),
-    # Empty: derived from the model's size (components/sizing.py); a value below that is refused.
-    _Key("memoryRequest", "memory_request",
-         _optional(_match(_MEMORY_RE, "use a memory quantity such as '1280Mi', or leave empty to derive "
-                          "it from the model's size")), None),
-    _Key("memoryLimit", "memory_limit",
-         _optional(_match(_MEMORY_RE, "use a memory quantity such as '2432Mi', or leave empty to derive "
-                          "it from the model's size")), None),
-    _Key("startupSeconds", "startup_seconds", _optional(_int_range(10, 3600)), None),
-    _Key("dnsLabel", "dns_label", _dns_label, None, required=True),
-    _Key("dnsZoneName", "dns_zone_name",
-         _optional(_match(_DNS_ZONE_RE, "use a lowercase DNS zone such as 'models.example.com', or "
-                          "leave empty for no A record")), None),
-    _Key("dnsZoneResourceGroup", "dns_zone_resource_group",
-         _optional(_match(_RESOURCE_GROUP_RE, "use an existing resource group name, or leave empty "
-                          "for resourceGroupName")), None),
-    _Key("modelDir", "model_dir", _match(_PATH_RE, "use a directory path"), "app/model"),
-    _Key("modelName", "model_name", _match(_RFC1123_LABEL_RE, _RFC1123), "digits"),
-    _Key("modelVersion", "model_version", _model_version, "latest"),
-    _Key("releaseWebhookUrl", "release_webhook_url", _optional(_webhook_url), None),
-    _Key("releaseAlias", "release_alias", _match(_ALIAS_RE, "use an alias name such as 'production'"),
-         "production"),
-    _Key("revision", "revision",
-         _optional(_match(_REVISION_RE, "use 1-40 letters, digits, '.', '_' or '-' (a git sha), or "
-                          "leave empty to take it from the environment or git")), None),
-    _Key("baseImage", "base_image",
-         _match(re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]*$"), "use an image reference such as "
-                "'python:3.11-slim'"), "python:3.11-slim"),
-)
-"""Every config key, in the order of ``Pulumi.yaml``."""
+
+def _key(check: Callable[[str, Any], Any], description: str, default: Any = dataclasses.MISSING) -> Any:
+    """A config key: a field with its rule and the description ``Pulumi.yaml`` shows.
+
+    No default: the key is required. A None default: empty means "derived" (the description says how).
+    """
+    return dataclasses.field(default=default, metadata={"check": check, "description": description})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Validated settings of one modelship stack."""
+    """Validated settings of one modelship stack; one field per config key, in ``Pulumi.yaml``'s order."""
 
-    storage_account_name: str
-    """Storage account holding the models (globally unique)."""
-    registry_name: str
-    """Azure Container Registry name (globally unique)."""
-    dns_label: str
-    """Azure DNS label of the service's public IP: ``<label>.<location>.cloudapp.azure.com``."""
-    location: str = "westeurope"
-    resource_group_name: str = "modelship-dev"
-    storage_sku: StorageSku = StorageSku.STANDARD_LRS
-    model_container: str = "models"
-    blob_retention_days: int = 7
-    """Soft-delete retention for blobs and containers, in days."""
-    registry_sku: RegistrySku = RegistrySku.BASIC
-    cluster_name: str = "modelship-aks"
-    kubernetes_version: str | None = None
-    """None: the AKS default version."""
-    node_vm_size: str = "Standard_D2s_v5"
-    node_min_count: int = 1
-    node_max_count: int = 3
-    network_policy: NetworkPolicy = NetworkPolicy.CILIUM
-    kubelogin_mode: KubeloginMode = KubeloginMode.AZURECLI
-    deployer_principal_type: DeployerPrincipalType = DeployerPrincipalType.AUTO
-    """``auto``: detected at deploy time (components.deployer); else ``User`` or ``ServicePrincipal``."""
-    image_builder: str = "modelship"
-    """buildx builder (docker-container driver) that builds and exports the registry cache."""
-    namespace: str = "modelship"
-    replicas: int = 2
-    max_replicas: int = 5
-    target_cpu_utilization: int = 70
-    cpu_request: str = "250m"
-    cpu_limit: str = "1"
-    memory_request: str | None = None
-    """None: the model's size plus the measured overhead (``components.sizing``)."""
-    memory_limit: str | None = None
-    """None: twice the model's size (the load peak) plus the measured overhead."""
-    startup_seconds: int | None = None
-    """Start-up probe budget; None: derived from the model's size."""
-    dns_zone_name: str | None = None
-    """Azure DNS zone for an A record; None: no record, the cloudapp name only."""
-    dns_zone_resource_group: str | None = None
-    model_dir: str = "app/model"
-    """Model directory fetched by the pipeline before ``pulumi up`` (relative to the project)."""
-    model_name: str = "digits"
-    model_version: str = "latest"
-    """``latest``: whatever was fetched; otherwise the fetched manifest must carry this version."""
-    release_webhook_url: str | None = None
-    """The pipeline's webhook trigger; set: a promotion of ``release_alias`` starts it (Event Grid)."""
-    release_alias: str = "production"
-    revision: str | None = None
-    """Source revision for image tags; None: from GITHUB_SHA / BUILD_SOURCEVERSION / git."""
-    base_image: str = "python:3.11-slim"
+    location: str = _key(_location, "Azure region of every resource.", "westeurope")
+    resource_group_name: str = _key(
+        _match(naming.RESOURCE_GROUP_RE,
+               "use 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'"),
+        "Resource group the stack creates and owns.", "modelship-dev")
+    storage_account_name: str = _key(
+        _match(naming.STORAGE_ACCOUNT_RE, "a storage account name is 3-24 lowercase letters and digits, "
+               "globally unique"),
+        "Model store account: 3-24 lowercase letters/digits, globally unique.")
+    storage_sku: StorageSku = _key(
+        _enum(StorageSku), "Storage redundancy: Standard_LRS, Standard_ZRS, Standard_GRS, Standard_RAGRS, "
+        "Standard_GZRS or Standard_RAGZRS.", StorageSku.STANDARD_LRS)
+    model_container: str = _key(
+        _match(naming.BLOB_CONTAINER_RE, "a blob container name is 3-63 lowercase letters, digits and single "
+               "'-', starting and ending alphanumeric"),
+        "Private blob container holding NAME/VERSION/ model prefixes.", "models")
+    blob_retention_days: int = _key(
+        _int_range(1, 365), "Soft-delete retention for blobs and containers (1-365 days).", 7)
+    registry_name: str = _key(
+        _match(naming.REGISTRY_RE, "a registry name is 5-50 letters and digits, globally unique"),
+        "Azure Container Registry: 5-50 letters/digits, globally unique.")
+    registry_sku: RegistrySku = _key(
+        _enum(RegistrySku), "Registry tier: Basic, Standard or Premium.", RegistrySku.BASIC)
+    cluster_name: str = _key(
+        _match(naming.CLUSTER_RE, "use 1-63 letters, digits, '-' and '_', starting and ending alphanumeric"),
+        "AKS cluster name and DNS prefix.", "modelship-aks")
+    kubernetes_version: str | None = _key(
+        _optional(_match(_K8S_VERSION_RE, "use MAJOR.MINOR or MAJOR.MINOR.PATCH, or leave empty "
+                         "for the AKS default")),
+        "AKS Kubernetes version (MAJOR.MINOR[.PATCH]); empty for the AKS default.", None)
+    node_vm_size: str = _key(
+        _match(_VM_SIZE_RE, "use an Azure VM size such as 'Standard_D2s_v5'"),
+        "VM size of the autoscaling system pool.", "Standard_D2s_v5")
+    node_min_count: int = _key(_int_range(1, 100), "Autoscaler minimum nodes (1-100).", 1)
+    node_max_count: int = _key(_int_range(1, 100), "Autoscaler maximum nodes (1-100, >= nodeMinCount).", 3)
+    network_policy: NetworkPolicy = _key(
+        _enum(NetworkPolicy), "Kubernetes network policy engine: cilium (Azure CNI powered by Cilium), azure "
+        "or calico.", NetworkPolicy.CILIUM)
+    kubelogin_mode: KubeloginMode = _key(
+        _enum(KubeloginMode), "Non-interactive kubelogin login written into the kubeconfig output: azurecli, "
+        "workloadidentity, spn or msi.", KubeloginMode.AZURECLI)
+    deployer_principal_type: DeployerPrincipalType = _key(
+        _enum(DeployerPrincipalType), "Kind of identity running pulumi up, for its role assignments: auto "
+        "(ARM_CLIENT_ID/ARM_USE_MSI or the az login account), User or ServicePrincipal.",
+        DeployerPrincipalType.AUTO)
+    image_builder: str = _key(
+        _match(_BUILDER_RE, "use the name of a buildx builder with the docker-container driver, e.g. "
+               "'modelship' (`docker buildx create --name modelship --driver docker-container`)"),
+        "buildx builder with the docker-container driver that builds the image and exports its registry "
+        "cache.", "modelship")
+    namespace: str = _key(_match(naming.RFC1123_LABEL_RE, _RFC1123),
+                          "Kubernetes namespace of the model server (RFC 1123 label).", "modelship")
+    replicas: int = _key(_int_range(2, 50), "Minimum model server replicas (2-50).", 2)
+    max_replicas: int = _key(_int_range(2, 100), "HPA maximum replicas (2-100, >= replicas).", 5)
+    target_cpu_utilization: int = _key(
+        _int_range(10, 95), "HPA target average CPU utilization in percent (10-95).", 70)
+    cpu_request: str = _key(_match(_CPU_RE, "use a CPU quantity such as '250m' or '1'"),
+                            "CPU request per pod.", "250m")
+    cpu_limit: str = _key(_match(_CPU_RE, "use a CPU quantity such as '500m' or '1'"),
+                          "CPU limit per pod.", "1")
+    # Empty: derived from the model's size (components/sizing.py); a value below that is refused.
+    memory_request: str | None = _key(
+        _optional(_match(_MEMORY_RE, "use a memory quantity such as '1280Mi', or leave empty to derive "
+                         "it from the model's size")),
+        "Memory request per pod; empty: model size + measured overhead (a smaller value is refused).", None)
+    memory_limit: str | None = _key(
+        _optional(_match(_MEMORY_RE, "use a memory quantity such as '2432Mi', or leave empty to derive "
+                         "it from the model's size")),
+        "Memory limit per pod; empty: 2 x model size (load peak) + measured overhead (a smaller value is "
+        "refused).", None)
+    startup_seconds: int | None = _key(
+        _optional(_int_range(10, 3600)), "How long a pod may take to become ready (startup probe budget, "
+        "10-3600); empty: derived from the model size.", None)
+    dns_label: str = _key(
+        _dns_label, "Azure DNS label of the public IP: <label>.<location>.cloudapp.azure.com (3-63 lowercase "
+        "letters, digits, -; starts with a letter).")
+    dns_zone_name: str | None = _key(
+        _optional(_match(naming.DNS_ZONE_RE, "use a lowercase DNS zone such as 'models.example.com', or "
+                         "leave empty for no A record")),
+        "Existing Azure DNS zone to add an A record <dnsLabel>.<zone> to; empty for none.", None)
+    dns_zone_resource_group: str | None = _key(
+        _optional(_match(naming.RESOURCE_GROUP_RE, "use an existing resource group name, or leave empty "
+                         "for resourceGroupName")),
+        "Resource group of dnsZoneName; empty for resourceGroupName.", None)
+    model_dir: str = _key(_match(_PATH_RE, "use a directory path"),
+                          "Model directory fetched by the pipeline before pulumi up (must be app/model).",
+                          "app/model")
+    model_name: str = _key(_match(NAME_RE, _RFC1123), "Model to serve; must match the fetched manifest.",
+                           "digits")
+    model_version: str = _key(
+        _model_version, "Model version to serve; 'latest' accepts whatever was fetched, else it must match "
+        "the manifest.", "latest")
+    release_webhook_url: str | None = _key(
+        _optional(_webhook_url), "Pipeline webhook trigger (https, no credential in it); set: promoting "
+        "releaseAlias starts it through Event Grid.", None)
+    release_alias: str = _key(_alias, "Alias whose promotions start a release (with releaseWebhookUrl).",
+                              "production")
+    revision: str | None = _key(
+        _optional(_match(REVISION_RE, "use 1-40 letters, digits, '.', '_' or '-' (a git sha), or "
+                         "leave empty to take it from the environment or git")),
+        "Source revision for image tags; empty: GITHUB_SHA, BUILD_SOURCEVERSION or git rev-parse.", None)
+    base_image: str = _key(
+        _match(_IMAGE_REF_RE, "use an image reference such as 'python:3.11-slim'"),
+        "Base image of the model server image (BASE_IMAGE build argument).", "python:3.11-slim")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -374,3 +304,72 @@ class Settings:
     def zone_resource_group(self) -> str:
         """Resource group of the DNS zone (defaults to the stack's own)."""
         return self.dns_zone_resource_group or self.resource_group_name
+
+
+def _camel(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    """One config key, as read from a :class:`Settings` field."""
+
+    name: str
+    """camelCase config key."""
+    field: str
+    check: Callable[[str, Any], Any]
+    default: Any
+    """The value an absent key takes (a str for enums, as config would give it); None: empty."""
+    required: bool
+    description: str
+    yaml_type: str
+    """``integer`` for whole numbers that are always set, else ``string`` (empty means derived)."""
+
+
+def _keys() -> tuple[_Key, ...]:
+    hints = typing.get_type_hints(Settings)
+    keys = []
+    for f in dataclasses.fields(Settings):
+        required = f.default is dataclasses.MISSING
+        default = None if required else f.default
+        keys.append(_Key(
+            name=_camel(f.name), field=f.name, check=f.metadata["check"],
+            default=default.value if isinstance(default, Enum) else default, required=required,
+            description=f.metadata["description"], yaml_type="integer" if hints[f.name] is int else "string",
+        ))
+    return tuple(keys)
+
+
+KEYS: tuple[_Key, ...] = _keys()
+"""Every config key, in the order of the fields (and of ``Pulumi.yaml``)."""
+
+
+def pulumi_yaml_config() -> str:
+    """The ``config:`` section of ``Pulumi.yaml``, generated from :data:`KEYS`."""
+    lines = ["config:"]
+    for key in KEYS:
+        lines += [f"  {key.name}:", f"    type: {key.yaml_type}"]
+        if not key.required:
+            default = "" if key.default is None else key.default
+            lines.append(f"    default: {json.dumps(default)}")
+        lines.append(f"    description: {json.dumps(key.description)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_pulumi_yaml(path: Path) -> bool:
+    """Replace the ``config:`` section (the file's last) of ``path``; True when the file changed."""
+    text = path.read_text()
+    start = text.index("\nconfig:\n") + 1
+    updated = text[:start] + pulumi_yaml_config()
+    if updated == text:
+        return False
+    path.write_text(updated)
+    return True
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write-pulumi-yaml"]:
+        sys.exit("usage: python settings.py --write-pulumi-yaml")
+    changed = write_pulumi_yaml(Path(__file__).resolve().parent / "Pulumi.yaml")
+    print("Pulumi.yaml: config section " + ("rewritten" if changed else "already up to date"))

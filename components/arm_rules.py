@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from components import naming
+
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 MANAGED_CLUSTER = "azure-native:containerservice:ManagedCluster"
 STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
@@ -26,20 +28,6 @@ DCR_ASSOCIATION = "azure-native:monitor:DataCollectionRuleAssociation"
 FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 
-# https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules
-_STORAGE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")  # Microsoft.Storage/storageAccounts
-_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]{5,50}$")  # Microsoft.ContainerRegistry/registries
-_CLUSTER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")  # managedClusters: 1-63
-# AKS dnsPrefix: 1-54 letters, digits and '-', starting and ending alphanumeric
-# (https://learn.microsoft.com/azure/aks/create-cluster ... `az aks create --dns-name-prefix`).
-_DNS_PREFIX_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,52}[A-Za-z0-9])?$")
-# Public IP domainNameLabel, which the AKS cloud provider sets from the annotation:
-# ^[a-z][a-z0-9-]{1,61}[a-z0-9]$ (https://learn.microsoft.com/azure/virtual-network/ip-services/
-# public-ip-addresses#dns-name-label and the ARM error InvalidDomainNameLabel).
-_AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
-# Kubernetes object names that are DNS labels (namespaces, services): RFC 1123, at most 63.
-# https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#dns-label-names
-_RFC1123_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _LABEL_NAMED_KINDS = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:Service")
 
 Rule = Callable[[str, Mapping[str, Any], Mapping[str, str]], list[str]]
@@ -116,23 +104,24 @@ def _names(token: str) -> Rule:
     def rule(name: str, inputs: Mapping[str, Any], kinds: Mapping[str, str]) -> list[str]:
         checks: list[tuple[str, Any, re.Pattern[str], str]] = []
         if token == STORAGE_ACCOUNT:
-            checks.append(("accountName", inputs.get("accountName"), _STORAGE_ACCOUNT_RE,
+            checks.append(("accountName", inputs.get("accountName"), naming.STORAGE_ACCOUNT_RE,
                            "3-24 lowercase letters and digits"))
         elif token == REGISTRY:
-            checks.append(("registryName", inputs.get("registryName"), _REGISTRY_RE,
+            checks.append(("registryName", inputs.get("registryName"), naming.REGISTRY_RE,
                            "5-50 letters and digits"))
         elif token == MANAGED_CLUSTER:
-            checks.append(("resourceName", inputs.get("resourceName"), _CLUSTER_RE,
+            checks.append(("resourceName", inputs.get("resourceName"), naming.CLUSTER_RE,
                            "1-63 letters, digits, '-' and '_', alphanumeric at both ends"))
-            checks.append(("dnsPrefix", inputs.get("dnsPrefix"), _DNS_PREFIX_RE,
+            checks.append(("dnsPrefix", inputs.get("dnsPrefix"), naming.DNS_PREFIX_RE,
                            "1-54 letters, digits and '-', alphanumeric at both ends"))
         elif token == SERVICE:
             label = _get(inputs, "metadata", "annotations", DNS_LABEL_ANNOTATION)
             if label is not None:
-                checks.append((f"metadata.annotations[{DNS_LABEL_ANNOTATION}]", label, _AZURE_DNS_LABEL_RE,
+                checks.append((f"metadata.annotations[{DNS_LABEL_ANNOTATION}]", label,
+                               naming.AZURE_DNS_LABEL_RE,
                                "3-63 lowercase letters, digits and '-', a letter first, alphanumeric last"))
         if token in _LABEL_NAMED_KINDS and _get(inputs, "metadata", "name") is not None:
-            checks.append(("metadata.name", _get(inputs, "metadata", "name"), _RFC1123_LABEL_RE,
+            checks.append(("metadata.name", _get(inputs, "metadata", "name"), naming.RFC1123_LABEL_RE,
                            "an RFC 1123 label of at most 63 characters"))
         return [f"{token} {name}: {key} {value!r} is not allowed; use {rule_text}"
                 for key, value, pattern, rule_text in checks

@@ -20,7 +20,8 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 MODEL_SUBDIR = "model"
 """Where the model directory sits inside the build context."""
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+"""A source revision (a git sha or a CI build id), as it goes into image tags."""
 
 
 class BuildSpecError(ValueError):
@@ -89,7 +90,7 @@ def make_build_spec(
             f"model directory {model} must be {context / MODEL_SUBDIR}: the Dockerfile copies "
             f"the model from '{MODEL_SUBDIR}/' inside the build context"
         )
-    if not _REVISION_RE.match(revision):
+    if not REVISION_RE.match(revision):
         raise BuildSpecError(
             f"revision {revision!r} is not allowed: use 1-40 letters, digits, '.', '_' or '-'"
         )

@@ -16,18 +16,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice
 
-from components.kubeconfig import decode_kubeconfig
-from components.roles import PRINCIPAL_TYPES, BuiltinRole, assign_role, client_config
+from components.choices import choice
+from components.kubeconfig import KubeloginMode, decode_kubeconfig
+from components.roles import BuiltinRole, PrincipalType, assign_role, client_config
 
-NON_INTERACTIVE_LOGINS = ("azurecli", "workloadidentity", "spn", "msi")
-"""kubelogin ``--login`` modes that need no human."""
-NETWORK_POLICIES = ("cilium", "azure", "calico")
-"""Network policy engines; ``cilium`` runs on the Cilium dataplane (it requires it)."""
+
+class NetworkPolicy(StrEnum):
+    """Network policy engines AKS supports with the Azure CNI overlay.
+
+    ``cilium`` (Azure CNI powered by Cilium, the eBPF dataplane, which it requires) is the default:
+    Azure Network Policy Manager (``azure``) is being retired on AKS in favour of it (docs/azure.md).
+    """
+
+    CILIUM = "cilium"
+    AZURE = "azure"
+    CALICO = "calico"
 
 
 @dataclass
@@ -48,15 +57,15 @@ class KubernetesClusterArgs:
     """Autoscaler lower bound of the system pool."""
     max_count: int = 3
     """Autoscaler upper bound of the system pool."""
-    network_policy: str = "cilium"
-    """``cilium`` (with the Cilium dataplane), ``azure`` or ``calico``."""
-    kubelogin_mode: str = "azurecli"
+    network_policy: NetworkPolicy = NetworkPolicy.CILIUM
+    """Network policy engine; ``cilium`` also selects the Cilium dataplane."""
+    kubelogin_mode: KubeloginMode = KubeloginMode.AZURECLI
     """Non-interactive kubelogin mode written into the kubeconfig."""
     grant_admin_to_deployer: bool = True
     """Give the identity running ``pulumi up`` cluster-admin through Azure RBAC."""
     managed_prometheus: bool = True
     """Run the Azure Monitor metrics add-on (``azureMonitorProfile.metrics``)."""
-    deployer_principal_type: str | None = None
+    deployer_principal_type: PrincipalType | None = None
     """``User`` or ``ServicePrincipal``: what the identity running ``pulumi up`` is (required with
     ``grant_admin_to_deployer``; ARM refuses a mismatch). See :mod:`components.deployer`."""
 
@@ -66,18 +75,18 @@ class KubernetesClusterArgs:
                 f"need 1 <= min_count <= max_count <= 100, got min_count={self.min_count}, "
                 f"max_count={self.max_count}"
             )
-        if self.network_policy not in NETWORK_POLICIES:
-            raise ValueError(f"network_policy must be one of {', '.join(NETWORK_POLICIES)}, "
-                             f"got {self.network_policy!r}")
-        if self.grant_admin_to_deployer and self.deployer_principal_type not in PRINCIPAL_TYPES:
-            raise ValueError(f"deployer_principal_type must be one of {', '.join(PRINCIPAL_TYPES)} when "
-                             f"grant_admin_to_deployer is set, got {self.deployer_principal_type!r}")
-        if self.kubelogin_mode not in NON_INTERACTIVE_LOGINS:
+        self.network_policy = choice(NetworkPolicy, self.network_policy, "network_policy")
+        if self.grant_admin_to_deployer:
+            self.deployer_principal_type = choice(
+                PrincipalType, self.deployer_principal_type, "deployer_principal_type",
+                "when grant_admin_to_deployer is set")
+        if self.kubelogin_mode not in set(KubeloginMode):
             # devicecode and interactive wait for someone at a browser: CI would hang.
             raise ValueError(
                 f"kubelogin_mode {self.kubelogin_mode!r} is not allowed; use a non-interactive mode: "
-                f"{', '.join(NON_INTERACTIVE_LOGINS)}"
+                f"{', '.join(KubeloginMode)}"
             )
+        self.kubelogin_mode = KubeloginMode(self.kubelogin_mode)
 
 
 class KubernetesCluster(pulumi.ComponentResource):
@@ -138,7 +147,7 @@ class KubernetesCluster(pulumi.ComponentResource):
                 network_policy=args.network_policy,
                 # Cilium policy is enforced by the Cilium (eBPF) dataplane, which it requires.
                 network_dataplane=(containerservice.NetworkDataplane.CILIUM
-                                   if args.network_policy == "cilium" else None),
+                                   if args.network_policy is NetworkPolicy.CILIUM else None),
                 load_balancer_sku=containerservice.LoadBalancerSku.STANDARD,
             ),
             opts=pulumi.ResourceOptions.merge(
@@ -155,14 +164,14 @@ class KubernetesCluster(pulumi.ComponentResource):
         if args.registry_id is not None:
             self.acr_pull = assign_role(
                 f"{name}-acr-pull", parent=self, config=config, role=BuiltinRole.ACR_PULL,
-                principal_id=self.kubelet_object_id, principal_type="ServicePrincipal",
+                principal_id=self.kubelet_object_id, principal_type=PrincipalType.SERVICE_PRINCIPAL,
                 scope=args.registry_id,
             )
         self.admin_assignment: pulumi.Resource | None = None
         if args.grant_admin_to_deployer:
             self.admin_assignment = assign_role(
                 f"{name}-admin", parent=self, config=config, role=BuiltinRole.AKS_RBAC_CLUSTER_ADMIN,
-                principal_id=config.object_id, principal_type=str(args.deployer_principal_type),
+                principal_id=config.object_id, principal_type=args.deployer_principal_type,
                 scope=self.cluster.id,
             )
 

@@ -17,18 +17,33 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 
-USER = "User"
-SERVICE_PRINCIPAL = "ServicePrincipal"
-_AZ_USER_TYPES = {"user": USER, "serviceprincipal": SERVICE_PRINCIPAL}
+from components.roles import PrincipalType
+
+
+class DeployerPrincipalType(StrEnum):
+    """What the identity running ``pulumi up`` is, for the role assignments the stack gives it.
+
+    ``auto`` detects it at deploy time (:func:`resolve_principal_type`): ``ServicePrincipal`` when
+    the azure-native provider signs in as one (``ARM_CLIENT_ID``, ``ARM_USE_MSI``), else the kind of
+    the ``az login`` account. ARM refuses an assignment whose type does not match the principal.
+    """
+
+    AUTO = "auto"
+    USER = PrincipalType.USER.value
+    SERVICE_PRINCIPAL = PrincipalType.SERVICE_PRINCIPAL.value
+
+
+_AZ_USER_TYPES = {"user": PrincipalType.USER, "serviceprincipal": PrincipalType.SERVICE_PRINCIPAL}
 
 
 class PrincipalTypeError(ValueError):
     """The deploying identity's kind could not be found out; the message names the key to set."""
 
 
-def _az_profile_kind(environ: Mapping[str, str]) -> str | None:
+def _az_profile_kind(environ: Mapping[str, str]) -> PrincipalType | None:
     home = Path(environ.get("HOME", "~")).expanduser()
     config_dir = Path(environ.get("AZURE_CONFIG_DIR") or home / ".azure")
     try:
@@ -43,19 +58,22 @@ def _az_profile_kind(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def resolve_principal_type(configured: str, environ: Mapping[str, str] | None = None) -> str:
+def resolve_principal_type(configured: DeployerPrincipalType | str,
+                           environ: Mapping[str, str] | None = None) -> PrincipalType:
     """``User`` or ``ServicePrincipal`` for the identity running the program.
 
     ``configured`` is the ``deployerPrincipalType`` value (``auto``, ``User``, ``ServicePrincipal``).
     """
-    if configured in (USER, SERVICE_PRINCIPAL):
-        return configured
-    if configured != "auto":
+    try:
+        wanted = DeployerPrincipalType(configured)
+    except ValueError:
         raise PrincipalTypeError(f"config key 'deployerPrincipalType': value {configured!r} is not allowed; "
-                                 f"allowed: auto, {USER}, {SERVICE_PRINCIPAL}")
+                                 f"allowed: {', '.join(DeployerPrincipalType)}") from None
+    if wanted is not DeployerPrincipalType.AUTO:
+        return PrincipalType(wanted.value)
     env = os.environ if environ is None else environ
     if env.get("ARM_CLIENT_ID") or env.get("ARM_USE_MSI", "").lower() == "true":
-        return SERVICE_PRINCIPAL
+        return PrincipalType.SERVICE_PRINCIPAL
     kind = _az_profile_kind(env)
     if kind is None:
         raise PrincipalTypeError(

@@ -10,12 +10,29 @@ identity token file, ...). Pure function; no credentials are read or written her
 from __future__ import annotations
 
 import base64
+from enum import StrEnum
 from typing import Any
 
 import yaml
 
+
+class KubeloginMode(StrEnum):
+    """How the kubeconfig's ``kubelogin get-token`` signs in; every one is non-interactive.
+
+    ``azurecli`` reuses ``az login`` (the pipeline's OIDC login); ``workloadidentity`` reads the
+    federated token from ``AZURE_FEDERATED_TOKEN_FILE``; ``spn`` reads a client secret from
+    ``AAD_SERVICE_PRINCIPAL_CLIENT_SECRET``; ``msi`` uses the VM's managed identity. (``devicecode``
+    and ``interactive`` wait for someone at a browser, so they are not members.)
+    """
+
+    AZURECLI = "azurecli"
+    WORKLOADIDENTITY = "workloadidentity"
+    SPN = "spn"
+    MSI = "msi"
+
+
 _FLAGS_WITH_VALUE = {"--login", "-l", "--server-id", "--client-id", "--tenant-id", "--environment"}
-_KEEP_CLIENT_ID = {"spn"}
+_KEEP_CLIENT_ID = {KubeloginMode.SPN}
 
 
 class KubeconfigError(ValueError):
@@ -35,8 +52,9 @@ def _parse_args(args: list[str]) -> dict[str, str]:
     return values
 
 
-def convert_kubeconfig(kubeconfig: str, login_mode: str) -> str:
+def convert_kubeconfig(kubeconfig: str, login_mode: KubeloginMode | str) -> str:
     """Rewrite every kubelogin exec user of ``kubeconfig`` (YAML text) to ``--login login_mode``."""
+    mode = KubeloginMode(login_mode).value  # a plain str: safe_dump refuses enum members
     try:
         doc: Any = yaml.safe_load(kubeconfig)
     except yaml.YAMLError as exc:
@@ -50,10 +68,10 @@ def convert_kubeconfig(kubeconfig: str, login_mode: str) -> str:
         old = _parse_args(list(exec_.get("args") or []))
         if "--server-id" not in old:
             raise KubeconfigError(f"kubelogin user {entry.get('name')!r} has no --server-id")
-        args = ["get-token", "--login", login_mode, "--server-id", old["--server-id"]]
-        if login_mode in _KEEP_CLIENT_ID and "--client-id" in old:
+        args = ["get-token", "--login", mode, "--server-id", old["--server-id"]]
+        if mode in _KEEP_CLIENT_ID and "--client-id" in old:
             args += ["--client-id", old["--client-id"]]
-        if "--tenant-id" in old and login_mode != "azurecli":
+        if "--tenant-id" in old and mode != KubeloginMode.AZURECLI:
             args += ["--tenant-id", old["--tenant-id"]]
         if "--environment" in old:
             args += ["--environment", old["--environment"]]
@@ -63,7 +81,7 @@ def convert_kubeconfig(kubeconfig: str, login_mode: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def decode_kubeconfig(value: str, login_mode: str) -> str:
+def decode_kubeconfig(value: str, login_mode: KubeloginMode | str) -> str:
     """Decode the base64 ``value`` of a credential result and convert it."""
     try:
         text = base64.b64decode(value, validate=True).decode("utf-8")

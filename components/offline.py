@@ -258,7 +258,7 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
     module docstring. ``deployer_principal_type`` stands in for ``auto``: offline, nothing can
     ask the directory what the identity running the program is."""
     from components.stack import build_stack
-    from settings import DeployerPrincipalType
+    from components.deployer import DeployerPrincipalType
 
     root = Path(project_root) if project_root is not None else Path(__file__).resolve().parent.parent
     if settings.deployer_principal_type is DeployerPrincipalType.AUTO:

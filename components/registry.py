@@ -8,11 +8,21 @@ the deploying principal), so no registry password exists anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pulumi
 from pulumi_azure_native import containerregistry
 
-from components.roles import PRINCIPAL_TYPES, BuiltinRole, assign_role, client_config
+from components.choices import choice
+from components.roles import BuiltinRole, PrincipalType, assign_role, client_config
+
+
+class RegistrySku(StrEnum):
+    """Azure Container Registry tiers."""
+
+    BASIC = "Basic"
+    STANDARD = "Standard"
+    PREMIUM = "Premium"
 
 
 @dataclass
@@ -23,18 +33,20 @@ class ContainerRegistryArgs:
     """Globally unique registry name (5-50 letters and digits)."""
     location: pulumi.Input[str]
     """Azure region."""
-    sku: str = "Basic"
-    """Basic, Standard or Premium."""
+    sku: RegistrySku = RegistrySku.BASIC
+    """Registry tier."""
     grant_push_to_deployer: bool = True
     """Assign AcrPush to the identity running ``pulumi up`` so it can push the model image."""
-    deployer_principal_type: str | None = None
+    deployer_principal_type: PrincipalType | None = None
     """``User`` or ``ServicePrincipal``: what the identity running ``pulumi up`` is (required with
     ``grant_push_to_deployer``; ARM refuses a mismatch). See :mod:`components.deployer`."""
 
     def __post_init__(self) -> None:
-        if self.grant_push_to_deployer and self.deployer_principal_type not in PRINCIPAL_TYPES:
-            raise ValueError(f"deployer_principal_type must be one of {', '.join(PRINCIPAL_TYPES)} when "
-                             f"grant_push_to_deployer is set, got {self.deployer_principal_type!r}")
+        self.sku = choice(RegistrySku, self.sku, "sku")
+        if self.grant_push_to_deployer:
+            self.deployer_principal_type = choice(
+                PrincipalType, self.deployer_principal_type, "deployer_principal_type",
+                "when grant_push_to_deployer is set")
 
 
 class ContainerRegistry(pulumi.ComponentResource):
@@ -62,7 +74,7 @@ class ContainerRegistry(pulumi.ComponentResource):
             config = client_config(self)
             self.push_assignment = assign_role(
                 f"{name}-push", parent=self, config=config, role=BuiltinRole.ACR_PUSH,
-                principal_id=config.object_id, principal_type=str(args.deployer_principal_type),
+                principal_id=config.object_id, principal_type=args.deployer_principal_type,
                 scope=self.registry.id,
             )
         self.login_server = self.registry.login_server

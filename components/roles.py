@@ -11,6 +11,8 @@ from enum import StrEnum
 import pulumi
 from pulumi_azure_native import authorization
 
+from components.choices import choice
+
 
 class BuiltinRole(StrEnum):
     """Built-in roles and their fixed ids."""
@@ -19,13 +21,16 @@ class BuiltinRole(StrEnum):
     ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
     AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
     MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
-    STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
     STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 
 
-PRINCIPAL_TYPES = ("User", "ServicePrincipal", "Group")
-"""Principal types the stack assigns roles to. Always sent: pulumi-azure-native fills in ``User``
-when none is given, and ARM refuses that for a service principal (UnmatchedPrincipalType)."""
+class PrincipalType(StrEnum):
+    """Principal types the stack assigns roles to. Always sent: pulumi-azure-native fills in ``User``
+    when none is given, and ARM refuses that for a service principal (UnmatchedPrincipalType)."""
+
+    USER = "User"
+    SERVICE_PRINCIPAL = "ServicePrincipal"
+    GROUP = "Group"
 
 
 def role_definition_id(subscription_id: str, role: BuiltinRole) -> str:
@@ -46,17 +51,14 @@ def assign_role(
     role: BuiltinRole,
     principal_id: pulumi.Input[str],
     scope: pulumi.Input[str],
-    principal_type: str,
+    principal_type: PrincipalType | str | None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> authorization.RoleAssignment:
     """Grant ``role`` to ``principal_id`` (a ``principal_type``) on ``scope``."""
-    if principal_type not in PRINCIPAL_TYPES:
-        raise ValueError(f"principal_type must be one of {', '.join(PRINCIPAL_TYPES)}, "
-                         f"got {principal_type!r}")
     return authorization.RoleAssignment(
         name,
         principal_id=principal_id,
-        principal_type=principal_type,
+        principal_type=choice(PrincipalType, principal_type, "principal_type"),
         role_definition_id=config.subscription_id.apply(lambda sub: role_definition_id(sub, role)),
         scope=scope,
         opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=parent), opts),

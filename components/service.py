@@ -14,13 +14,13 @@ role assignment through ``depends_on`` so pods are not scheduled before the kube
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import dns
 
+from components.naming import AZURE_DNS_LABEL_RE
 from components.sizing import PROBE_PERIOD_S, Resources, for_model
 
 APP_PORT = 8080
@@ -31,7 +31,6 @@ READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 MODEL_MOUNT = "/opt/model"
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
-_AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 @dataclass
@@ -86,7 +85,7 @@ class ModelServiceArgs:
             raise ValueError(f"max_replicas ({self.max_replicas}) must be >= replicas ({self.replicas})")
         if not 1 <= self.target_cpu_utilization <= 100:
             raise ValueError(f"target_cpu_utilization must be 1-100, got {self.target_cpu_utilization}")
-        if not _AZURE_DNS_LABEL_RE.match(self.dns_label):
+        if not AZURE_DNS_LABEL_RE.match(self.dns_label):
             raise ValueError(
                 f"dns_label {self.dns_label!r} is not an Azure DNS name label: 3-63 lowercase letters, "
                 "digits and '-', starting with a letter and ending alphanumeric"

@@ -113,7 +113,7 @@ class ModelshipStack(pulumi.ComponentResource):
         choice = choose_model(settings, project_root, revision)
         if settings.release_webhook_url:
             check_webhook_url(settings.release_webhook_url, "releaseWebhookUrl")
-        deployer = resolve_principal_type(settings.deployer_principal_type.value)
+        deployer = resolve_principal_type(settings.deployer_principal_type)
         sized = None if choice.spec is None else sizing.for_model(
             choice.spec.manifest.size, model=choice.spec.manifest.ref,
             memory_request=settings.memory_request, memory_limit=settings.memory_limit,
@@ -132,20 +132,20 @@ class ModelshipStack(pulumi.ComponentResource):
         self.store = ModelStore(f"{name}-store", ModelStoreArgs(
             resource_group_name=rg, account_name=settings.storage_account_name,
             location=settings.location, container_name=settings.model_container,
-            sku=settings.storage_sku.value, retention_days=settings.blob_retention_days,
+            sku=settings.storage_sku, retention_days=settings.blob_retention_days,
             deployer_principal_type=deployer,
         ), opts=child)
         self.registry = ContainerRegistry(f"{name}-registry", ContainerRegistryArgs(
             resource_group_name=rg, registry_name=settings.registry_name,
-            location=settings.location, sku=settings.registry_sku.value,
+            location=settings.location, sku=settings.registry_sku,
             deployer_principal_type=deployer,
         ), opts=child)
         self.cluster = KubernetesCluster(f"{name}-cluster", KubernetesClusterArgs(
             resource_group_name=rg, cluster_name=settings.cluster_name, location=settings.location,
             registry_id=self.registry.registry_id, kubernetes_version=settings.kubernetes_version,
             vm_size=settings.node_vm_size, min_count=settings.node_min_count,
-            max_count=settings.node_max_count, network_policy=settings.network_policy.value,
-            kubelogin_mode=settings.kubelogin_mode.value, deployer_principal_type=deployer,
+            max_count=settings.node_max_count, network_policy=settings.network_policy,
+            kubelogin_mode=settings.kubelogin_mode, deployer_principal_type=deployer,
         ), opts=child)
         # The progressive-delivery engine and the metrics its canary analysis reads: platform
         # parts, there before any model is.

@@ -12,11 +12,24 @@ same pipeline identity can ``modelship-models fetch`` the model before every pre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pulumi
 from pulumi_azure_native import storage
 
-from components.roles import PRINCIPAL_TYPES, BuiltinRole, assign_role, client_config
+from components.choices import choice
+from components.roles import BuiltinRole, PrincipalType, assign_role, client_config
+
+
+class StorageSku(StrEnum):
+    """Redundancy of the model store account (Standard general-purpose v2 SKUs)."""
+
+    STANDARD_LRS = "Standard_LRS"
+    STANDARD_ZRS = "Standard_ZRS"
+    STANDARD_GRS = "Standard_GRS"
+    STANDARD_RAGRS = "Standard_RAGRS"
+    STANDARD_GZRS = "Standard_GZRS"
+    STANDARD_RAGZRS = "Standard_RAGZRS"
 
 
 @dataclass
@@ -29,21 +42,23 @@ class ModelStoreArgs:
     """Azure region."""
     container_name: str = "models"
     """Private container the model store CLI writes ``NAME/VERSION/`` prefixes into."""
-    sku: str = "Standard_LRS"
+    sku: StorageSku = StorageSku.STANDARD_LRS
     """Redundancy SKU."""
     retention_days: int = 7
     """Soft-delete retention for blobs and containers."""
     grant_read_to_deployer: bool = True
     """Assign Storage Blob Data Reader on the container to the identity running ``pulumi up``."""
-    deployer_principal_type: str | None = None
+    deployer_principal_type: PrincipalType | None = None
     """``User`` or ``ServicePrincipal`` (required with ``grant_read_to_deployer``)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.retention_days <= 365:
             raise ValueError(f"retention_days must be 1-365, got {self.retention_days}")
-        if self.grant_read_to_deployer and self.deployer_principal_type not in PRINCIPAL_TYPES:
-            raise ValueError(f"deployer_principal_type must be one of {', '.join(PRINCIPAL_TYPES)} when "
-                             f"grant_read_to_deployer is set, got {self.deployer_principal_type!r}")
+        self.sku = choice(StorageSku, self.sku, "sku")
+        if self.grant_read_to_deployer:
+            self.deployer_principal_type = choice(
+                PrincipalType, self.deployer_principal_type, "deployer_principal_type",
+                "when grant_read_to_deployer is set")
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -100,7 +115,7 @@ class ModelStore(pulumi.ComponentResource):
             config = client_config(self)
             self.read_assignment = assign_role(
                 f"{name}-read", parent=self, config=config, role=BuiltinRole.STORAGE_BLOB_DATA_READER,
-                principal_id=config.object_id, principal_type=str(args.deployer_principal_type),
+                principal_id=config.object_id, principal_type=args.deployer_principal_type,
                 scope=self.container.id,
             )
 

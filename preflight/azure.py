@@ -6,8 +6,8 @@ import base64
 import json
 from pathlib import Path
 
+from components.deployer import DeployerPrincipalType
 from preflight.checks import ADMIN_ROLES, WRITE_ROLES, Context, Result, _json
-from settings import DeployerPrincipalType
 
 _KINDS = {"user": "User", "serviceprincipal": "ServicePrincipal"}
 

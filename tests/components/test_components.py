@@ -21,7 +21,10 @@ from components import (
     ModelStore,
     ModelStoreArgs,
 )
-from components.kubeconfig import KubeconfigError, convert_kubeconfig
+from components.cluster import NetworkPolicy
+from components.kubeconfig import KubeconfigError, KubeloginMode, convert_kubeconfig
+from components.roles import PrincipalType
+from components.store import StorageSku
 from components.testing import LOAD_BALANCER_IP, RecordingMocks, exec_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +177,28 @@ def test_a_resource_test_without_the_decorator_fails(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "PytestReturnNotNoneWarning" in result.stdout, result.stdout
     assert "1 failed" in result.stdout
+
+
+# -- typed choices ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: ModelStoreArgs("rg", "name01", "l", sku="Premium_LRS", deployer_principal_type="User"),
+     "sku must be one of Standard_LRS, Standard_ZRS"),
+    (lambda: ContainerRegistryArgs("rg", "name01", "l", sku="Gold", deployer_principal_type="User"),
+     "sku must be one of Basic, Standard, Premium, got 'Gold'"),
+    (lambda: KubernetesClusterArgs("rg", "c", "l", network_policy="cillium", deployer_principal_type="User"),
+     "network_policy must be one of cilium, azure, calico, got 'cillium'"),
+])
+def test_choices_outside_the_enum_are_refused(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]
+
+
+def test_choices_given_as_strings_become_the_components_enums() -> None:
+    store = ModelStoreArgs("rg", "name01", "l", sku="Standard_ZRS",
+                           deployer_principal_type="ServicePrincipal")
+    assert store.sku is StorageSku.STANDARD_ZRS
+    assert store.deployer_principal_type is PrincipalType.SERVICE_PRINCIPAL
+    cluster = KubernetesClusterArgs("rg", "c", "l", network_policy="azure", kubelogin_mode="msi",
+                                    deployer_principal_type="User")
+    assert cluster.network_policy is NetworkPolicy.AZURE and cluster.kubelogin_mode is KubeloginMode.MSI

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from settings import KEYS, KubeloginMode, NetworkPolicy, RegistrySku, Settings, SettingsError, StorageSku
+import settings as settings_module
+from components.cluster import NetworkPolicy
+from components.kubeconfig import KubeloginMode
+from components.registry import RegistrySku
+from components.store import StorageSku
+from settings import KEYS, Settings, SettingsError
 from tests.components.conftest import BASE, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,9 +120,48 @@ def test_pulumi_yaml_declares_every_key_with_type_default_description() -> None:
             assert entry["default"] == ("" if key.default is None else key.default), key.name
 
 
+def test_pulumi_yaml_config_is_generated_from_the_settings_fields() -> None:
+    text = (ROOT / "Pulumi.yaml").read_text()
+    section = text[text.index("\nconfig:\n") + 1:]
+    assert section == settings_module.pulumi_yaml_config(), (
+        "Pulumi.yaml's config section differs from the Settings fields: run "
+        "`.venv/bin/python settings.py --write-pulumi-yaml`")
+
+
+def test_write_pulumi_yaml_replaces_only_the_config_section(tmp_path: Path) -> None:
+    target = tmp_path / "Pulumi.yaml"
+    target.write_text("name: modelship\nruntime: python\nconfig:\n  stale:\n    type: string\n")
+    assert settings_module.write_pulumi_yaml(target)
+    written = yaml.safe_load(target.read_text())
+    assert written["name"] == "modelship" and written["runtime"] == "python"
+    assert list(written["config"]) == [k.name for k in KEYS]
+    assert not settings_module.write_pulumi_yaml(target)
+
+
+def test_config_keys_are_the_fields_in_camel_case() -> None:
+    names = {k.field: k.name for k in KEYS}
+    assert names["resource_group_name"] == "resourceGroupName"
+    assert names["dns_zone_resource_group"] == "dnsZoneResourceGroup"
+    assert len(set(names.values())) == len(names)
+
+
+def _stack_files() -> list[Path]:
+    return sorted(ROOT.glob("Pulumi.*.yaml"))
+
+
+def _stack_values(path: Path) -> dict[str, object]:
+    stack = yaml.safe_load(path.read_text())["config"]
+    return {k.split(":", 1)[1]: v for k, v in stack.items() if k.startswith("modelship:")}
+
+
+@pytest.mark.parametrize("stack_file", _stack_files(), ids=lambda p: p.name)
+def test_every_stack_file_sets_only_known_keys(stack_file: Path) -> None:
+    unknown = sorted(set(_stack_values(stack_file)) - {k.name for k in KEYS})
+    assert not unknown, f"{stack_file.name} sets unknown keys {unknown}: declare them in settings.Settings"
+
+
 def test_dev_stack_sets_every_key_and_is_valid() -> None:
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    values = {k.split(":", 1)[1]: v for k, v in stack.items() if k.startswith("modelship:")}
+    values = _stack_values(ROOT / "Pulumi.dev.yaml")
     assert set(values) == {k.name for k in KEYS}
     s = Settings.load(FakeConfig({k: str(v) for k, v in values.items()}))
     assert s.storage_account_name == "modelshipdevmodels01"
