@@ -257,8 +257,8 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
     """Run the whole program under ``mocks`` (fresh :class:`OfflineMocks` by default); see the
     module docstring. ``deployer_principal_type`` stands in for ``auto``: offline, nothing can
     ask the directory what the identity running the program is."""
-    from components.stack import build_stack
     from components.deployer import DeployerPrincipalType
+    from components.stack import build_stack
 
     root = Path(project_root) if project_root is not None else Path(__file__).resolve().parent.parent
     if settings.deployer_principal_type is DeployerPrincipalType.AUTO:
