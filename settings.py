@@ -30,7 +30,7 @@ from components.deployer import DeployerPrincipalType
 from components.kubeconfig import KubeloginMode
 from components.registry import RegistrySku
 from components.store import StorageSku
-from modelserver.manifest import NAME_RE, VERSION_RE, is_alias_name
+from modelship_contract.manifest import NAME_RE, VERSION_RE, is_alias_name
 
 __all__ = ["KEYS", "DeployerPrincipalType", "KubeloginMode", "NetworkPolicy", "RegistrySku", "Settings",
            "SettingsError", "StorageSku"]

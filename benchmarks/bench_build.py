@@ -25,7 +25,7 @@ from components.build_spec import make_build_spec  # noqa: E402
 from delivery import engine  # noqa: E402
 from delivery.build import choose_base_image, context_digest  # noqa: E402
 from delivery.settings import LocalSettings  # noqa: E402
-from modelserver.signature import sign  # noqa: E402
+from modelship_contract.signature import sign  # noqa: E402
 from modelstore.signing import ensure_key, export_trusted_keys  # noqa: E402
 
 REPO = "modelship-bench/digits"

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "app")]
 
 from delivery.azurite import Azurite  # noqa: E402
-from modelserver.manifest import Datatype, ModelManifest, TensorSpec, sha256_file  # noqa: E402
+from modelship_contract.manifest import Datatype, ModelManifest, TensorSpec, sha256_file  # noqa: E402
 from modelstore.store import ModelStore  # noqa: E402
 
 CONTAINER = "bench"

@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[str, int, int], dict[str, float]] = {}
         servers = []
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "app"), "MODELSHIP_LOG_LEVEL": "info"}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "app"), str(ROOT)]),
+               "MODELSHIP_LOG_LEVEL": "info"}
         servers.append(
             (
                 "modelship",

@@ -3,22 +3,34 @@
 The image is built from ``app/`` (the build context, with ``app/Dockerfile``) and the model
 directory, which must sit inside the context at ``app/model/`` so that every builder (BuildKit via
 pulumi-docker-build in the cloud, the local Docker Engine here) sees the same files and produces
-the same layers. Nothing here talks to Docker or Pulumi: it only computes paths, build arguments,
-labels and tags from the model manifest and the source revision.
+the same layers. Nothing here talks to Docker or Pulumi: it computes paths, build arguments,
+labels and tags from the model manifest and the source revision, and stages the shared contract.
+
+The image needs :mod:`modelship_contract` (the server imports it), but the package lives once, at the
+top of the repository, outside ``app/``, and a Docker build sees only its context.
+:func:`make_build_spec` therefore copies it into ``<context>/modelship_contract/`` (ignored by git,
+like ``model/``): the one file write here, done only when the copy differs from the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 
-from modelserver.manifest import ModelManifest, read_manifest
+import modelship_contract
+from modelship_contract.manifest import ModelManifest, read_manifest
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 """The official slim Python image; where pulls are impossible a locally built base is passed instead."""
 MODEL_SUBDIR = "model"
 """Where the model directory sits inside the build context."""
+CONTRACT_SUBDIR = "modelship_contract"
+"""Where the contract package's copy sits inside the build context (the Dockerfile copies it)."""
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 """A source revision (a git sha or a CI build id), as it goes into image tags."""
@@ -69,6 +81,34 @@ class BuildSpec:
         return [f"{repository}:{self.tag}"]
 
 
+def stage_contract(context: Path | str) -> Path:
+    """Make ``<context>/modelship_contract/`` a copy of the installed contract package; return it.
+
+    Left alone when it already holds the same files. Otherwise the new copy is written beside it and
+    swapped in with renames, so a concurrent build never sees a half-written package.
+    """
+    context = Path(context)
+    source = Path(modelship_contract.__file__).resolve().parent
+    files = {p.name: p.read_bytes() for p in sorted(source.glob("*.py"))}
+    target = context / CONTRACT_SUBDIR
+    if target.is_dir() and {p.name: p.read_bytes() for p in target.glob("*.py")} == files \
+            and not [p for p in target.iterdir() if p.suffix != ".py" and p.name != "__pycache__"]:
+        return target
+    fresh = Path(tempfile.mkdtemp(prefix=".contract-", dir=context))
+    try:
+        for name, data in files.items():
+            (fresh / name).write_bytes(data)
+        fresh.chmod(0o755)
+        old = context / f".contract-old-{uuid.uuid4().hex[:8]}"
+        if target.exists() or target.is_symlink():
+            os.replace(target, old)
+        os.replace(fresh, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return target
+
+
 def make_build_spec(
     context: Path | str,
     revision: str,
@@ -79,6 +119,7 @@ def make_build_spec(
 
     ``model_dir`` must lie inside ``context``: the Dockerfile copies it from there. Only the
     manifest is read here (cheap and deterministic); the server re-checks the sha256 at start.
+    The contract package is staged into the context (:func:`stage_contract`).
     """
     context = Path(context).resolve()
     dockerfile = context / "Dockerfile"
@@ -96,6 +137,7 @@ def make_build_spec(
         )
     if not base_image or any(c.isspace() for c in base_image):
         raise BuildSpecError(f"base image {base_image!r} is not an image reference")
+    stage_contract(context)
     return BuildSpec(
         context=context,
         dockerfile=dockerfile,

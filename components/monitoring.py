@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import managedidentity, monitor
 
 from components.roles import BuiltinRole, assign_role, client_config
-from modelserver.canary.definition import SELECTOR_LABEL
+from modelship_contract.canary import SELECTOR_LABEL
 
 PROMETHEUS_STREAM = "Microsoft-PrometheusMetrics"
 DESTINATION = "MonitoringAccount1"

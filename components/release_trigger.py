@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pulumi
 from pulumi_azure_native import eventgrid
 
-from modelserver.manifest import is_alias_name, validate_name
+from modelship_contract.manifest import is_alias_name, validate_name
 
 STORAGE_TOPIC_TYPE = "Microsoft.Storage.StorageAccounts"
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelserver.canary.definition import AnalysisDefinition
+from modelship_contract import image as image_contract
+from modelship_contract.canary import AnalysisDefinition
 
 API_VERSION = "argoproj.io/v1alpha1"
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
@@ -38,7 +39,7 @@ def analysis_command(definition: AnalysisDefinition, prometheus_url: str) -> lis
 
 
 def analysis_template(name: str, namespace: str, image: str, service_account: str, prometheus_url: str,
-                      definition: AnalysisDefinition, uid: int = 10001) -> dict[str, Any]:
+                      definition: AnalysisDefinition, uid: int = image_contract.UID) -> dict[str, Any]:
     """An AnalysisTemplate whose one Job metric passes exactly when the analysis CLI exits 0."""
     security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

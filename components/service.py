@@ -23,13 +23,12 @@ from pulumi_azure_native import dns
 from components.naming import AZURE_DNS_LABEL_RE
 from components.sizing import PROBE_PERIOD_S, Resources, for_model
 
-APP_PORT = 8080
-"""Port the model server listens on."""
-APP_UID = 10001
-"""Non-root uid the image runs as."""
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
-MODEL_MOUNT = "/opt/model"
+# The image's runtime contract (port, non-root uid, health routes, model path), under local names.
+from modelship_contract.image import LIVE_PATH, MODEL_DIR_ENV, READY_PATH
+from modelship_contract.image import MODEL_DIR as MODEL_MOUNT
+from modelship_contract.image import PORT as APP_PORT
+from modelship_contract.image import UID as APP_UID
+
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 
 
@@ -282,7 +281,7 @@ class ModelService(pulumi.ComponentResource):
                 image=args.image,
                 image_pull_policy="IfNotPresent",
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=APP_PORT, protocol="TCP")],
-                env=[k8s.core.v1.EnvVarArgs(name="MODELSHIP_MODEL_DIR", value=MODEL_MOUNT)],
+                env=[k8s.core.v1.EnvVarArgs(name=MODEL_DIR_ENV, value=MODEL_MOUNT)],
                 resources=k8s.core.v1.ResourceRequirementsArgs(
                     requests={"cpu": args.cpu_request, "memory": sized.memory_request},
                     limits={"cpu": args.cpu_limit, "memory": sized.memory_limit},

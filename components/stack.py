@@ -29,7 +29,7 @@ from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
-from modelserver.manifest import MANIFEST_FILE, git_revision, is_alias_name
+from modelship_contract.manifest import MANIFEST_FILE, git_revision, is_alias_name
 
 if TYPE_CHECKING:
     from settings import Settings

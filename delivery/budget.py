@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from components import sizing
 from delivery import engine
-from modelserver.manifest import ModelManifest
+from modelship_contract.manifest import ModelManifest
 
 KEYS = ("memoryRequest", "MODELSHIP_MEMORY", "MODELSHIP_STARTUP_SECONDS")
 """Names of the local settings in errors (the request has no local counterpart)."""

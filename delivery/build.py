@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from components.build_spec import BuildSpec, make_build_spec
+from components.build_spec import BuildSpec, make_build_spec, stage_contract
 from delivery import budget, engine
 from delivery.services import LocalRegistry, ServiceError
 from delivery.settings import ROOT, DeliveryError, LocalSettings, log
-from modelserver.manifest import git_revision
+from modelship_contract.manifest import git_revision
 
 
 def context_digest(context: Path) -> str:
@@ -111,6 +111,7 @@ def choose_base_image(settings: LocalSettings) -> str:
 def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistry,
                 echo: bool = True) -> tuple[BuildSpec, str, str]:
     """Build through the stack's build spec; return (spec, image id, tagged reference)."""
+    stage_contract(settings.context)  # before the revision: the contract's copy is part of the code
     revision = source_revision(settings.context)
     spec = make_build_spec(settings.context, revision=revision, base_image=base_image)
     repo = f"{registry.host}/{settings.repository}"
@@ -124,7 +125,7 @@ def build_image(settings: LocalSettings, base_image: str, registry: LocalRegistr
         iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [ref], echo=echo,
                            log_file=build_log)
     except engine.DockerError as exc:
-        # The Dockerfile verifies the model's signature (app/modelserver/signature.py, exit 8).
+        # The Dockerfile verifies the model's signature (modelship_contract/signature.py, exit 8).
         refusal = re.search(r"refusing the model: (model signature check failed [^\n]*)", str(exc))
         if refusal:
             raise DeliveryError(

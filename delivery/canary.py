@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from modelserver.canary.analysis import Status, Verdict, analyze
-from modelserver.canary.definition import AnalysisDefinition
+from modelship_contract.canary import AnalysisDefinition
 
 FAILURE_BACKOFF = 0.1
 """Seconds a client waits after a failed request before the next one."""

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelship_contract import image as image_contract
+
 DOCKER = os.environ.get("MODELSHIP_DOCKER", "/usr/bin/docker")
 _MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -133,9 +135,9 @@ class RunOptions:
     """Memory limit in Docker's notation (``512m``); the Deployment's ``limits.memory``."""
     cpus: str
     """CPU limit (``1`` or ``0.5``); the Deployment's ``limits.cpu``."""
-    user: str = "10001:10001"
+    user: str = image_contract.USER
     """Non-root uid:gid, as ``runAsUser``/``runAsGroup``."""
-    container_port: int = 8080
+    container_port: int = image_contract.PORT
     tmpfs_size: str = "64m"
     """Size of the writable /tmp, as the pod's ``emptyDir`` size limit."""
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from delivery.processes import PidFile, start, wait_until
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
+from modelship_contract import image as image_contract
 
 HAPROXY_BIN = Path("/usr/sbin/haproxy")
 BACKEND = "app"
@@ -52,8 +53,8 @@ SLOTS = ("s1", "s2")
 """Server slots of the pool: a stable and a canary (or an old and a new) backend at once."""
 MAX_WEIGHT = 256
 """HAProxy's largest server weight."""
-HEALTH_PATH = "/v2/health/ready"
-"""The app's readiness path (``components.service.READY_PATH``), checked every second."""
+HEALTH_PATH = image_contract.READY_PATH
+"""The app's readiness path, checked every second."""
 SOCKET_TIMEOUT = 5.0
 """Seconds one admin-socket command may take."""
 _UNUSED_ADDR = ("127.0.0.1", 1)

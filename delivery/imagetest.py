@@ -32,6 +32,7 @@ from components.image_test import VERIFIED_PREFIX
 from delivery import engine
 from delivery.services import free_port
 from delivery.smoke import SmokeError, SmokeResult, run_smoke
+from modelship_contract import image as image_contract
 
 DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")
 """``registry/repository[:tag]@sha256:<64 hex>``: only a reference pinned by digest is tested."""
@@ -101,7 +102,6 @@ def run(image: str, model: str, version: str, options: engine.RunOptions, wait_s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from components import service  # the pod's uid, port and model path: one home for each
     from delivery.settings import k8s_cpu_to_docker, k8s_memory_to_docker
 
     parser = argparse.ArgumentParser(prog="python -m delivery.imagetest", description=__doc__.split("\n")[0])
@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--startup-seconds {args.startup_seconds}: use 1-3600")
         options = engine.RunOptions(
             memory=k8s_memory_to_docker(args.memory), cpus=k8s_cpu_to_docker(args.cpu),
-            user=f"{service.APP_UID}:{service.APP_UID}", container_port=service.APP_PORT,
-            env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT}, health_start_period=args.startup_seconds,
+            user=image_contract.USER, container_port=image_contract.PORT,
+            env={image_contract.MODEL_DIR_ENV: image_contract.MODEL_DIR},
+            health_start_period=args.startup_seconds,
         )
     except ValueError as exc:
         parser.print_usage(sys.stderr)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imagetest: FAILED: cannot pull {args.image} within {PULL_TIMEOUT_S:.0f} s (is the registry "
               "reachable and `az acr login` done?)", file=sys.stderr)
         return 1
-    log(f"running it as uid {service.APP_UID}, read-only root filesystem, memory {args.memory}, "
+    log(f"running it as uid {image_contract.UID}, read-only root filesystem, memory {args.memory}, "
         f"cpu {args.cpu}")
     try:
         verified = run(args.image, args.model, args.version, options, float(args.startup_seconds), log=log)

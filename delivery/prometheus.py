@@ -21,8 +21,8 @@ from pathlib import Path
 
 from delivery.processes import PidFile, start
 from delivery.services import ServiceError, port_open, read_pid, stop_pid
-from modelserver.canary.definition import SELECTOR_LABEL
 from modelserver.canary.prometheus import PrometheusClient, PrometheusError
+from modelship_contract.canary import SELECTOR_LABEL
 
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")
 SCRAPE_INTERVAL = "1s"

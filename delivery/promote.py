@@ -65,10 +65,11 @@ def verified_dev_image(dev: LocalSettings) -> dict:
 
 def _manifest_of(image: str):
     """The model manifest baked into ``image`` (read from the image, not from the build context)."""
-    from modelserver.manifest import ModelManifest
+    from modelship_contract import image as image_contract
+    from modelship_contract.manifest import MANIFEST_FILE, ModelManifest
 
     out = engine.docker("run", "--rm", "--network", "none", "--entrypoint", "cat", image,
-                        "/opt/model/manifest.json", timeout=120).stdout
+                        f"{image_contract.MODEL_DIR}/{MANIFEST_FILE}", timeout=120).stdout
     return ModelManifest.from_dict(json.loads(out))
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelserver.canary.definition import DEFAULT, AnalysisDefinition
+from modelship_contract.canary import DEFAULT, AnalysisDefinition
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from components import sizing
 from delivery import budget, engine, hygiene
+from modelship_contract import image as image_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -87,8 +88,8 @@ class LocalSettings:
     """The build context, ``app/`` (``MODELSHIP_CONTEXT``); the model is fetched into ``<context>/model``."""
     instance: str
     """Prefix of container names and value of their ``modelship.instance`` label (``MODELSHIP_INSTANCE``)."""
-    port: int = 8080
-    """Host port of the running service on 127.0.0.1 (``MODELSHIP_PORT``)."""
+    port: int = image_contract.PORT
+    """Host port of the running service on 127.0.0.1 (``MODELSHIP_PORT``); by default the image's own."""
     registry_port: int = 5000
     """Port of the local registry on 127.0.0.1 (``MODELSHIP_REGISTRY_PORT``)."""
     azurite_port: int = 10000
@@ -155,7 +156,7 @@ class LocalSettings:
             state_dir=Path(env.get("MODELSHIP_STATE_DIR", ROOT / ".local")).resolve(),
             context=Path(env.get("MODELSHIP_CONTEXT", ROOT / "app")).resolve(),
             instance=env.get("MODELSHIP_INSTANCE", "modelship"),
-            port=port("MODELSHIP_PORT", 8080),
+            port=port("MODELSHIP_PORT", image_contract.PORT),
             registry_port=port("MODELSHIP_REGISTRY_PORT", 5000),
             azurite_port=port("MODELSHIP_AZURITE_PORT", 10000),
             **dict(zip(("model", "model_version"), parse_model_ref(env.get("MODELSHIP_MODEL", "digits")),
@@ -224,11 +225,9 @@ class LocalSettings:
 
     @property
     def run_options(self) -> engine.RunOptions:
-        from components import service
-
         return engine.RunOptions(
-            memory=self.memory_limit, cpus=self.cpus, user=f"{service.APP_UID}:{service.APP_UID}",
-            container_port=service.APP_PORT, env={"MODELSHIP_MODEL_DIR": service.MODEL_MOUNT},
+            memory=self.memory_limit, cpus=self.cpus, user=image_contract.USER,
+            container_port=image_contract.PORT, env={image_contract.MODEL_DIR_ENV: image_contract.MODEL_DIR},
             health_start_period=self.startup_seconds,
         )
 

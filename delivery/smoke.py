@@ -25,6 +25,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from modelship_contract import image as image_contract
+
 DIGIT_ZERO: tuple[float, ...] = (
     0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0,
     0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0,
@@ -104,7 +106,7 @@ def wait_ready(base: str, timeout: float, interval: float, log=None, gone=None) 
     ``gone`` (optional) is asked before each probe; a string it returns (the server's process or
     container has ended, and why) fails the wait at once with that reason instead of at the deadline.
     """
-    url = f"{base}/v2/health/ready"
+    url = f"{base}{image_contract.READY_PATH}"
     started = time.monotonic()
     deadline = started + timeout
     attempts, last = 0, "no answer yet"

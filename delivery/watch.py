@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelserver.manifest import is_alias_name
+from modelship_contract.manifest import is_alias_name
 
 DEFAULT_REF = "digits@production"
 

@@ -31,7 +31,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
-from modelserver.manifest import is_alias_name
+from modelship_contract.manifest import is_alias_name
 from modelstore.errors import IntegrityError, InvalidInput, ModelStoreError, NotFound
 from modelstore.store import ModelStore, _now, default_publisher
 

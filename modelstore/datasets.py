@@ -23,7 +23,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
-from modelserver.manifest import ManifestError, Task, validate_name, validate_version
+from modelship_contract.manifest import ManifestError, Task, validate_name, validate_version
 from modelstore.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from modelstore.store import ModelStore
 

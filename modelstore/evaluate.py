@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from modelserver.manifest import Datatype, EvaluationSpec, Metric, ModelManifest
+from modelship_contract.manifest import Datatype, EvaluationSpec, Metric, ModelManifest
 from modelstore.aliases import signed_in_identity
 from modelstore.datasets import Dataset, Datasets
 from modelstore.errors import InvalidInput

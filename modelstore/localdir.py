@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from modelserver.manifest import MANIFEST_FILE
+from modelship_contract.manifest import MANIFEST_FILE
 from modelstore.errors import InvalidInput, ModelStoreError
 from modelstore.transfer import IO_CHUNK
 

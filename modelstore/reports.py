@@ -23,7 +23,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContentSettings
 
-from modelserver.manifest import ModelManifest
+from modelship_contract.manifest import ModelManifest
 from modelstore.errors import GateRefused, IntegrityError
 from modelstore.store import ModelStore, _now
 

@@ -8,7 +8,7 @@ fetch, the image build and the server accept. In the cloud the pipeline points
 ``MODELSHIP_SIGNING_KEY`` at a key it read from Key Vault for the publish step only, and
 ``MODELSHIP_TRUSTED_KEYS`` at the public keys committed for the stack (docs/azure.md).
 
-Signing and verification themselves are :mod:`modelserver.signature` (OpenSSF ``model-signing``).
+Signing and verification themselves are :mod:`modelship_contract.signature` (OpenSSF ``model-signing``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from modelserver.manifest import MANIFEST_FILE
-from modelserver.signature import (
+from modelship_contract.manifest import MANIFEST_FILE
+from modelship_contract.signature import (
     SIGNATURE_FILE,
     Check,
     SignatureError,

@@ -58,7 +58,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from modelserver.manifest import (
+from modelship_contract.manifest import (
     MANIFEST_FILE,
     ManifestError,
     ModelManifest,
@@ -150,7 +150,7 @@ class FetchResult:
 def parse_ref(ref: str) -> tuple[str, str]:
     """``NAME``, ``NAME@latest``, ``NAME@VERSION`` or ``NAME@ALIAS`` -> (name, what follows the @).
 
-    An alias-shaped part (:func:`modelserver.manifest.is_alias_name`) is resolved by :meth:`resolve`.
+    An alias-shaped part (:func:`modelship_contract.manifest.is_alias_name`) is resolved by :meth:`resolve`.
     """
     if not isinstance(ref, str) or ref.count("@") > 1:
         raise InvalidInput(f"model reference {ref!r} is not NAME, NAME@VERSION, NAME@ALIAS or NAME@latest")

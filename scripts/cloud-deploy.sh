@@ -144,7 +144,7 @@ smoke() {  # the stack's url must serve exactly the model@version the stack says
     --expect-version "${model#*@}" --timeout "$SMOKE_TIMEOUT" --interval 5)
 }
 
-is_alias() { [[ "$1" =~ ^[a-z][a-z0-9-]{0,62}$ && "$1" != latest ]]; }  # modelserver.manifest.ALIAS_RE
+is_alias() { [[ "$1" =~ ^[a-z][a-z0-9-]{0,62}$ && "$1" != latest ]]; }  # modelship_contract.manifest.ALIAS_RE
 
 promote_candidate() {  # evaluate MODEL_CANDIDATE against the stack's alias, then promote it
   local candidate="${MODEL_CANDIDATE:-}" alias store container current against=()

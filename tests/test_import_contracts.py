@@ -20,6 +20,7 @@ CONFIG = ROOT / ".importlinter"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # Where each root package lives in the tree (`modelserver` is the app's package under app/).
 SOURCES = {
+    "modelship_contract": "modelship_contract",
     "components": "components",
     "modelstore": "modelstore",
     "modelserver": "app/modelserver",
@@ -39,6 +40,7 @@ VIOLATIONS = {
     "no-test-helpers-in-product": ("delivery/plan.py", "from components import testing"),
     "doctor-only-reads": ("preflight/checks.py", "import delivery.cli"),
     "library-runs-no-processes": ("modelstore/cli.py", "import subprocess"),
+    "contract-stands-alone": ("modelship_contract/manifest.py", "import numpy"),
 }
 
 

@@ -18,12 +18,8 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parent.parent
-if str(_REPO / "app") not in sys.path:
-    sys.path.insert(0, str(_REPO / "app"))
-
-from modelserver.manifest import MANIFEST_FILE, ModelManifest, sha256_file  # noqa: E402
-from training.train_digits import INPUTS, MODEL_FILE, N_CLASSES, N_FEATURES, OUTPUTS  # noqa: E402
+from modelship_contract.manifest import MANIFEST_FILE, ModelManifest, sha256_file
+from training.train_digits import INPUTS, MODEL_FILE, N_CLASSES, N_FEATURES, OUTPUTS
 
 
 def _constant_onnx(label: int) -> bytes:

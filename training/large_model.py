@@ -21,11 +21,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parent.parent
-if str(_REPO / "app") not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(_REPO / "app"))
-
-from modelserver.manifest import MANIFEST_FILE, read_manifest, sha256_file  # noqa: E402
+from modelship_contract.manifest import MANIFEST_FILE, read_manifest, sha256_file
 
 
 def inflate(src: Path | str, out: Path | str, mib: int, version: str | None = None):

@@ -7,9 +7,9 @@ ONNX bytes and the same sha256.
 
 The ONNX graph has no ZipMap: input ``input`` FP32 [-1, 64], outputs ``label`` INT64 [-1] and
 ``probabilities`` FP32 [-1, 10]. The manifest beside it is written with
-``modelserver.manifest.ModelManifest``, the single definition of a model directory.
+``modelship_contract.manifest.ModelManifest``, the single definition of a model directory.
 
-    python training/train_digits.py --out app/model [--name digits] [--version 1.0.0]
+    python -m training.train_digits --out app/model [--name digits] [--version 1.0.0]
         [--source-revision REV] [--sklearn-out DIR] [--estimator logreg|knn] [--train-fraction F]
         [--golden-out DIR]
 
@@ -26,11 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parent.parent
-if str(_REPO / "app") not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(_REPO / "app"))
-
-from modelserver.manifest import (  # noqa: E402
+from modelship_contract.manifest import (
     MANIFEST_FILE,
     Datatype,
     EvaluationSpec,
@@ -184,7 +180,7 @@ def train(
         inputs=INPUTS,
         outputs=OUTPUTS,
         created_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        source_revision=source_revision or git_revision(_REPO) or "unknown",
+        source_revision=source_revision or git_revision(Path(__file__).resolve().parent) or "unknown",
         metrics={"test_accuracy": round(accuracy, 6)},
         evaluation=EVALUATION,
     )

@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from modelship_contract import image as image_contract
+
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("modelserver")
@@ -41,10 +43,11 @@ def parse_args(argv: list[str] | None, defaults: Settings) -> Settings:
         "--model-dir",
         type=Path,
         default=defaults.model_dir,
-        help="model directory (env MODELSHIP_MODEL_DIR, default /opt/model)",
+        help=f"model directory (env {image_contract.MODEL_DIR_ENV}, default {image_contract.MODEL_DIR})",
     )
     parser.add_argument("--host", default=defaults.host, help="env MODELSHIP_HOST, default 0.0.0.0")
-    parser.add_argument("--port", type=int, default=defaults.port, help="env MODELSHIP_PORT, default 8080")
+    parser.add_argument("--port", type=int, default=defaults.port,
+                        help=f"env {image_contract.PORT_ENV}, default {image_contract.PORT}")
     parser.add_argument(
         "--workers",
         type=int,
@@ -75,13 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = parse_args(argv, defaults)
 
+    from modelship_contract.manifest import ManifestError
+
     from . import logs
-    from .manifest import ManifestError
 
     logs.configure(settings.log_level)
     signer = "unchecked (MODELSHIP_TRUST_DIR unset)"
     if settings.trust_dir is not None:
-        from .signature import SignatureError, verify
+        from modelship_contract.signature import SignatureError, verify
 
         try:
             signer = verify(settings.model_dir, settings.trust_dir).short

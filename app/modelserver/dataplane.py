@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from modelship_contract.manifest import ModelManifest, read_manifest
+
 from . import __version__
 from .errors import ModelNotFound, NotReady
-from .manifest import ModelManifest, read_manifest
 from .metrics import Metrics
 from .predictor import Predictor
 from .protocol import decode_infer_request, encode_infer_response, model_metadata

@@ -29,10 +29,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelship_contract import image as image_contract
+from modelship_contract.manifest import ManifestError
+
 from . import logs
 from .dataplane import DataPlane
 from .errors import InvalidInput, PayloadTooLarge, ServerError
-from .manifest import ManifestError
 from .metrics import CONTENT_TYPE, Metrics
 from .predictor import Predictor
 from .protocol import error_body
@@ -198,8 +200,8 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
     routes = [
-        Route("/v2/health/live", live, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route(image_contract.LIVE_PATH, live, methods=["GET"]),
+        Route(image_contract.READY_PATH, ready, methods=["GET"]),
         Route("/v2", server_metadata, methods=["GET"]),
         Route(model, metadata, methods=["GET"]),
         Route(versioned, metadata, methods=["GET"]),

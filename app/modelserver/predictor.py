@@ -20,25 +20,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import InvalidInput, NotReady
-from .manifest import Datatype, ManifestError, ModelManifest, TensorSpec, load_model_dir
-from .tensors import datatype_name, shape_matches, shape_text
+from modelship_contract.manifest import ONNX_TYPES, ManifestError, ModelManifest, TensorSpec, load_model_dir
 
-_ONNX_TYPES: dict[str, Datatype] = {
-    "tensor(bool)": Datatype.BOOL,
-    "tensor(uint8)": Datatype.UINT8,
-    "tensor(uint16)": Datatype.UINT16,
-    "tensor(uint32)": Datatype.UINT32,
-    "tensor(uint64)": Datatype.UINT64,
-    "tensor(int8)": Datatype.INT8,
-    "tensor(int16)": Datatype.INT16,
-    "tensor(int32)": Datatype.INT32,
-    "tensor(int64)": Datatype.INT64,
-    "tensor(float16)": Datatype.FP16,
-    "tensor(float)": Datatype.FP32,
-    "tensor(double)": Datatype.FP64,
-    "tensor(string)": Datatype.BYTES,
-}
+from .errors import InvalidInput, NotReady
+from .tensors import datatype_name, shape_matches, shape_text
 
 
 def _onnx_shape(shape: Sequence[object]) -> tuple[int, ...]:
@@ -205,7 +190,7 @@ class Predictor:
                 raise ManifestError(f"manifest {kind}s {names} do not match the ONNX graph's {sorted(graph)}")
             for spec in declared:
                 node = graph[spec.name]
-                dtype = _ONNX_TYPES.get(node.type)
+                dtype = ONNX_TYPES.get(node.type)
                 if dtype != spec.datatype:
                     raise ManifestError(
                         f"manifest says {kind} {spec.name!r} is {spec.datatype.value}, "

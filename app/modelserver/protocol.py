@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelship_contract.manifest import Datatype, ModelManifest
+
 from .errors import InvalidInput
-from .manifest import Datatype, ModelManifest
 from .tensors import NUMPY_DTYPES, shape_text
 
 MAX_ID_LENGTH = 256

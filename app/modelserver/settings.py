@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from modelship_contract import image as image_contract
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -44,10 +46,10 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    model_dir: Path = Path("/opt/model")
+    model_dir: Path = Path(image_contract.MODEL_DIR)
     """Model directory (ONNX file + manifest.json)."""
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = image_contract.PORT
     workers: int = 1
     """uvicorn worker processes, forked after the model is loaded: they share its one copy."""
     max_body_bytes: int = 4 * 1024 * 1024
@@ -71,24 +73,24 @@ class Settings:
             raise SettingsError(f"MODELSHIP_LOG_LEVEL={log_level!r} is not one of: {', '.join(LOG_LEVELS)}")
         host = env.get("MODELSHIP_HOST", "0.0.0.0").strip() or "0.0.0.0"
         return cls(
-            model_dir=Path(env.get("MODELSHIP_MODEL_DIR", "/opt/model") or "/opt/model"),
+            model_dir=Path(env.get(image_contract.MODEL_DIR_ENV) or image_contract.MODEL_DIR),
             host=host,
-            port=_int(env, "MODELSHIP_PORT", 8080, 1, 65535),
+            port=_int(env, image_contract.PORT_ENV, image_contract.PORT, 1, 65535),
             workers=_int(env, "MODELSHIP_WORKERS", 1, 1, 64),
             max_body_bytes=_int(env, "MODELSHIP_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024**3),
             log_level=log_level,
             access_log=_bool(env, "MODELSHIP_ACCESS_LOG", True),
             intra_op_threads=_int(env, "MODELSHIP_INTRA_OP_THREADS", 1, 1, 64),
             graceful_timeout=_int(env, "MODELSHIP_GRACEFUL_TIMEOUT", 20, 0, 3600),
-            trust_dir=Path(env["MODELSHIP_TRUST_DIR"]) if env.get("MODELSHIP_TRUST_DIR") else None,
+            trust_dir=Path(trust) if (trust := env.get(image_contract.TRUST_DIR_ENV)) else None,
         )
 
     def to_env(self) -> dict[str, str]:
         """The same settings as environment variables, for worker processes."""
         return {
-            "MODELSHIP_MODEL_DIR": str(self.model_dir),
+            image_contract.MODEL_DIR_ENV: str(self.model_dir),
             "MODELSHIP_HOST": self.host,
-            "MODELSHIP_PORT": str(self.port),
+            image_contract.PORT_ENV: str(self.port),
             "MODELSHIP_WORKERS": str(self.workers),
             "MODELSHIP_MAX_BODY_BYTES": str(self.max_body_bytes),
             "MODELSHIP_LOG_LEVEL": self.log_level,

@@ -10,22 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .manifest import Datatype
+from modelship_contract.manifest import NUMPY_TYPES, Datatype
 
-NUMPY_DTYPES: dict[Datatype, np.dtype] = {
-    Datatype.BOOL: np.dtype(np.bool_),
-    Datatype.UINT8: np.dtype(np.uint8),
-    Datatype.UINT16: np.dtype(np.uint16),
-    Datatype.UINT32: np.dtype(np.uint32),
-    Datatype.UINT64: np.dtype(np.uint64),
-    Datatype.INT8: np.dtype(np.int8),
-    Datatype.INT16: np.dtype(np.int16),
-    Datatype.INT32: np.dtype(np.int32),
-    Datatype.INT64: np.dtype(np.int64),
-    Datatype.FP16: np.dtype(np.float16),
-    Datatype.FP32: np.dtype(np.float32),
-    Datatype.FP64: np.dtype(np.float64),
-}
+NUMPY_DTYPES: dict[Datatype, np.dtype] = {datatype: np.dtype(name) for datatype, name in NUMPY_TYPES.items()}
 """Wire datatype -> numpy dtype (BYTES has no fixed-size numpy equivalent and is not served)."""
 
 DATATYPES: dict[np.dtype, Datatype] = {dtype: datatype for datatype, dtype in NUMPY_DTYPES.items()}

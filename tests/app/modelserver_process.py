@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from delivery.processes import free_port, wait_until
-from modelserver.manifest import ModelManifest
+from modelship_contract.manifest import ModelManifest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,8 @@ def start_server(
 ) -> RunningServer:
     """``python -m modelserver`` as a subprocess on a free port; waits until /v2/health/ready is 200."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(REPO / "app"), "MODELSHIP_LOG_LEVEL": "info", **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "app"), str(REPO)]),
+                "MODELSHIP_LOG_LEVEL": "info", **(env or {})}
     log_file = open(log_path, "wb")  # noqa: SIM115 - the process owns it until it exits
     process = subprocess.Popen(
         [
@@ -62,7 +63,7 @@ def start_server(
         cwd=REPO,
     )
     log_file.close()
-    from modelserver.manifest import read_manifest
+    from modelship_contract.manifest import read_manifest
 
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path, read_manifest(model_dir))
     if not wait:

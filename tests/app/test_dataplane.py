@@ -12,9 +12,9 @@ from sklearn.datasets import load_digits
 
 from modelserver.dataplane import DataPlane
 from modelserver.errors import InvalidInput, ModelNotFound, NotReady
-from modelserver.manifest import MANIFEST_FILE, sha256_file
 from modelserver.metrics import Metrics
 from modelserver.predictor import Predictor
+from modelship_contract.manifest import MANIFEST_FILE, sha256_file
 
 
 def infer_body(rows: int) -> bytes:

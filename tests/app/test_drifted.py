@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from modelserver.manifest import read_manifest
 from modelserver.predictor import Predictor
+from modelship_contract.manifest import read_manifest
 from training.drifted import write_constant_model
 from training.train_digits import INPUTS, OUTPUTS
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelserver.manifest import Datatype
+from modelship_contract.manifest import Datatype
 from tests.app.modelserver_process import RunningServer
 
 INFER = "/v2/models/digits/infer"

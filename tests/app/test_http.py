@@ -24,9 +24,9 @@ from sklearn.datasets import load_digits
 
 from modelserver import logs
 from modelserver.http import create_app
-from modelserver.manifest import MANIFEST_FILE, sha256_file
 from modelserver.predictor import Predictor
 from modelserver.settings import Settings
+from modelship_contract.manifest import MANIFEST_FILE, sha256_file
 from tests.app.modelserver_process import REPO, RunningServer, start_server, stop_server
 
 DIGITS = load_digits()

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from sklearn.datasets import load_digits
 
-from modelserver.signature import sign
+from components.build_spec import stage_contract
+from modelship_contract.signature import sign
 from modelstore.signing import export_trusted_keys
 from tests.app.modelserver_process import REPO, free_port
 from training.train_digits import train
@@ -58,12 +59,14 @@ def image(engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory
     shutil.copytree(
         app / "modelserver", context / "modelserver", ignore=shutil.ignore_patterns("__pycache__")
     )
+    stage_contract(context)
     manifest = train(context / "model", name="digits", version="1.0.0", source_revision="imagetest")
     # As the model store hands it over: signed, with the keys the build and the server trust in trust/.
     sign(context / "model", signing_keys.private_key)
     export_trusted_keys(context / "trust", signing_keys.trusted_dir)
     # As a build host with umask 077 leaves them: the image must still let uid 10001 read them.
-    for path in [*context.joinpath("model").iterdir(), *context.joinpath("modelserver").rglob("*.py")]:
+    for path in [*context.joinpath("model").iterdir(), *context.joinpath("modelserver").rglob("*.py"),
+                 *context.joinpath("modelship_contract").glob("*.py")]:
         path.chmod(0o600)
     tag = f"modelship/server-test:{uuid.uuid4().hex[:8]}"
     build = docker(

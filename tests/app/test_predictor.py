@@ -13,9 +13,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from modelserver.errors import InvalidInput, NotReady
-from modelserver.manifest import MANIFEST_FILE, Datatype, ManifestError, TensorSpec
 from modelserver.predictor import Predictor, Signature
 from modelserver.protocol import decode_infer_request
+from modelship_contract.manifest import MANIFEST_FILE, Datatype, ManifestError, TensorSpec
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_manifest_that_lies_about_the_signature_is_refused(model_dir: Path, tmp_
 
 def test_model_code_imports_no_web_framework() -> None:
     code = (
-        "import sys, modelserver.predictor, modelserver.protocol, modelserver.manifest,"
+        "import sys, modelserver.predictor, modelserver.protocol, modelship_contract.manifest,"
         " modelserver.dataplane;"
         "bad = [m for m in ('starlette', 'fastapi', 'uvicorn') if m in sys.modules];"
         "sys.exit(repr(bad) if bad else 0)"

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from modelserver.errors import InvalidInput
-from modelserver.manifest import Datatype, ModelManifest, TensorSpec
 from modelserver.protocol import decode_infer_request, encode_infer_response, model_metadata
+from modelship_contract.manifest import Datatype, ModelManifest, TensorSpec
 
 SPECS = {"input": TensorSpec("input", Datatype.FP32, (-1, 4))}
 OUTPUTS = {

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-from modelserver.manifest import Datatype, ManifestError, load_model_dir
+from modelship_contract.manifest import Datatype, ManifestError, load_model_dir
 from training.train_digits import main, train
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.build_spec import BuildSpecError, make_build_spec
+import modelship_contract
+from components.build_spec import CONTRACT_SUBDIR, BuildSpecError, make_build_spec, stage_contract
 
 
 @pytest.fixture
@@ -53,3 +54,34 @@ def test_bad_revision_and_missing_dockerfile(context: Path) -> None:
     (context / "Dockerfile").unlink()
     with pytest.raises(BuildSpecError, match=r"has no Dockerfile"):
         make_build_spec(context, revision="r1")
+
+
+def _package_files() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in Path(modelship_contract.__file__).parent.glob("*.py")}
+
+
+def test_the_contract_is_staged_into_the_context(context: Path) -> None:
+    make_build_spec(context, revision="abc")
+    staged = context / CONTRACT_SUBDIR
+    assert {p.name: p.read_bytes() for p in staged.glob("*.py")} == _package_files()
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "model", CONTRACT_SUBDIR]
+
+
+def test_an_up_to_date_copy_is_left_alone(context: Path) -> None:
+    first = stage_contract(context)
+    inode = first.stat().st_ino
+    assert stage_contract(context).stat().st_ino == inode
+
+
+@pytest.mark.parametrize("stale", ["edited", "extra file", "missing file"])
+def test_a_stale_copy_is_replaced(context: Path, stale: str) -> None:
+    staged = stage_contract(context)
+    if stale == "edited":
+        (staged / "image.py").write_text("PORT = 1\n")
+    elif stale == "extra file":
+        (staged / "old_module.py").write_text("")
+    else:
+        (staged / "canary.py").unlink()
+    stage_contract(context)
+    assert {p.name: p.read_bytes() for p in staged.glob("*.py")} == _package_files()
+    assert [p.name for p in context.iterdir() if p.name.startswith(".contract-")] == []

@@ -44,7 +44,8 @@ def test_installed_copy_composes_a_model_service(tmp_path: Path) -> None:
     )
     assert install.returncode == 0, install.stderr
     assert (target / "components" / "service.py").is_file()
-    assert (target / "modelserver" / "manifest.py").is_file()
+    assert (target / "modelship_contract" / "manifest.py").is_file()
+    assert not (target / "modelserver").exists()  # the server ships only in the image
     # -I: no cwd, no PYTHONPATH, no user site; run from an empty directory outside the repo.
     result = subprocess.run(
         [sys.executable, "-I", "-c", SCRIPT, str(target), str(ROOT)],

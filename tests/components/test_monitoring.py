@@ -11,7 +11,7 @@ import pytest
 from components import monitoring
 from components.monitoring import ManagedPrometheusArgs, msprom_name, scrape_config
 from components.testing import StackRun, by_type, one, run_stack
-from modelserver.canary.definition import SELECTOR_LABEL
+from modelship_contract.canary import SELECTOR_LABEL
 from tests.components.conftest import make_settings
 
 MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"

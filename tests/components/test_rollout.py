@@ -13,7 +13,7 @@ import pytest
 from components import crd_schemas
 from components.rollout import analysis_command, analysis_template, canary_strategy, rollout
 from modelserver.canary.__main__ import main as analysis_cli
-from modelserver.canary.definition import DEFAULT
+from modelship_contract.canary import DEFAULT
 
 SCHEMAS = crd_schemas.schema_dir()
 IMAGE = "modelshipacr.azurecr.io/modelship/digits@sha256:" + "a" * 64

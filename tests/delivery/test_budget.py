@@ -9,7 +9,7 @@ import pytest
 from components.sizing import GIB
 from delivery import engine
 from delivery.settings import DeliveryError, LocalSettings, startup_seconds
-from modelserver.manifest import Datatype, ModelManifest, TensorSpec
+from modelship_contract.manifest import Datatype, ModelManifest, TensorSpec
 
 
 def manifest(size: int) -> ModelManifest:

@@ -17,7 +17,7 @@ import pytest
 from components.build_spec import make_build_spec
 from delivery import build, cli, engine
 from delivery.settings import DeliveryError, LocalSettings
-from modelserver.signature import sign
+from modelship_contract.signature import sign
 from modelstore.signing import export_trusted_keys
 from tests.delivery.conftest import copy_context
 from training.large_model import inflate

@@ -43,7 +43,7 @@ def publish_unseen_bytes(store, tmp_path: Path, version: str) -> None:
     import hashlib
     import os
 
-    from modelserver.manifest import read_manifest
+    from modelship_contract.manifest import read_manifest
 
     out = tmp_path / f"digits-{version}"
     publish_dir = tmp_path / f"src-{version}"
@@ -67,7 +67,7 @@ def ensure_deployed(settings: LocalSettings, store, tmp_path: Path, version: str
 
 def sized(settings: LocalSettings) -> LocalSettings:
     """The settings `up` deploys with: the memory limit sized for the fetched model."""
-    from modelserver.manifest import read_manifest
+    from modelship_contract.manifest import read_manifest
 
     return settings.sized_for(read_manifest(settings.context / "model"))
 

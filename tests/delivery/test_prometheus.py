@@ -22,7 +22,7 @@ from sklearn.datasets import load_digits
 from delivery.prometheus import PROMETHEUS_BIN, LocalPrometheus
 from delivery.services import free_port
 from modelserver.canary.analysis import Status, analyze
-from modelserver.canary.definition import DEFAULT
+from modelship_contract.canary import DEFAULT
 from tests.app.modelserver_process import RunningServer, start_server, stop_server
 from training.drifted import write_constant_model
 from training.train_digits import train

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from delivery.release_diagram import ROOT, dot_source
-from modelserver.canary.definition import DEFAULT, Step
+from modelship_contract.canary import DEFAULT, Step
 
 
 def test_the_committed_diagram_source_is_current() -> None:

@@ -21,7 +21,7 @@ from delivery.cli import up
 from delivery.rollout import read_record
 from delivery.settings import DeliveryError
 from delivery.smoke import run_smoke
-from modelserver.manifest import MANIFEST_FILE
+from modelship_contract.manifest import MANIFEST_FILE
 from modelstore import ModelStore
 from modelstore.signing import KeyPair, ensure_key
 from tests.delivery.conftest import copy_context

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.manifest import Datatype, ModelManifest, TensorSpec
+from modelship_contract.manifest import Datatype, ModelManifest, TensorSpec
 from modelstore.store import ModelStore
 
 

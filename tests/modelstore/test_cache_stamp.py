@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from modelserver.manifest import load_model_dir
+from modelship_contract.manifest import load_model_dir
 from modelstore import localdir as store_module
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.manifest import ModelManifest, load_model_dir
+from modelship_contract.manifest import ModelManifest, load_model_dir
 from modelstore.aliases import Aliases, check_chain
 from modelstore.cli import main
 from modelstore.datasets import ROWS_FILE, Datasets

@@ -13,7 +13,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from delivery.azurite import connection_string
-from modelserver.manifest import load_model_dir
+from modelship_contract.manifest import load_model_dir
 from modelstore import (
     AccessDenied,
     AlreadyExists,

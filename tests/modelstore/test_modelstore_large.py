@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.manifest import load_model_dir
+from modelship_contract.manifest import load_model_dir
 
 pytestmark = pytest.mark.azurite
 

@@ -11,7 +11,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 import modelstore.store as store_module
-from modelserver.manifest import load_model_dir
+from modelship_contract.manifest import load_model_dir
 from modelstore import IntegrityError, NotFound
 from modelstore.cli import main
 from modelstore.errors import Busy

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.manifest import load_model_dir
+from modelship_contract.manifest import load_model_dir
 from tests.modelstore.faultproxy import AfterCut, FaultProxy
 
 pytestmark = pytest.mark.azurite

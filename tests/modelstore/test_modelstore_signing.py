@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from modelserver.manifest import MANIFEST_FILE, load_model_dir
-from modelserver.signature import SIGNATURE_FILE, verify
+from modelship_contract.manifest import MANIFEST_FILE, load_model_dir
+from modelship_contract.signature import SIGNATURE_FILE, verify
 from modelstore import ModelStore
 from modelstore.cli import main
 from modelstore.signing import Check, KeyPair, SignatureRefused, ensure_key

@@ -18,9 +18,10 @@ import json
 import sys
 from pathlib import Path
 
+from modelship_contract.canary import AnalysisDefinition, DefinitionError
+
 from .analysis import Status, analyze
 from .azure import AzureAuthError, WorkloadIdentityToken
-from .definition import AnalysisDefinition, DefinitionError
 from .prometheus import PrometheusClient, PrometheusError
 
 EXIT = {Status.PASS: 0, Status.FAIL: 1, Status.INCONCLUSIVE: 3}

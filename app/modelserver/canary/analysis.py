@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 
-from .definition import AnalysisDefinition
+from modelship_contract.canary import AnalysisDefinition
+
 from .prometheus import PrometheusClient
 
 PSI_EPSILON = 1e-4

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from modelserver.canary.analysis import Figures, Status, judge, psi
-from modelserver.canary.definition import DEFAULT
+from modelship_contract.canary import DEFAULT
 
 UNIFORM = {str(d): 100.0 for d in range(10)}
 

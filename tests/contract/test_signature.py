@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelserver.manifest import MANIFEST_FILE, read_manifest
-from modelserver.signature import SIGNATURE_FILE, Check, SignatureError, sign, verify
+from modelship_contract.manifest import MANIFEST_FILE, read_manifest
+from modelship_contract.signature import SIGNATURE_FILE, Check, SignatureError, sign, verify
 from modelstore.signing import KeyPair, ensure_key
 from tests.app.modelserver_process import REPO, start_server, stop_server
 
-SIGNATURE_SCRIPT = REPO / "app" / "modelserver" / "signature.py"
+SIGNATURE_SCRIPT = REPO / "modelship_contract" / "signature.py"
 
 
 @pytest.fixture(scope="module")

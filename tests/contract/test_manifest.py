@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserver.manifest import (
+from modelship_contract.manifest import (
     FIELDS,
     MANIFEST_FILE,
     Datatype,

@@ -2,7 +2,8 @@
 
 A model directory holds one ONNX file and ``manifest.json``. This module is the single
 definition of that manifest: it imports nothing outside the standard library so that the
-server image, the model-store CLI and the Pulumi program can all read it.
+server image, the model-store CLI and the Pulumi program can all read it. The datatype tables
+(ONNX Runtime's and numpy's names for each datatype) live here too, as plain strings.
 """
 
 from __future__ import annotations
@@ -54,6 +55,41 @@ class Datatype(StrEnum):
     FP32 = "FP32"
     FP64 = "FP64"
     BYTES = "BYTES"
+
+
+ONNX_TYPES: Mapping[str, Datatype] = {
+    "tensor(bool)": Datatype.BOOL,
+    "tensor(uint8)": Datatype.UINT8,
+    "tensor(uint16)": Datatype.UINT16,
+    "tensor(uint32)": Datatype.UINT32,
+    "tensor(uint64)": Datatype.UINT64,
+    "tensor(int8)": Datatype.INT8,
+    "tensor(int16)": Datatype.INT16,
+    "tensor(int32)": Datatype.INT32,
+    "tensor(int64)": Datatype.INT64,
+    "tensor(float16)": Datatype.FP16,
+    "tensor(float)": Datatype.FP32,
+    "tensor(double)": Datatype.FP64,
+    "tensor(string)": Datatype.BYTES,
+}
+"""ONNX Runtime's type name of a graph input or output -> the manifest's datatype."""
+
+NUMPY_TYPES: Mapping[Datatype, str] = {
+    Datatype.BOOL: "bool",
+    Datatype.UINT8: "uint8",
+    Datatype.UINT16: "uint16",
+    Datatype.UINT32: "uint32",
+    Datatype.UINT64: "uint64",
+    Datatype.INT8: "int8",
+    Datatype.INT16: "int16",
+    Datatype.INT32: "int32",
+    Datatype.INT64: "int64",
+    Datatype.FP16: "float16",
+    Datatype.FP32: "float32",
+    Datatype.FP64: "float64",
+}
+"""Datatype -> numpy dtype name (``np.dtype(name)``); BYTES has no fixed-size numpy equivalent and is
+not served."""
 
 
 @dataclasses.dataclass(frozen=True)

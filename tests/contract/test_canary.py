@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from modelserver.canary.definition import DEFAULT, SELECTOR_LABEL, AnalysisDefinition, DefinitionError, Step
+from modelship_contract.canary import DEFAULT, SELECTOR_LABEL, AnalysisDefinition, DefinitionError, Step
 
 
 def test_the_default_steps_go_10_then_50_percent_before_promotion() -> None:

@@ -1,0 +1,35 @@
+"""The image's runtime contract: where things are inside the container and how it is reached.
+
+The Dockerfile cannot import Python, so it writes these values as literals;
+``tests/contract/test_image_contract.py`` parses it and compares each one with this module.
+Everything else (the server's settings, the Kubernetes Deployment, the local container, the smoke
+test and the front door) imports them from here.
+"""
+
+from __future__ import annotations
+
+from .signature import IMAGE_TRUST_DIR, TRUST_DIR_ENV
+
+PORT = 8080
+"""The port the server listens on inside the container (``EXPOSE``, the container port)."""
+UID = 10001
+"""The non-root user (and group) the server runs as (``USER UID:UID``)."""
+USER = f"{UID}:{UID}"
+"""``uid:gid`` as ``docker run --user`` and the Dockerfile's ``USER`` write it."""
+MODEL_DIR = "/opt/model"
+"""The baked-in model directory (ONNX file, ``manifest.json``, ``model.sig``)."""
+TRUST_DIR = IMAGE_TRUST_DIR
+"""The trusted public keys the server verifies the model's signature against at every start."""
+APP_DIR = "/opt/app"
+"""Where the server's code and this package sit in the image (its ``PYTHONPATH``)."""
+READY_PATH = "/v2/health/ready"
+"""Readiness route of the Open Inference Protocol: 200 once the model is loaded."""
+LIVE_PATH = "/v2/health/live"
+"""Liveness route: 200 while the process serves."""
+
+MODEL_DIR_ENV = "MODELSHIP_MODEL_DIR"
+"""The server's setting for the model directory (the image sets it to ``MODEL_DIR``)."""
+PORT_ENV = "MODELSHIP_PORT"
+"""The server's setting for its port (the image sets it to ``PORT``)."""
+__all__ = ["APP_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV", "READY_PATH",
+           "TRUST_DIR", "TRUST_DIR_ENV", "UID", "USER"]
