@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -35,11 +38,25 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+def library_source(out: Path) -> Path:
+    """The files ``pip install .`` reads, copied to ``out``: a checkout's leftover ``build/`` (setuptools
+    reuses its ``build/lib``) must not add packages that the project no longer ships."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    shutil.copy(ROOT / "pyproject.toml", out / "pyproject.toml")
+    for module in setuptools.get("py-modules", []):
+        shutil.copy(ROOT / f"{module}.py", out / f"{module}.py")
+    for package in setuptools["packages"]:
+        shutil.copytree(ROOT / package, out / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return out
+
+
 def test_installed_copy_composes_a_model_service(tmp_path: Path) -> None:
     target = tmp_path / "site"
+    (tmp_path / "src").mkdir()
+    source = library_source(tmp_path / "src")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-compile", "--target", str(target), str(ROOT)],
+         "--no-compile", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert install.returncode == 0, install.stderr
