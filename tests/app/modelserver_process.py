@@ -15,6 +15,8 @@ from delivery.processes import free_port, wait_until
 from modelship_contract.manifest import ModelManifest
 
 REPO = Path(__file__).resolve().parents[2]
+SERVER_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "app"), str(REPO)])}
+"""The environment the server runs in here: as in the image, its package and the contract on the path."""
 
 
 @dataclass
@@ -40,8 +42,7 @@ def start_server(
 ) -> RunningServer:
     """``python -m modelserver`` as a subprocess on a free port; waits until /v2/health/ready is 200."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "app"), str(REPO)]),
-                "MODELSHIP_LOG_LEVEL": "info", **(env or {})}
+    full_env = {**SERVER_ENV, "MODELSHIP_LOG_LEVEL": "info", **(env or {})}
     log_file = open(log_path, "wb")  # noqa: SIM115 - the process owns it until it exits
     process = subprocess.Popen(
         [

@@ -27,7 +27,7 @@ from modelserver.http import create_app
 from modelserver.predictor import Predictor
 from modelserver.settings import Settings
 from modelship_contract.manifest import MANIFEST_FILE, sha256_file
-from tests.app.modelserver_process import REPO, RunningServer, start_server, stop_server
+from tests.app.modelserver_process import REPO, SERVER_ENV, RunningServer, start_server, stop_server
 
 DIGITS = load_digits()
 
@@ -198,6 +198,7 @@ def test_refuses_to_start_on_sha256_mismatch(model_dir: Path, tmp_path: Path) ->
         text=True,
         timeout=60,
         cwd=REPO / "app",
+        env=SERVER_ENV,
     )
     assert result.returncode == 2
     assert "refusing to start" in result.stderr and "sha256 mismatch" in result.stderr
@@ -274,6 +275,7 @@ def test_a_model_that_does_not_load_is_refused_whatever_the_number_of_workers(
             text=True,
             timeout=60,
             cwd=REPO / "app",
+            env=SERVER_ENV,
         )
         assert result.returncode == 2 and "not a loadable ONNX model" in result.stderr, workers
 

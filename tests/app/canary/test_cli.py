@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from modelserver.canary.__main__ import EXIT_UNREACHABLE, EXIT_USAGE, main
+from tests.app.modelserver_process import SERVER_ENV
 
 UNIFORM = {str(d): 100.0 for d in range(10)}
 
@@ -170,7 +171,9 @@ def test_unreachable_prometheus_and_bad_input_have_their_own_exit_codes(tmp_path
 
 
 def test_runs_as_a_module_without_a_traceback() -> None:
+    # As in the image: the server's package and the contract side by side on the path.
+    env = SERVER_ENV
     result = subprocess.run([sys.executable, "-m", "modelserver.canary", "show"], capture_output=True,
-                            text=True, timeout=60, check=False)
+                            text=True, timeout=60, check=False, env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["drift_test"] == "psi"
