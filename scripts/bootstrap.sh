@@ -106,6 +106,9 @@ else
     || { tail -20 "$LOCAL/logs/pip.log" >&2; die "pip install -e . failed"; }
   echo "$want" > "$STAMP"
 fi
+# The server (app/modelserver) is not part of the library (pyproject.toml): it ships in the image. The
+# checkout's tools (delivery runs the canary analysis in process) import it from app/, as pytest does.
+echo "$ROOT/app" > "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/modelship-app.pth"
 # --- Model signing key: generated once, outside the repository (~/.config/modelship, 0600) -----
 "$VENV/bin/python" -m modelstore.signing keygen | sed 's/^/[bootstrap] /' \
   || die "could not create the model signing key (python -m modelstore.signing keygen)"
