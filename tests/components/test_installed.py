@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import tomllib
 from pathlib import Path
@@ -16,6 +17,7 @@ SCRIPT = textwrap.dedent('''
     import sys
     target = sys.argv[1]
     sys.path.insert(0, target)
+    sys.path.append(sys.argv[3])  # the dependencies, without the checkout's .pth files
     import pulumi
     import components
     from components import ModelService, ModelServiceArgs
@@ -63,9 +65,11 @@ def test_installed_copy_composes_a_model_service(tmp_path: Path) -> None:
     assert (target / "components" / "service.py").is_file()
     assert (target / "modelship_contract" / "manifest.py").is_file()
     assert not (target / "modelserver").exists()  # the server ships only in the image
-    # -I: no cwd, no PYTHONPATH, no user site; run from an empty directory outside the repo.
+    # -I: no cwd, no PYTHONPATH, no user site; -S: none of the checkout venv's .pth files (its editable
+    # install, app/ on the path); run from an empty directory outside the repo.
+    purelib = sysconfig.get_paths()["purelib"]
     result = subprocess.run(
-        [sys.executable, "-I", "-c", SCRIPT, str(target), str(ROOT)],
+        [sys.executable, "-I", "-S", "-c", SCRIPT, str(target), str(ROOT), purelib],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
