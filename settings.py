@@ -28,6 +28,7 @@ from components.build_spec import REVISION_RE
 from components.cluster import NetworkPolicy
 from components.deployer import DeployerPrincipalType
 from components.kubeconfig import KubeloginMode
+from components.promotion import Release
 from components.registry import RegistrySku
 from components.store import StorageSku
 from modelship_contract.manifest import NAME_RE, VERSION_RE, is_alias_name
@@ -114,6 +115,17 @@ def _webhook_url(key: str, value: Any) -> str:
         return check_webhook_url(value if isinstance(value, str) else "", key)
     except ValueError as exc:
         raise SettingsError(key, value, str(exc)) from None
+
+
+def _release(key: str, value: Any) -> Release:
+    try:  # the one home of a release's rules: components.promotion
+        return Release.from_json(value) if isinstance(value, str) else Release.from_mapping(value)
+    except ValueError as exc:
+        raise SettingsError(key, value, "use the verifying stack's release output (`pulumi stack output "
+                            f"release --json --stack dev`): {exc}") from None
+
+
+_STACK_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 _DNS_LABEL_RULE = ("use an RFC 1123 label that Azure accepts as a DNS name label: 3-63 lowercase letters, "
@@ -249,6 +261,14 @@ class Settings:
     base_image: str = _key(
         _match(_IMAGE_REF_RE, "use an image reference such as 'python:3.11-slim'"),
         "Base image of the model server image (BASE_IMAGE build argument).", "python:3.11-slim")
+    promote_from: str | None = _key(
+        _optional(_match(_STACK_REF_RE, "use the stack whose verified image this stack deploys, such as "
+                         "'organization/modelship/dev', or leave empty to build and test here")),
+        "Stack whose verified image this stack deploys (e.g. organization/modelship/dev); set: this stack "
+        "never builds (components/promotion.py). Empty: build and test here.", None)
+    release: Release | None = _key(
+        _optional(_release), "With promoteFrom: that stack's release output (JSON: image pinned by digest, "
+        "model, version, size), set by the pipeline for each promotion.", None)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -296,6 +316,13 @@ class Settings:
                                 f"must be >= nodeMinCount ({self.node_min_count})")
         if self.max_replicas < self.replicas:
             raise SettingsError("maxReplicas", self.max_replicas, f"must be >= replicas ({self.replicas})")
+        if self.promote_from and self.release is None:
+            raise SettingsError("release", None, f"required with promoteFrom ({self.promote_from}): the "
+                                "pipeline sets it to that stack's release output (scripts/cloud-deploy.sh "
+                                "deploy-prod)")
+        if self.release is not None and not self.promote_from:
+            raise SettingsError("release", "(set)", "set only with promoteFrom: a stack that builds deploys "
+                                "the image it tested itself")
         if self.dns_zone_resource_group and not self.dns_zone_name:
             raise SettingsError("dnsZoneResourceGroup", self.dns_zone_resource_group,
                                 "set only together with dnsZoneName")

@@ -63,6 +63,9 @@ if TYPE_CHECKING:
     from settings import Settings
 
 
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
 class UnmockedInvokeError(RuntimeError):
     """The program made an invoke that the offline run does not know."""
 
@@ -134,7 +137,9 @@ def unsecret(value: Any, path: str = "", secrets: set[str] | None = None) -> Any
 class OfflineMocks(pulumi.runtime.Mocks):
     """Mocks that record and fabricate; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+        self.stack_outputs = dict(stack_outputs or {})
+        """Outputs of each stack a StackReference may read, by fully qualified name."""
         self.resources: list[RecordedResource] = []
         self.invokes: list[RecordedInvoke] = []
         self.rejections: list[str] = []
@@ -180,6 +185,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         secret_paths: set[str] = set()
         inputs = unsecret(dict(args.inputs), secrets=secret_paths)
+        if args.typ == STACK_REFERENCE:
+            return self._stack_reference(args, inputs)
         if args.custom:
             problems = self.problems(args.typ, args.name, inputs)
             if problems:
@@ -196,6 +203,20 @@ class OfflineMocks(pulumi.runtime.Mocks):
         with self._lock:
             self.resources.append(record)
         return rid, outputs
+
+
+    def _stack_reference(self, args: pulumi.runtime.MockResourceArgs,
+                         inputs: dict[str, Any]) -> tuple[str, dict]:
+        # Pulumi's own resource: its only input names a stack, which must be one we were given.
+        name = inputs.get("name", args.name)
+        if name not in self.stack_outputs:
+            self._reject([f"StackReference {name!r}: no such stack (known: "
+                          f"{', '.join(self.stack_outputs) or 'none'})"])
+        outputs = {"name": name, "outputs": copy.deepcopy(self.stack_outputs[name]), "secretOutputNames": []}
+        with self._lock:
+            self.resources.append(RecordedResource(type=args.typ, name=args.name, inputs=inputs,
+                                                   outputs=outputs, custom=True, id=name))
+        return name, outputs
 
 
 class RecordingMonitor(MockMonitor):
@@ -253,7 +274,8 @@ def _stage_project(project_root: Path, settings: Settings, model_dir: Path, tmp:
 def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
               preview: bool = False, mocks: OfflineMocks | None = None,
-              deployer_principal_type: str = "ServicePrincipal") -> StackRun:
+              deployer_principal_type: str = "ServicePrincipal",
+              stack_outputs: dict[str, dict[str, Any]] | None = None) -> StackRun:
     """Run the whole program under ``mocks`` (fresh :class:`OfflineMocks` by default); see the
     module docstring. ``deployer_principal_type`` stands in for ``auto``: offline, nothing can
     ask the directory what the identity running the program is."""
@@ -268,7 +290,8 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
     logger = logging.getLogger(f"modelship.offline.{id(handler)}")
     logger.propagate = False
     logger.addHandler(handler)
-    mocks = install_mocks(mocks if mocks is not None else OfflineMocks(), preview=preview, logger=logger)
+    mocks = install_mocks(mocks if mocks is not None else OfflineMocks(stack_outputs), preview=preview,
+                          logger=logger)
     result: dict[str, Any] = {}
 
     def program(project: Path) -> pulumi.Output[Any]:

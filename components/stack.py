@@ -25,6 +25,7 @@ from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
 from components.image_test import ImageTest, ImageTestArgs
 from components.monitoring import ManagedPrometheus, ManagedPrometheusArgs
+from components.promotion import ImportedImage, ImportedImageArgs, Release, checked_image, release_of
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
 from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
@@ -110,12 +111,17 @@ class ModelshipStack(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         # A model that contradicts the config, or memory below what it needs, is a bad input:
         # fail before anything is registered.
-        choice = choose_model(settings, project_root, revision)
+        release = settings.release if settings.promote_from else None
+        # A promoting stack (prod) never builds: it needs no model directory, only the release.
+        choice = ModelChoice(None) if release else choose_model(settings, project_root, revision)
         if settings.release_webhook_url:
             check_webhook_url(settings.release_webhook_url, "releaseWebhookUrl")
         deployer = resolve_principal_type(settings.deployer_principal_type)
-        sized = None if choice.spec is None else sizing.for_model(
-            choice.spec.manifest.size, model=choice.spec.manifest.ref,
+        model = ((release.model, release.model_version, release.model_size) if release else
+                 None if choice.spec is None else
+                 (choice.spec.manifest.name, choice.spec.manifest.version, choice.spec.manifest.size))
+        sized = None if model is None else sizing.for_model(
+            model[2], model=f"{model[0]}@{model[1]}",
             memory_request=settings.memory_request, memory_limit=settings.memory_limit,
             startup_seconds=settings.startup_seconds,
         )
@@ -179,7 +185,10 @@ class ModelshipStack(pulumi.ComponentResource):
         self.image: ModelImage | None = None
         self.image_test: ImageTest | None = None
         self.service: ModelService | None = None
-        if choice.spec is None:
+        self.imported: ImportedImage | None = None
+        if release is not None:
+            self._promote(name, settings, release)
+        elif choice.spec is None:
             pulumi.log.warn(choice.reason, resource=self)
             self.outputs["modelStatus"] = choice.reason
         else:
@@ -208,15 +217,33 @@ class ModelshipStack(pulumi.ComponentResource):
             memory_limit=sized.memory_limit, cpu_limit=settings.cpu_limit,
             startup_seconds=sized.startup_seconds,
         ), opts=pulumi.ResourceOptions(parent=self))
+        verified = self.image_test.verified_ref
+        self._serve(name, settings, verified, manifest.name, manifest.version, manifest.size)
+        # What a promoting stack (prod) deploys: exists only once the container test passed.
+        self.outputs["release"] = release_of(verified, manifest.name, manifest.version, manifest.size)
+
+    def _promote(self, name: str, settings: Settings, release: Release) -> None:
+        """Deploy ``release`` (verified by ``promoteFrom``): no build and no test here, by design."""
+        assert settings.promote_from is not None
+        self.imported = ImportedImage(f"{name}-import", ImportedImageArgs(
+            release=release, registry_name=settings.registry_name, login_server=self.registry.login_server,
+        ), opts=pulumi.ResourceOptions(parent=self, depends_on=[self.registry.registry]))
+        image = checked_image(settings.promote_from, self.imported.image_ref, release,
+                              opts=pulumi.ResourceOptions(parent=self))
+        self._serve(name, settings, image, release.model, release.model_version, release.model_size)
+        self.outputs.update({"release": release.to_output(), "promotedFrom": settings.promote_from})
+
+    def _serve(self, name: str, settings: Settings, image: pulumi.Output[str], model: str, version: str,
+               size: int) -> None:
         zone = None
         if settings.dns_zone_name:
             zone = DnsZoneArgs(zone_name=settings.dns_zone_name,
                                resource_group_name=settings.zone_resource_group,
                                record_name=settings.dns_label)
         self.service = ModelService(f"{name}-service", ModelServiceArgs(
-            image=self.image_test.verified_ref,
-            model_name=manifest.name,
-            model_version=manifest.version,
+            image=image,
+            model_name=model,
+            model_version=version,
             dns_label=settings.dns_label,
             location=settings.location,
             namespace=settings.namespace,
@@ -225,7 +252,7 @@ class ModelshipStack(pulumi.ComponentResource):
             target_cpu_utilization=settings.target_cpu_utilization,
             cpu_request=settings.cpu_request,
             cpu_limit=settings.cpu_limit,
-            model_size=manifest.size,
+            model_size=size,
             memory_request=settings.memory_request,
             memory_limit=settings.memory_limit,
             startup_seconds=settings.startup_seconds,
@@ -233,9 +260,9 @@ class ModelshipStack(pulumi.ComponentResource):
             depends_on=[a for a in (self.cluster.acr_pull,) if a is not None],
         ), opts=pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider]))
         self.outputs.update({
-            "model": f"{manifest.name}@{manifest.version}",
-            "imageRef": self.image_test.verified_ref,
-            "verifiedDigest": self.image_test.verified_ref.apply(lambda ref: ref.rsplit("@", 1)[1]),
+            "model": f"{model}@{version}",
+            "imageRef": image,
+            "verifiedDigest": image.apply(lambda ref: ref.rsplit("@", 1)[1]),
             "url": self.service.url,
         })
 

@@ -53,6 +53,7 @@ from components.mock_azure import LOAD_BALANCER_IP as LOAD_BALANCER_IP
 from components.mock_azure import SUBSCRIPTION_ID as SUBSCRIPTION_ID
 from components.mock_azure import TENANT_ID as TENANT_ID
 from components.mock_azure import exec_kubeconfig as exec_kubeconfig
+from components.offline import STACK_REFERENCE as STACK_REFERENCE
 from components.offline import MockRejectedError as MockRejectedError
 from components.offline import RecordedInvoke as RecordedInvoke
 from components.offline import RecordedResource as RecordedResource
@@ -69,8 +70,9 @@ KUBERNETES_VERSION = "1.34.0"
 class RecordingMocks(offline.OfflineMocks):
     """Offline mocks that refuse what Azure, the SDK's types or the Kubernetes API would refuse."""
 
-    def __init__(self, deployer_principal_type: str = "ServicePrincipal") -> None:
-        super().__init__()
+    def __init__(self, deployer_principal_type: str = "ServicePrincipal",
+                 stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+        super().__init__(stack_outputs)
         self.principal_kinds = {CLIENT_OBJECT_ID: deployer_principal_type,
                                 KUBELET_OBJECT_ID: "ServicePrincipal"}
         """What each principal is in the (mocked) directory: the deployer, the kubelet identity."""
@@ -132,9 +134,11 @@ def helm_release_problems(name: str, inputs: dict[str, Any]) -> list[str]:
 
 def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
                   logger: logging.Logger | None = None,
-                  deployer_principal_type: str = "ServicePrincipal") -> RecordingMocks:
+                  deployer_principal_type: str = "ServicePrincipal",
+                  stack_outputs: dict[str, dict[str, Any]] | None = None) -> RecordingMocks:
     """Install recording mocks for the current process (project ``modelship``, stack ``dev``)."""
-    installed = offline.install_mocks(mocks or RecordingMocks(deployer_principal_type), preview=preview,
+    mocks = mocks or RecordingMocks(deployer_principal_type, stack_outputs)
+    installed = offline.install_mocks(mocks, preview=preview,
                                       logger=logger)
     assert isinstance(installed, RecordingMocks)
     return installed
@@ -142,10 +146,13 @@ def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
 
 def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
-              preview: bool = False, deployer_principal_type: str = "ServicePrincipal") -> StackRun:
-    """Run the whole program under fresh :class:`RecordingMocks`; see the module docstring."""
+              preview: bool = False, deployer_principal_type: str = "ServicePrincipal",
+              stack_outputs: dict[str, dict[str, Any]] | None = None) -> StackRun:
+    """Run the whole program under fresh :class:`RecordingMocks`; see the module docstring.
+    ``stack_outputs``: the outputs of each stack a ``StackReference`` may read, by name (the prod
+    stack reads dev's ``release``); a reference to any other stack is rejected."""
     return offline.run_stack(settings, project_root=project_root, model_dir=model_dir, revision=revision,
-                             preview=preview, mocks=RecordingMocks(deployer_principal_type),
+                             preview=preview, mocks=RecordingMocks(deployer_principal_type, stack_outputs),
                              deployer_principal_type=deployer_principal_type)
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 
 from components.image_test import VERIFIED_PREFIX
 from delivery import engine
-from delivery.services import free_port
+from delivery.processes import free_port
 from delivery.smoke import SmokeError, SmokeResult, run_smoke
 from modelship_contract import image as image_contract
 

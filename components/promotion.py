@@ -1,0 +1,181 @@
+"""Promotion: a stack that never builds deploys the image another stack verified, by digest.
+
+The dev stack exports ``release``: the image its container test verified (``ImageTest``), pinned
+by digest, with the model it serves. A stack with ``promoteFrom`` set (``Pulumi.prod.yaml``)
+declares no image build and no test; it:
+
+1. takes the ``release`` the pipeline passes (config ``release``: dev's output of this run,
+   ``scripts/cloud-deploy.sh deploy-prod``): the model's name, version and size size the pods
+   before any resource is registered;
+2. imports that digest into its own registry (``ImportedImage``: ``az acr import`` by digest in a
+   ``pulumi-command`` resource; azure-native has no import resource). An import copies the
+   manifest and blobs as they are, so the digest in the prod registry is the digest dev tested;
+3. checks, through a StackReference to ``promoteFrom``, that dev's current ``release`` names the
+   same digest (:func:`same_release`); the workload's image is the result of that check, so a
+   digest dev did not verify never reaches a Deployment, whatever the config says.
+
+Standard library and Pulumi only: settings validate ``release`` with :meth:`Release.from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_command import local
+
+IMAGE_RE = re.compile(r"^(?P<host>[a-z0-9][a-z0-9.-]*(:[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
+                      r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?@(?P<digest>sha256:[0-9a-f]{64})$")
+"""``host/repository[:tag]@sha256:<64 hex>``."""
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
+IMPORT = 'az acr import --name "$REGISTRY" --source "$SOURCE" --image "$TARGET" --force --output none'
+"""Copy by digest into this stack's registry (the values come from the command's environment)."""
+FIELDS = ("image", "digest", "model", "modelVersion", "modelSize")
+"""The keys of a release (the dev stack's ``release`` output)."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """The image one stack verified and another may deploy."""
+
+    image: str
+    """``registry/repository:tag@sha256:...`` as the verifying stack runs it."""
+    digest: str
+    """``sha256:<64 hex>``: the bytes that passed the container test."""
+    model: str
+    model_version: str
+    model_size: int
+    """Model file size in bytes: the pods' memory and start-up budget follow it."""
+
+    def __post_init__(self) -> None:
+        match = IMAGE_RE.match(self.image)
+        if not match:
+            raise ValueError(f"image {self.image!r} is not pinned by digest (registry/repository[:tag]"
+                             "@sha256:<64 hex>); prod deploys digests, never tags")
+        if match.group("digest") != self.digest:
+            raise ValueError(f"image {self.image!r} does not carry digest {self.digest!r}")
+        if not _NAME_RE.match(self.model):
+            raise ValueError(f"model {self.model!r} is not an RFC 1123 label")
+        if not _VERSION_RE.match(self.model_version):
+            raise ValueError(f"modelVersion {self.model_version!r} is not a model version")
+        if isinstance(self.model_size, bool) or not isinstance(self.model_size, int) or self.model_size < 1:
+            raise ValueError(f"modelSize {self.model_size!r} is not a size in bytes")
+
+    @property
+    def repository(self) -> str:
+        return IMAGE_RE.match(self.image).group("repo")  # type: ignore[union-attr]
+
+    @property
+    def tag(self) -> str:
+        """The source tag, or one made from the digest when the image has none."""
+        tag = IMAGE_RE.match(self.image).group("tag")  # type: ignore[union-attr]
+        return tag or f"sha256-{self.digest.split(':', 1)[1][:12]}"
+
+    @property
+    def source(self) -> str:
+        """``registry/repository@sha256:...``: what ``az acr import`` copies (by digest, not tag)."""
+        match = IMAGE_RE.match(self.image)
+        return f"{match.group('host')}/{match.group('repo')}@{self.digest}"  # type: ignore[union-attr]
+
+    def to_output(self) -> dict[str, Any]:
+        """The ``release`` stack output (camelCase), what :meth:`from_json` reads back."""
+        return {"image": self.image, "digest": self.digest, "model": self.model,
+                "modelVersion": self.model_version, "modelSize": self.model_size}
+
+    @classmethod
+    def from_mapping(cls, value: Any) -> Release:
+        if not isinstance(value, dict):
+            raise ValueError(f"a release is a JSON object with {', '.join(FIELDS)}; "
+                             f"got {type(value).__name__}")
+        missing = [k for k in FIELDS if k not in value]
+        extra = sorted(set(value) - set(FIELDS))
+        if missing or extra:
+            raise ValueError(f"a release has exactly the keys {', '.join(FIELDS)}; missing: "
+                             f"{', '.join(missing) or 'none'}, unknown: {', '.join(extra) or 'none'}")
+        size = value["modelSize"]
+        # Numbers cross Pulumi's RPC (a StackReference's outputs) as doubles: 3e8 is 300000000.
+        if isinstance(size, float) and size.is_integer():
+            size = int(size)
+        return cls(image=value["image"], digest=value["digest"], model=value["model"],
+                   model_version=value["modelVersion"], model_size=size)
+
+    @classmethod
+    def from_json(cls, text: str) -> Release:
+        """Parse the dev stack's ``release`` output (``pulumi stack output release --json``)."""
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
+        return cls.from_mapping(value)
+
+
+def same_release(promoted_from: str, dev: Any, release: Release) -> None:
+    """Raise unless ``dev`` (the verifying stack's current ``release`` output) is ``release``'s digest."""
+    if not dev:
+        raise ValueError(f"stack {promoted_from} exports no release: no image has passed its container "
+                         "test there; deploy it first")
+    try:
+        verified = Release.from_mapping(dict(dev))
+    except ValueError as exc:
+        raise ValueError(f"stack {promoted_from}'s release output is unusable: {exc}") from None
+    if verified.digest != release.digest:
+        raise ValueError(
+            f"config 'release' names {release.digest}, but stack {promoted_from} verified and runs "
+            f"{verified.digest}: prod deploys only what dev verified and runs; run the pipeline again")
+
+
+@dataclass
+class ImportedImageArgs:
+    release: Release
+    """The image to copy, by digest."""
+    registry_name: str
+    """The target ACR's name (``az acr import --name``)."""
+    login_server: pulumi.Input[str]
+    """The target ACR's login server (the imported reference's host)."""
+
+
+class ImportedImage(pulumi.ComponentResource):
+    """The release's digest, copied into this stack's registry with ``az acr import``."""
+
+    image_ref: pulumi.Output[str]
+    """``<login server>/<repository>:<tag>@sha256:...``: the same digest, in this registry."""
+
+    def __init__(self, name: str, args: ImportedImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelship:image:ImportedImage", name, None, opts)
+        release = args.release
+        target = f"{release.repository}:{release.tag}"
+        self.command = local.Command(
+            f"{name}-import",
+            # By digest: the tag only names it in this registry. --force: the tag may already exist
+            # from an earlier import of the same digest (a re-run), which is harmless.
+            create=IMPORT,
+            environment={"REGISTRY": args.registry_name, "SOURCE": release.source, "TARGET": target},
+            triggers=[release.digest],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Read after the import (the command's output), so the workload waits for it.
+        self.image_ref = pulumi.Output.all(args.login_server, self.command.stdout).apply(
+            lambda parts: f"{parts[0]}/{target}@{release.digest}")
+        self.register_outputs({"imageRef": self.image_ref})
+
+
+def checked_image(promote_from: str, image_ref: pulumi.Output[str], release: Release,
+                  opts: pulumi.ResourceOptions | None = None) -> pulumi.Output[str]:
+    """``image_ref``, once the StackReference to ``promote_from`` confirmed ``release``'s digest."""
+    dev = pulumi.StackReference(promote_from, opts=opts)
+
+    def check(parts: list[Any]) -> str:
+        same_release(promote_from, parts[0], release)
+        return parts[1]
+
+    return pulumi.Output.all(dev.get_output("release"), image_ref).apply(check)
+
+
+def release_of(verified_ref: pulumi.Output[str], model: str, version: str, size: int) -> pulumi.Output[dict]:
+    """The ``release`` output of a stack that tested ``verified_ref``."""
+    return verified_ref.apply(
+        lambda ref: Release(ref, ref.rsplit("@", 1)[1], model, version, size).to_output())

@@ -1,0 +1,148 @@
+"""The prod stack (Pulumi.prod.yaml) under recording mocks: it never builds, it deploys the digest
+dev verified (dev's ``release`` output, checked through a StackReference), imported into prod's
+own registry by digest."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from components.promotion import IMPORT, Release, same_release
+from components.stack import build_stack
+from components.testing import STACK_REFERENCE, StackRun, by_type, install_mocks, one, run_stack
+from settings import Settings, SettingsError
+from tests.components.conftest import make_settings, write_model
+
+REPO = Path(__file__).resolve().parents[2]
+DEV = "organization/modelship/dev"
+
+
+def _stack_file(stack: str) -> dict[str, str]:
+    config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k.split(":", 1)[1]: str(v) for k, v in config.items() if k.startswith("modelship:")}
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
+    root = tmp_path_factory.mktemp("dev") / "project"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
+    write_model(root / "app" / "model", version="4.0.0", payload=b"x" * 300_000_000)
+    settings = Settings.from_mapping({**_stack_file("dev"), "deployerPrincipalType": "ServicePrincipal"})
+    return run_stack(settings, project_root=root)
+
+
+def _prod_settings(release: dict) -> Settings:
+    return Settings.from_mapping({**_stack_file("prod"), "deployerPrincipalType": "ServicePrincipal",
+                                  "release": json.dumps(release)})
+
+
+@pytest.fixture(scope="module")
+def prod(dev: StackRun, tmp_path_factory: pytest.TempPathFactory) -> StackRun:
+    empty = tmp_path_factory.mktemp("prod") / "project"  # no app/model: prod fetches nothing
+    (empty / "app").mkdir(parents=True)
+    return run_stack(_prod_settings(dev.outputs["release"]), project_root=empty,
+                     stack_outputs={DEV: {"release": dev.outputs["release"]}})
+
+
+def _container(run: StackRun) -> dict:
+    return one(run, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+
+
+def _image(run: StackRun) -> str:
+    return _container(run)["image"]
+
+
+def test_dev_exports_the_release_its_container_test_verified(dev: StackRun) -> None:
+    release = Release.from_mapping(dev.outputs["release"])
+    assert release.image == _image(dev) == dev.outputs["imageRef"]
+    assert release.digest == one(dev, "docker-build:index:Image").outputs["digest"]
+    assert (release.model, release.model_version, release.model_size) == ("digits", "4.0.0", 300_000_000)
+
+
+def test_prod_declares_no_image_build_and_no_test(prod: StackRun) -> None:
+    assert by_type(prod, "docker-build:index:Image") == []
+    assert by_type(prod, "modelship:image:ModelImage") == []
+    assert by_type(prod, "modelship:image:ImageTest") == []
+    (command,) = by_type(prod, "command:local:Command")
+    assert command.inputs["create"] == IMPORT  # the only command: the import, no container test
+
+
+def test_prod_runs_dev_digest_imported_into_its_own_registry(dev: StackRun, prod: StackRun) -> None:
+    release = Release.from_mapping(dev.outputs["release"])
+    command = one(prod, "command:local:Command")
+    assert command.inputs["environment"] == {
+        "REGISTRY": "modelshipprodacr01", "TARGET": f"modelship/digits:{release.tag}",
+        "SOURCE": f"modelshipdevacr01.azurecr.io/modelship/digits@{release.digest}"}
+    assert _image(prod) == f"modelshipprodacr01.azurecr.io/modelship/digits:{release.tag}@{release.digest}"
+    assert prod.outputs["verifiedDigest"] == release.digest == dev.outputs["verifiedDigest"]
+    assert prod.outputs["release"] == dev.outputs["release"] and prod.outputs["promotedFrom"] == DEV
+    # The Deployment waits for the import (its image is the import's output) and reads dev's state.
+    deploy = one(prod, "kubernetes:apps/v1:Deployment")
+    assert command.urn in deploy.dependencies
+    assert one(prod, STACK_REFERENCE).inputs["name"] == DEV
+
+
+def test_prod_pods_are_sized_for_dev_model_like_dev(dev: StackRun, prod: StackRun) -> None:
+    assert _container(prod)["resources"] == _container(dev)["resources"]
+    assert one(prod, "kubernetes:apps/v1:Deployment").inputs["metadata"]["labels"][
+        "modelship.io/model-version"] == "4.0.0"
+
+
+def test_prod_refuses_a_digest_dev_does_not_run(dev: StackRun, tmp_path: Path) -> None:
+    verified = dev.outputs["release"]
+    other = dict(verified, digest="sha256:" + "1" * 64,
+                 image=verified["image"].split("@")[0] + "@sha256:" + "1" * 64)
+    mocks = install_mocks(stack_outputs={DEV: {"release": verified}})
+
+    @pulumi.runtime.test
+    def program():
+        return build_stack(_prod_settings(other), tmp_path, revision="r1").service.url
+
+    with pytest.raises(Exception, match="verified and runs " + verified["digest"]):
+        program()
+    assert by_type(mocks.resources, "kubernetes:apps/v1:Deployment") == []
+    assert by_type(mocks.resources, "docker-build:index:Image") == []
+
+
+def test_a_dev_stack_without_a_release_blocks_prod() -> None:
+    release = Release("r.azurecr.io/m/d:t@sha256:" + "2" * 64, "sha256:" + "2" * 64, "digits", "1", 10)
+    with pytest.raises(ValueError, match="exports no release: no image has passed its container test"):
+        same_release(DEV, None, release)
+    same_release(DEV, release.to_output(), release)
+
+
+@pytest.mark.parametrize(("release", "message"), [
+    ("", "required with promoteFrom"),
+    ("{not json", "not JSON"),
+    (json.dumps({"image": "r.azurecr.io/modelship/digits:latest", "digest": "sha256:" + "3" * 64,
+                 "model": "digits", "modelVersion": "1", "modelSize": 10}), "is not pinned by digest"),
+    (json.dumps({"image": "r.azurecr.io/m/d@sha256:" + "3" * 64, "digest": "sha256:" + "4" * 64,
+                 "model": "digits", "modelVersion": "1", "modelSize": 10}), "does not carry digest"),
+    (json.dumps({"image": "r.azurecr.io/m/d@sha256:" + "3" * 64}), "missing: digest, model"),
+])
+def test_bad_release_config_fails_before_any_resource(release: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as exc:
+        Settings.from_mapping({**_stack_file("prod"), "release": release})
+    assert exc.value.key == "release"
+
+
+def test_a_release_without_promote_from_is_refused() -> None:
+    with pytest.raises(SettingsError, match="set only with promoteFrom"):
+        make_settings(release=json.dumps({"image": "r.azurecr.io/m/d@sha256:" + "3" * 64,
+                                          "digest": "sha256:" + "3" * 64, "model": "digits",
+                                          "modelVersion": "1", "modelSize": 10}))
+
+
+def test_prod_stack_file_differs_from_dev_only_where_it_must() -> None:
+    dev, prod = _stack_file("dev"), _stack_file("prod")
+    assert set(dev) == set(prod)
+    assert prod["promoteFrom"] == DEV and dev["promoteFrom"] == "" and prod["release"] == ""
+    unique = ("storageAccountName", "registryName", "dnsLabel", "resourceGroupName", "clusterName")
+    assert all(dev[k] != prod[k] for k in unique)
+    assert dataclasses.fields(Settings)  # every key above is a Settings field (from_mapping checks)
