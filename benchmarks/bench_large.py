@@ -8,10 +8,18 @@ directory, Azurite, registry, front door port and container names, so a `make up
 untouched), with the default settings (memory and start-up budget derived from the model):
 
 1. publish -> serving: ``make publish MODEL_DIR=...`` then ``make up`` (fetch, build, test, push, run);
-2. a code-only release: time, bytes added to the registry, build context sent;
-3. the serving container's memory (cgroup v1 ``memory.usage_in_bytes`` minus inactive file pages,
-   as ``docker stats``; and the peak) against the model size;
-4. a cache-hit fetch of the model.
+2. the serving container's memory against the model size, idle and under load (two clients sending
+   the canary's 50-row batch): the cgroup's working set (``memory.usage_in_bytes`` minus inactive
+   file pages, as ``docker stats`` and the kubelet count it) and its peak, and the sum of the
+   proportional set sizes of the container's processes (``smaps_rollup``: weights mapped by
+   several processes count once). The target is judged on the larger of the two: the cgroup
+   omits file pages first read by another container (the pre-push test's), the Pss sum does not;
+3. two code-only releases: with the canary (the default) and with ``MODELSHIP_CANARY=off`` (the
+   delivery alone): time, bytes added to the registry, build context sent;
+4. a cache-hit fetch of the model;
+5. the baseline, side by side in the same run: the previous server design (ONNX Runtime opens the
+   model by path, default arena: the weights copied into the process) against this one, each in a
+   fresh process tree of a parent and two forked workers serving the same requests.
 
 Ends with ``down --purge`` (build cache kept) and prints one table; ``--write-readme`` records it.
 """
@@ -21,12 +29,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -35,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 
 from components import sizing  # noqa: E402
 from delivery import cli, engine, model  # noqa: E402
+from delivery.canary import TRAFFIC_ROWS  # noqa: E402
 from delivery.services import free_port  # noqa: E402
 from delivery.settings import LocalSettings  # noqa: E402
 from training.large_model import inflate  # noqa: E402
@@ -65,20 +78,124 @@ def timed_up(settings: LocalSettings) -> tuple[float, dict, int]:
     return seconds, record, int(sent)
 
 
-def container_memory(name: str) -> tuple[int, int]:
-    """(working set, peak) in bytes of a running container, from its memory cgroup (v1 or v2)."""
+def _cgroup(name: str) -> Path:
     cid = engine.container_state(name)["Id"]
     v1 = Path(f"/sys/fs/cgroup/memory/docker/{cid}")
     if v1.exists():
-        stat = dict(line.split() for line in (v1 / "memory.stat").read_text().splitlines())
-        usage = int((v1 / "memory.usage_in_bytes").read_text())
-        return usage - int(stat["total_inactive_file"]), int((v1 / "memory.max_usage_in_bytes").read_text())
+        return v1
     v2 = next(Path("/sys/fs/cgroup").glob(f"**/docker-{cid}.scope"), None)
-    v2 = v2 or Path(f"/sys/fs/cgroup/docker/{cid}")
-    stat = dict(line.split() for line in (v2 / "memory.stat").read_text().splitlines())
-    usage = int((v2 / "memory.current").read_text())
-    peak_file = v2 / "memory.peak"
+    return v2 or Path(f"/sys/fs/cgroup/docker/{cid}")
+
+
+def container_memory(name: str) -> tuple[int, int]:
+    """(working set, peak) in bytes of a running container, from its memory cgroup (v1 or v2)."""
+    cg = _cgroup(name)
+    stat = dict(line.split() for line in (cg / "memory.stat").read_text().splitlines())
+    if (cg / "memory.usage_in_bytes").exists():
+        usage = int((cg / "memory.usage_in_bytes").read_text())
+        return usage - int(stat["total_inactive_file"]), int((cg / "memory.max_usage_in_bytes").read_text())
+    usage = int((cg / "memory.current").read_text())
+    peak_file = cg / "memory.peak"
     return usage - int(stat["inactive_file"]), int(peak_file.read_text()) if peak_file.exists() else 0
+
+
+def _smaps(pid: int | str) -> dict[str, int]:
+    """Pss, Pss_Anon, Pss_File of a process in bytes (0 for a process that is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in lines[1:])}
+
+
+def container_pss(name: str) -> tuple[int, int]:
+    """(Pss, anonymous Pss) in bytes summed over the container's processes."""
+    pids = (_cgroup(name) / "cgroup.procs").read_text().split()
+    rollups = [_smaps(pid) for pid in pids]
+    return sum(r.get("Pss", 0) for r in rollups), sum(r.get("Pss_Anon", 0) for r in rollups)
+
+
+def canary_batch() -> bytes:
+    """The canary's own request (``delivery.canary``: the first 50 digits images): the same label mix
+    on the stable side as the canary's traffic brings to both sides, or its drift check would see
+    this load's labels in the stable version's window."""
+    from sklearn.datasets import load_digits
+
+    rows = load_digits().data[:TRAFFIC_ROWS]
+    return json.dumps({"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                                   "data": rows.ravel().tolist()}]}).encode()
+
+
+def under_load(url: str, seconds: float, sample) -> tuple[int, int, list]:
+    """Two clients post the canary's batch ``seconds`` long, ``sample()`` polled: answers, errors, samples."""
+    done, counts, samples = time.monotonic() + seconds, {"ok": 0, "errors": 0}, []
+    body = canary_batch()
+
+    def client() -> None:
+        while time.monotonic() < done:
+            request = urllib.request.Request(url, body, {"content-type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    answer.read()
+                counts["ok"] += 1
+            except OSError:
+                counts["errors"] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for t in threads:
+        t.start()
+    while time.monotonic() < done:
+        samples.append(sample())
+        time.sleep(0.2)
+    for t in threads:
+        t.join()
+    return counts["ok"], counts["errors"], samples
+
+
+BASELINE = r"""
+import os, sys, time, json
+import numpy as np, onnxruntime as ort
+mode, model_dir = sys.argv[1], sys.argv[2]
+def rollup(pid):
+    return {k: int(v.split()[0]) * 1024 for k, v in
+            (l.split(":", 1) for l in open(f"/proc/{pid}/smaps_rollup").read().splitlines()[1:])}
+if mode == "previous":   # the server before: by path, ONNX Runtime's default arena, prepacking on
+    o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1
+    s = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), sess_options=o,
+                             providers=["CPUExecutionProvider"])
+    run = lambda x: s.run(None, x)
+else:                    # this one
+    sys.path.insert(0, sys.argv[3])
+    from modelserver.predictor import Predictor
+    p = Predictor(model_dir); p.load()
+    run = lambda x: p.predict(x)
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+x = {"input": (np.arange(50 * 64, dtype=np.float32).reshape(50, 64) % 17)}
+kids = []
+for _ in range(2):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(10):
+            run(x)
+        os.write(w, b"x"); time.sleep(60); os._exit(0)
+    kids.append((pid, r))
+for pid, r in kids:
+    os.read(r, 1)
+procs = [os.getpid()] + [pid for pid, _ in kids]
+rolls = [rollup(p) for p in procs]
+print(json.dumps({"load_peak": peak, "pss": sum(r["Pss"] for r in rolls),
+                  "anon": sum(r["Pss_Anon"] for r in rolls)}))
+for pid, _ in kids:
+    os.kill(pid, 9)
+"""
+
+
+def baseline(mode: str, model_dir: Path) -> dict:
+    """Load peak and steady memory of a parent + two forked workers after 10 batches of 50 rows each."""
+    out = subprocess.run([sys.executable, "-c", BASELINE, mode, str(model_dir), str(ROOT / "app")],
+                         capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                "MODELSHIP_REPOSITORY": f"modelship-bench/{instance}"}
         settings = LocalSettings.from_env({**os.environ, **env})
         rows: list[tuple[str, str, str]] = []
+
+        def add(row: tuple[str, str, str]) -> None:
+            rows.append(row)
+            print(" | ".join(row), flush=True)  # as measured: a run that fails later still shows it
         try:
             print(f"generating a {args.mib} MiB model...", flush=True)
             train(base / "digits", "digits", "1.0.0", source_revision="bench")
@@ -115,31 +236,60 @@ def main(argv: list[str] | None = None) -> int:
             print(f"published {manifest.ref} ({size} bytes) in {publish_s:.1f} s; make up...", flush=True)
             up_s, _, first_ctx = timed_up(settings)
             need = sizing.for_model(size)
-            rows.append(("model size", f"{size / 2**20:.0f} MiB", ""))
-            rows.append(("publish", f"{publish_s:.1f} s", ""))
-            rows.append(("`make up` with the defaults (fetch, build, test, push, run)", f"{up_s:.1f} s",
-                         f"limit {need.docker_memory} derived, start-up budget {need.startup_seconds} s"))
-            rows.append(("publish -> serving", f"{publish_s + up_s:.1f} s", ""))
-            rows.append(("build context sent, first build", f"{first_ctx / 1e6:.1f} MB", ""))
-            working, peak = container_memory(settings.container)
+            mib = 2**20
             target = 1.3 * size + 300e6
-            rows.append(("serving container memory (working set)", f"{working / 2**20:.0f} MiB",
-                         f"{working / size:.2f} x model; target <= 1.3 x + 300 MB = "
-                         f"{target / 2**20:.0f} MiB: {met(working <= target)}"))
-            rows.append(("container memory peak (load)", f"{peak / 2**20:.0f} MiB",
-                         f"limit {need.memory_limit_mib} MiB"))
+            add(("model size", f"{size / mib:.0f} MiB", ""))
+            add(("publish", f"{publish_s:.1f} s", ""))
+            add(("`make up` with the defaults (fetch, build, test, push, run)", f"{up_s:.1f} s",
+                         f"limit {need.docker_memory} derived (target {target / mib:.0f} MiB), start-up "
+                         f"budget {need.startup_seconds} s"))
+            add(("publish -> serving", f"{publish_s + up_s:.1f} s", ""))
+            add(("build context sent, first build", f"{first_ctx / 1e6:.1f} MB", ""))
+
+            name = settings.container
+            working, peak = container_memory(name)
+            pss, anon = container_pss(name)
+            add(("container memory, idle: working set / Pss (anonymous)",
+                         f"{working / mib:.0f} / {pss / mib:.0f} ({anon / mib:.0f}) MiB",
+                         f"{max(working, pss) / size:.2f} x model; target <= {target / mib:.0f} MiB: "
+                         f"{met(max(working, pss) <= target)}"))
+            url = f"http://127.0.0.1:{settings.port}/v2/models/{manifest.name}/infer"
+            ok, errors, samples = under_load(
+                url, 20, lambda: (container_memory(name)[0], container_pss(name)))
+            busy = max(w for w, _ in samples)
+            busy_pss, busy_anon = max(p for _, (p, _) in samples), max(a for _, (_, a) in samples)
+            peak = container_memory(name)[1]
+            add(("container memory under load (2 clients x 50 rows): max working set / Pss "
+                         "(anonymous)",
+                         f"{busy / mib:.0f} / {busy_pss / mib:.0f} ({busy_anon / mib:.0f}) MiB",
+                         f"{ok} answers, {errors} errors; {max(busy, busy_pss) / size:.2f} x model; "
+                         f"target <= {target / mib:.0f} MiB: "
+                         f"{met(max(busy, busy_pss) <= target and errors == 0)}"))
+            add(("container memory peak since start (cgroup, page cache included)",
+                         f"{peak / mib:.0f} MiB",
+                         f"limit {need.memory_limit_mib} MiB; OOM-killed: "
+                         f"{engine.container_state(name)['State']['OOMKilled']}"))
 
             init = context / "modelserver" / "__init__.py"
-            init.write_text(init.read_text() + "\n# code-only change (bench_large)\n")
-            registry_before = du(base / "state" / "registry")
-            code_s, second, code_ctx = timed_up(settings)
-            pushed = du(base / "state" / "registry") - registry_before
-            rows.append(("code-only release", f"{code_s:.1f} s", f"target <= 20 s: {met(code_s <= 20)}"))
-            rows.append(("bytes added to the registry by it", f"{pushed / 1e3:.0f} kB",
-                         f"target <= 1 MB: {met(pushed <= 1e6)}"))
-            rows.append(("build context sent by it", f"{code_ctx / 1e6:.1f} MB",
-                         f"target 0 model bytes re-sent: {met(code_ctx < size / 10)}"))
-            assert second["model_bytes_transferred"] == 0
+            for canary in ("on", "off"):
+                os.environ["MODELSHIP_CANARY"] = canary
+                init.write_text(init.read_text() + f"\n# code-only change (bench_large, canary {canary})\n")
+                registry_before = du(base / "state" / "registry")
+                code_s, second, code_ctx = timed_up(settings)
+                pushed = du(base / "state" / "registry") - registry_before
+                what = ("with the canary (default)" if canary == "on"
+                        else "without the canary (MODELSHIP_CANARY=off)")
+                add((f"code-only release {what}", f"{code_s:.1f} s",
+                             f"target <= 20 s: {met(code_s <= 20)}"))
+                add((f"bytes added to the registry by it ({canary})", f"{pushed / 1e3:.0f} kB",
+                             f"target <= 1 MB: {met(pushed <= 1e6)}"))
+                add((f"build context sent by it ({canary})", f"{code_ctx / 1e3:.0f} kB",
+                             f"model bytes fetched {second['model_bytes_transferred']}; target 0 model bytes "
+                             f"re-sent: {met(code_ctx < size / 10)}"))
+            os.environ.pop("MODELSHIP_CANARY")
+            working, _ = container_memory(name)
+            add(("container memory after the releases, idle: working set", f"{working / mib:.0f} MiB",
+                         "weights' pages already cached by the previous container are charged to it"))
 
             from delivery.azurite import connection_string
             from modelstore.store import ModelStore
@@ -149,9 +299,18 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             hit = store.fetch(manifest.ref, base / "fetched", cache_dir=base / "state" / "model-cache")
             fetch_s = time.monotonic() - started
-            rows.append(("cache-hit fetch", f"{fetch_s:.2f} s",
+            add(("cache-hit fetch", f"{fetch_s:.2f} s",
                          f"hit={hit.cache_hit}, {hit.bytes_transferred} bytes; target <= 0.5 s: "
                          f"{met(hit.cache_hit and fetch_s <= 0.5)}"))
+            cli.down(settings, purge=False)  # the container's memory is the baseline's to use
+            print("baseline: the previous server design vs this one, same requests...", flush=True)
+            for mode in ("previous", "mapped"):
+                figures = baseline(mode, base / "large")
+                label = ("previous design (by path, default arena)" if mode == "previous"
+                         else "this design (weights mapped, capped arena)")
+                add((f"{label}: load peak / steady Pss (anonymous), parent + 2 workers",
+                     f"{figures['load_peak'] / mib:.0f} / {figures['pss'] / mib:.0f} "
+                     f"({figures['anon'] / mib:.0f}) MiB", "after 10 requests of 50 rows per worker"))
         finally:
             cli.down(settings, purge=True, build_cache=False)
     table = "\n".join(["| figure | value | note |", "|---|---:|---|",

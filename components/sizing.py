@@ -4,12 +4,16 @@ One home for these figures: the stack's Deployment, the local container (``deliv
 the benchmarks all ask here. Standard library only.
 
 Memory (measured on this project's image, ``benchmarks/README.md`` "Large models"): the server
-loads the model once and forks its workers after the load, so the container holds one copy of the
-weights plus the runtime. While loading, ONNX Runtime holds the parsed ONNX protobuf and the
-session's tensors at the same time: two copies for a moment. Hence
+maps the model's weights from the verified file instead of copying them (``modelserver.weights``)
+and forks its workers after the load, so the container holds the weights once, as shared file
+pages, plus the runtime; loading holds no second copy. What grows under load is per request, and
+is capped: each worker's ONNX Runtime arena holds at most ``REQUEST_MEMORY_MIB`` for one request's
+intermediate tensors (a request that needs more gets 413, not an OOM kill), and decoding a JSON
+body of at most 4 MiB (the server's ``MODELSHIP_MAX_BODY_BYTES``) peaks at ``BODY_MIB``. Hence
 
-* request = model size + ``STEADY_OVERHEAD_MIB`` (what the pod holds while serving: scheduling);
-* limit   = 2 x model size + ``LOAD_OVERHEAD_MIB`` (the load peak, which must not be OOM-killed);
+* request = model size + ``RUNTIME_MIB`` (what the pod holds while idle: scheduling);
+* limit   = model size + ``RUNTIME_MIB`` + ``WORKERS`` x (``REQUEST_MEMORY_MIB`` + ``BODY_MIB``)
+  (every worker busy with the largest request it may take);
 
 each rounded up to 64 MiB and never below the figures that served the small demo model before
 (256Mi / 512Mi). A configured value below the derived one is refused, naming the figure needed.
@@ -25,12 +29,18 @@ import dataclasses
 import math
 import re
 
+from modelship_contract import image
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-STEADY_OVERHEAD_MIB = 192
-"""Python, ONNX Runtime, uvicorn and two forked workers, with request buffers (measured ~100 MiB)."""
-LOAD_OVERHEAD_MIB = 320
-"""Runtime plus the load's transient buffers above the two copies (measured peak - 2 x model: ~110 MiB)."""
+RUNTIME_MIB = 160
+"""Python, ONNX Runtime and uvicorn in the server's three processes, idle (measured ~95 MiB), plus margin."""
+WORKERS = image.WORKERS
+"""Worker processes of the image: each may run one request at a time."""
+REQUEST_MEMORY_MIB = image.REQUEST_MEMORY_MIB
+"""Cap on one request's intermediate tensors per worker (the server's ``MODELSHIP_REQUEST_MEMORY_MIB``)."""
+BODY_MIB = 72
+"""Decoding the largest JSON body the server accepts (4 MiB): measured peak 17 x the body's size."""
 MIN_REQUEST_MIB = 256
 MIN_LIMIT_MIB = 512
 ROUND_MIB = 64
@@ -86,7 +96,7 @@ class Resources:
 
     @property
     def docker_memory(self) -> str:
-        """The limit in Docker's notation (``--memory``), e.g. ``2432m``."""
+        """The limit in Docker's notation (``--memory``), e.g. ``1600m``."""
         return f"{self.memory_limit_mib}m"
 
     @property
@@ -95,12 +105,24 @@ class Resources:
         return max(1, math.ceil(self.startup_seconds / PROBE_PERIOD_S))
 
 
+PER_WORKER_MIB = REQUEST_MEMORY_MIB + BODY_MIB
+LIMIT_OVERHEAD_MIB = RUNTIME_MIB + WORKERS * PER_WORKER_MIB
+"""What the limit adds to the model: the runtime and every worker busy with its largest request."""
+
+
 def needed_request_mib(model_size: int) -> int:
-    return max(MIN_REQUEST_MIB, _round_up(model_size / MIB + STEADY_OVERHEAD_MIB))
+    return max(MIN_REQUEST_MIB, _round_up(model_size / MIB + RUNTIME_MIB))
 
 
 def needed_limit_mib(model_size: int) -> int:
-    return max(MIN_LIMIT_MIB, _round_up(2 * model_size / MIB + LOAD_OVERHEAD_MIB))
+    return max(MIN_LIMIT_MIB, _round_up(model_size / MIB + LIMIT_OVERHEAD_MIB))
+
+
+def limit_reason(model_size: int) -> str:
+    """Why the limit is what it is, for error messages."""
+    return (f"the model once ({human(model_size)}, mapped), {RUNTIME_MIB} MiB of runtime and {WORKERS} "
+            f"workers x {PER_WORKER_MIB} MiB for a request each ({REQUEST_MEMORY_MIB} MiB of tensors "
+            f"+ {BODY_MIB} MiB to decode the body)")
 
 
 def startup_budget_s(model_size: int) -> int:
@@ -130,7 +152,7 @@ def for_model(
         if request < need_request:
             raise SizingError(
                 f"{keys[0]} {memory_request} is too small for {what}: it holds about the model plus "
-                f"{STEADY_OVERHEAD_MIB} MiB while serving, so use at least {need_request}Mi "
+                f"{RUNTIME_MIB} MiB while serving, so use at least {need_request}Mi "
                 "(or leave it empty to derive it)"
             )
     limit = need_limit
@@ -138,9 +160,9 @@ def for_model(
         limit = math.ceil(parse_memory(memory_limit) / MIB)
         if limit < need_limit:
             raise SizingError(
-                f"{keys[1]} {memory_limit} is too small for {what}: loading holds two copies of the "
-                f"model plus {LOAD_OVERHEAD_MIB} MiB, so use at least {need_limit}Mi ({need_limit}m "
-                "for Docker), or leave it empty to derive it"
+                f"{keys[1]} {memory_limit} is too small for {what}: it needs "
+                f"{limit_reason(model_size)}, so use at least {need_limit}Mi ({need_limit}m for Docker), "
+                "or leave it empty to derive it"
             )
     if limit < request:
         raise SizingError(f"{keys[1]} ({limit}Mi) must be >= {keys[0]} ({request}Mi)")

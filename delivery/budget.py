@@ -40,8 +40,8 @@ def stopped(name: str, manifest: ModelManifest, memory: str) -> Callable[[], str
             need = sizing.needed_limit_mib(manifest.size)
             message += (
                 f". Its memory limit is {memory}; model {manifest.ref} is "
-                f"{sizing.human(manifest.size)} and needs at least {need}m (two copies while loading "
-                f"plus {sizing.LOAD_OVERHEAD_MIB} MiB). Leave MODELSHIP_MEMORY unset to derive it, "
+                f"{sizing.human(manifest.size)} and needs at least {need}m "
+                f"({sizing.limit_reason(manifest.size)}). Leave MODELSHIP_MEMORY unset to derive it, "
                 f"or set it to {need}m or more"
             )
         return message

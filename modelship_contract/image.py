@@ -27,9 +27,15 @@ READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 """Liveness route: 200 while the process serves."""
 
+WORKERS = 2
+"""Worker processes the image runs (``MODELSHIP_WORKERS``), forked after the model is loaded."""
+REQUEST_MEMORY_MIB = 128
+"""What one request's tensors may use per worker (``MODELSHIP_REQUEST_MEMORY_MIB``'s default); more
+gets 413. ``components.sizing`` counts ``WORKERS`` x this in the memory limit."""
+
 MODEL_DIR_ENV = "MODELSHIP_MODEL_DIR"
 """The server's setting for the model directory (the image sets it to ``MODEL_DIR``)."""
 PORT_ENV = "MODELSHIP_PORT"
 """The server's setting for its port (the image sets it to ``PORT``)."""
 __all__ = ["APP_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV", "READY_PATH",
-           "TRUST_DIR", "TRUST_DIR_ENV", "UID", "USER"]
+           "REQUEST_MEMORY_MIB", "TRUST_DIR", "TRUST_DIR_ENV", "UID", "USER", "WORKERS"]

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from .predictor import Predictor
 
     # Verified (size, sha256) and loaded once, here, before any socket opens or any worker exists.
-    predictor = Predictor(settings.model_dir, settings.intra_op_threads)
+    predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib)
     try:
         manifest = predictor.load()
     except (ManifestError, OSError) as exc:

@@ -27,6 +27,10 @@ class PayloadTooLarge(ServerError):
     status = 413
 
 
+class RequestMemoryExceeded(PayloadTooLarge):
+    """Running the request would need more memory than one request may use (its batch is too large)."""
+
+
 class NotReady(ServerError):
     """The model is not loaded (yet, or it failed to load)."""
 

@@ -139,7 +139,9 @@ class RequestContext:
 def create_app(settings: Settings, predictor: Predictor | None = None) -> Starlette:
     """The ASGI app for ``settings.model_dir`` (or the given, possibly already loaded, predictor)."""
     metrics = Metrics()
-    plane = DataPlane(predictor or Predictor(settings.model_dir, settings.intra_op_threads), metrics)
+    if predictor is None:
+        predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib)
+    plane = DataPlane(predictor, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

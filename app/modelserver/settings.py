@@ -13,6 +13,7 @@ from pathlib import Path
 from modelship_contract import image as image_contract
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+REQUEST_MEMORY_MIB = image_contract.REQUEST_MEMORY_MIB
 
 
 class SettingsError(ValueError):
@@ -61,6 +62,8 @@ class Settings:
     """ONNX Runtime threads per worker: 1 keeps workers from fighting over the cores."""
     graceful_timeout: int = 20
     """Seconds to finish in-flight requests after SIGTERM."""
+    request_memory_mib: int = REQUEST_MEMORY_MIB
+    """What one inference may allocate in a worker (ONNX Runtime's capped arena); more gets 413."""
     trust_dir: Path | None = None
     """Public keys the model must be signed by (``MODELSHIP_TRUST_DIR``; the image sets /opt/trust).
     Unset: no signature check (a bare development run); the image always sets it."""
@@ -83,6 +86,7 @@ class Settings:
             intra_op_threads=_int(env, "MODELSHIP_INTRA_OP_THREADS", 1, 1, 64),
             graceful_timeout=_int(env, "MODELSHIP_GRACEFUL_TIMEOUT", 20, 0, 3600),
             trust_dir=Path(trust) if (trust := env.get(image_contract.TRUST_DIR_ENV)) else None,
+            request_memory_mib=_int(env, "MODELSHIP_REQUEST_MEMORY_MIB", REQUEST_MEMORY_MIB, 1, 1024 * 1024),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -97,4 +101,5 @@ class Settings:
             "MODELSHIP_ACCESS_LOG": "true" if self.access_log else "false",
             "MODELSHIP_INTRA_OP_THREADS": str(self.intra_op_threads),
             "MODELSHIP_GRACEFUL_TIMEOUT": str(self.graceful_timeout),
+            "MODELSHIP_REQUEST_MEMORY_MIB": str(self.request_memory_mib),
         }

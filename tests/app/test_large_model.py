@@ -3,7 +3,8 @@
 A 160 MiB model (the demo model plus a weight every request reads, ``training.large_model``) is
 big enough that two copies could not hide in the runtime's own memory. Memory is read from the
 kernel (``/proc/<pid>/smaps_rollup``, proportional set size: a page shared by n processes counts
-1/n in each), so the sum over the server's processes is what the container holds.
+1/n in each), so the sum over the server's processes is what the container holds. Request memory
+is deterministic here: the model's intermediate tensors are 56 KiB per row (``training.large_model``).
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
-def _pss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
+def _mib(pid: int, field: str = "Pss", source: str = "smaps_rollup") -> float:
+    """``field`` (kB) of ``/proc/<pid>/<source>``, in MiB."""
+    for line in Path(f"/proc/{pid}/{source}").read_text().splitlines():
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError(f"no Pss in /proc/{pid}/smaps_rollup")
+    raise AssertionError(f"no {field} in /proc/{pid}/{source}")
 
 
 def _wait_for_children(pid: int, count: int) -> list[int]:
@@ -61,13 +63,42 @@ def test_two_workers_hold_one_copy_of_the_model(large_model: Path, tmp_path: Pat
                 answer = http.post("/v2/models/digits/infer", json=infer_body(1),
                                    headers={"connection": "close"})
                 assert answer.status_code == 200, answer.text
-        total = sum(_pss_mib(pid) for pid in [server.process.pid, *workers])
+        processes = [server.process.pid, *workers]
+        total = sum(_mib(pid) for pid in processes)
+        anon = sum(_mib(pid, "Pss_Anon") for pid in processes)
+        load_peak = _mib(server.process.pid, "VmHWM", "status")  # the parent loaded, then only waits
     finally:
         stop_server(server)
     # One copy: the model plus the runtimes (~100 MiB for three processes). Two copies would be
     # >= 2 x 160 MiB on their own.
     assert size_mib > WEIGHT_MIB
     assert total < size_mib + 150, f"{total:.0f} MiB held for a {size_mib:.0f} MiB model: more than one copy"
+    # That copy is the file's own pages, mapped: no process holds the weight in memory of its own,
+    # and loading never held a copy (by path, ONNX Runtime peaks at two).
+    assert anon < WEIGHT_MIB / 2, f"{anon:.0f} MiB of anonymous memory: the weight was copied"
+    assert load_peak < WEIGHT_MIB / 2, f"loading peaked at {load_peak:.0f} MiB: the weight was copied"
+
+
+def test_a_request_too_large_for_its_memory_is_refused_and_the_server_lives(
+    large_model: Path, tmp_path: Path
+) -> None:
+    # 1 MiB per request: one row (56 KiB of intermediate tensors) fits, 64 rows (3.5 MiB) do not.
+    server = start_server(large_model, tmp_path / "server.log", workers=2,
+                          env={"MODELSHIP_REQUEST_MEMORY_MIB": "1"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            refused = http.post("/v2/models/digits/infer", json=infer_body(64))
+            assert refused.status_code == 413, refused.text
+            assert refused.json()["error"] == (
+                "this request (64 rows) needs more memory than one request may use on this server "
+                "(MODELSHIP_REQUEST_MEMORY_MIB=1): send fewer rows per request"
+            )
+            for _ in range(4):  # both workers still serve
+                ok = http.post("/v2/models/digits/infer", json=infer_body(1), headers={"connection": "close"})
+                assert ok.status_code == 200, ok.text
+        assert server.process.poll() is None
+    finally:
+        stop_server(server)
 
 
 def test_a_worker_killed_stops_the_server_with_its_status(large_model: Path, tmp_path: Path) -> None:

@@ -23,16 +23,19 @@ def _claim_size(model_dir: Path, size: int) -> None:
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_a_small_model_keeps_the_floors_that_served_the_demo() -> None:
+def test_a_small_model_gets_the_runtime_and_two_requests_in_flight() -> None:
     small = for_model(4424)
-    assert (small.memory_request, small.memory_limit, small.docker_memory) == ("256Mi", "512Mi", "512m")
+    # Floor for the request; the limit is the runtime plus two workers' largest requests.
+    assert (small.memory_request, small.memory_limit, small.docker_memory) == ("256Mi", "576Mi", "576m")
     assert small.startup_seconds == sizing.STARTUP_BASE_S
 
 
-def test_one_gib_gets_one_copy_requested_and_the_two_copy_load_peak_as_limit() -> None:
+def test_one_gib_gets_one_copy_and_meets_the_issue_target() -> None:
     big = for_model(GIB)
-    assert big.memory_request == f"{1024 + sizing.STEADY_OVERHEAD_MIB}Mi"  # 1216Mi
-    assert big.memory_limit == f"{2048 + sizing.LOAD_OVERHEAD_MIB}Mi"  # 2368Mi
+    assert big.memory_request == "1216Mi"  # 1024 + 160, rounded up to 64
+    assert big.memory_limit == "1600Mi"  # 1024 + 160 + 2 x (128 + 72), rounded up to 64
+    # Issue 15: container memory <= 1.3 x model + 300 MB; the limit itself is below it.
+    assert big.memory_limit_mib * MIB <= 1.3 * GIB + 300e6
     assert big.startup_seconds == sizing.STARTUP_BASE_S + sizing.STARTUP_S_PER_GIB
     assert big.startup_failure_threshold * sizing.PROBE_PERIOD_S >= big.startup_seconds
     # Memory grows with the model, never the other way round.
@@ -42,12 +45,14 @@ def test_one_gib_gets_one_copy_requested_and_the_two_copy_load_peak_as_limit() -
 
 
 def test_a_configured_limit_below_the_need_is_refused_with_the_figure() -> None:
-    too_small = r"memoryLimit 512Mi is too small for digits@2 \(1\.0 GiB\).*2368Mi"
+    too_small = (r"memoryLimit 512Mi is too small for digits@2 \(1\.0 GiB\): it needs the model once "
+                 r"\(1\.0 GiB, mapped\), 160 MiB of runtime and 2 workers x 200 MiB for a request each "
+                 r"\(128 MiB of tensors \+ 72 MiB to decode the body\), so use at least 1600Mi")
     with pytest.raises(SizingError, match=too_small):
         for_model(GIB, model="digits@2", memory_limit="512Mi")
     with pytest.raises(SizingError, match=r"memoryRequest 1Gi is too small.*at least 1216Mi"):
         for_model(GIB, memory_request="1Gi")
-    with pytest.raises(SizingError, match=r"MODELSHIP_MEMORY 1g is too small.*2368m for Docker"):
+    with pytest.raises(SizingError, match=r"MODELSHIP_MEMORY 1g is too small.*1600m for Docker"):
         for_model(GIB, memory_limit="1g", keys=("-", "MODELSHIP_MEMORY", "-"))
     # At or above the need is kept as configured.
     assert for_model(GIB, memory_limit="3Gi", startup_seconds=900).memory_limit == "3072Mi"
@@ -59,7 +64,7 @@ def test_the_component_refuses_too_little_memory_itself() -> None:
                 dns_label="modelship-x", location="westeurope")
     with pytest.raises(SizingError, match="memory_limit 512Mi is too small"):
         ModelServiceArgs(**base, model_size=GIB, memory_limit="512Mi")
-    assert ModelServiceArgs(**base, model_size=GIB).resources.memory_limit == "2368Mi"
+    assert ModelServiceArgs(**base, model_size=GIB).resources.memory_limit == "1600Mi"
 
 
 def test_the_deployment_limits_and_startup_probe_follow_a_large_model(project: Path) -> None:
@@ -68,7 +73,7 @@ def test_the_deployment_limits_and_startup_probe_follow_a_large_model(project: P
         .inputs["spec"]["template"]["spec"]["containers"][0]
     need = for_model(300 * MIB)
     assert container["resources"]["requests"]["memory"] == need.memory_request == "512Mi"
-    assert container["resources"]["limits"]["memory"] == need.memory_limit == "960Mi"
+    assert container["resources"]["limits"]["memory"] == need.memory_limit == "896Mi"
     probe = container["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= need.startup_seconds > 120
 
@@ -86,8 +91,17 @@ def test_a_too_small_memory_limit_registers_nothing(project: Path, mocks: testin
     _claim_size(project / "app" / "model", GIB)
 
     def program() -> None:
-        with pytest.raises(SizingError, match=r"memoryLimit 2Gi is too small .* at least 2368Mi"):
-            build_stack(make_settings(memoryLimit="2Gi"), project, revision="r1")
+        with pytest.raises(SizingError, match=r"memoryLimit 1Gi is too small .* at least 1600Mi"):
+            build_stack(make_settings(memoryLimit="1Gi"), project, revision="r1")
 
     pulumi.runtime.test(program)()
     assert mocks.resources == [] and mocks.invokes == []
+
+
+def test_the_per_request_figures_are_the_servers_own() -> None:
+    """The sizing counts what the image runs with: its request cap (the contract) and body limit."""
+    from modelserver.settings import Settings
+
+    assert sizing.REQUEST_MEMORY_MIB == Settings().request_memory_mib == Settings.from_env({}).request_memory_mib
+    # 17 x the largest body (measured decode peak) fits the per-worker body term.
+    assert 17 * Settings().max_body_bytes <= sizing.BODY_MIB * MIB

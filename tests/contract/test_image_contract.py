@@ -74,6 +74,7 @@ def check(text: str) -> list[str]:
     want(f"ENV {image.MODEL_DIR_ENV}", env.get(image.MODEL_DIR_ENV), image.MODEL_DIR)
     want(f"ENV {image.TRUST_DIR_ENV}", env.get(image.TRUST_DIR_ENV), image.TRUST_DIR)
     want("ENV PYTHONPATH", env.get("PYTHONPATH"), image.APP_DIR)
+    want("ENV MODELSHIP_WORKERS", env.get("MODELSHIP_WORKERS"), str(image.WORKERS))
     targets = {c[-1].rstrip("/") for c in copies(steps)}
     for path in (image.MODEL_DIR, image.TRUST_DIR, f"{image.APP_DIR}/modelserver",
                  f"{image.APP_DIR}/modelship_contract"):
@@ -96,6 +97,7 @@ def test_the_dockerfile_says_what_the_contract_says() -> None:
     ("MODELSHIP_MODEL_DIR=/opt/model", "MODELSHIP_MODEL_DIR=/opt/models", "ENV MODELSHIP_MODEL_DIR"),
     ("MODELSHIP_PORT=8080", "MODELSHIP_PORT=9000", "ENV MODELSHIP_PORT"),
     ("PYTHONPATH=/opt/app", "PYTHONPATH=/srv/app", "ENV PYTHONPATH"),
+    ("MODELSHIP_WORKERS=2", "MODELSHIP_WORKERS=4", "ENV MODELSHIP_WORKERS"),
     ("COPY --from=model /opt/model/ /opt/model/", "COPY --from=model /opt/model/ /srv/model/", "/opt/model"),
     ("COPY modelship_contract/ /opt/app/modelship_contract/", "", "/opt/app/modelship_contract"),
     ("/v2/health/ready", "/healthz", "HEALTHCHECK"),

@@ -27,14 +27,14 @@ def settings(tmp_path: Path, **kw) -> LocalSettings:
 
 def test_an_empty_limit_is_derived_from_the_model(tmp_path: Path) -> None:
     sized = settings(tmp_path).sized_for(manifest(GIB))
-    assert (sized.memory, sized.startup_seconds) == ("2368m", 240)
-    assert sized.run_options.args()[9:13] == ["--memory", "2368m", "--memory-swap", "2368m"]
+    assert (sized.memory, sized.startup_seconds) == ("1600m", 240)
+    assert sized.run_options.args()[9:13] == ["--memory", "1600m", "--memory-swap", "1600m"]
     assert sized.run_options.args()[-2:] == ["--health-start-period", "240s"]
 
 
 def test_a_too_small_limit_is_refused_before_anything_is_built(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match=r"MODELSHIP_MEMORY 1g is too small for digits@9\.0\.0 "
-                       r"\(1\.0 GiB\).*at least 2368Mi \(2368m for Docker\).*Nothing was built"):
+                       r"\(1\.0 GiB\).*at least 1600Mi \(1600m for Docker\).*Nothing was built"):
         settings(tmp_path, memory="1g").sized_for(manifest(GIB))
     kept = settings(tmp_path, memory="3g", startup_seconds=600).sized_for(manifest(GIB))
     assert (kept.memory, kept.startup_seconds) == ("3g", 600)

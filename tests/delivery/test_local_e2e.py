@@ -211,7 +211,7 @@ def test_publish_then_up_serves_the_new_version(deployment, tmp_path: Path) -> N
     assert state["Config"]["User"] == "10001:10001"
     assert host["CapDrop"] == ["ALL"]
     # The limit derived from the model's size (components.sizing), recorded with the deployment.
-    assert second["memory"] == "512m" and host["Memory"] == 512 * 1024**2
+    assert second["memory"] == "576m" and host["Memory"] == 576 * 1024**2
     assert host["NanoCpus"] == int(float(settings.cpus) * 1e9)
     assert "/tmp" in host["Tmpfs"] and "no-new-privileges" in host["SecurityOpt"]
 
