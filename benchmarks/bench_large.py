@@ -14,8 +14,9 @@ untouched), with the default settings (memory and start-up budget derived from t
    proportional set sizes of the container's processes (``smaps_rollup``: weights mapped by
    several processes count once). The target is judged on the larger of the two: the cgroup
    omits file pages first read by another container (the pre-push test's), the Pss sum does not;
-3. two code-only releases: with the canary (the default) and with ``MODELSHIP_CANARY=off`` (the
-   delivery alone): time, bytes added to the registry, build context sent;
+3. a code-only release (default settings: the model is the live one, so no canary), and with
+   ``--canary-always`` a second one with the canary forced: time, bytes added to the registry,
+   build context sent;
 4. a cache-hit fetch of the model;
 5. the baseline, side by side in the same run: the previous server design (ONNX Runtime opens the
    model by path, default arena: the weights copied into the process) against this one, each in a
@@ -74,6 +75,7 @@ def timed_up(settings: LocalSettings) -> tuple[float, dict, int]:
     with contextlib.redirect_stdout(out):
         record = cli.up(settings, echo=True)
     seconds = time.monotonic() - started
+    sys.stderr.write(out.getvalue())  # its step timings, in the run's log
     sent = sum(float(n) * _UNITS[u] for n, u in _CONTEXT_RE.findall(out.getvalue()))
     return seconds, record, int(sent)
 
@@ -159,14 +161,14 @@ mode, model_dir = sys.argv[1], sys.argv[2]
 def rollup(pid):
     return {k: int(v.split()[0]) * 1024 for k, v in
             (l.split(":", 1) for l in open(f"/proc/{pid}/smaps_rollup").read().splitlines()[1:])}
+sys.path.insert(0, sys.argv[3])
+from modelserver.predictor import Predictor  # both import the same modules: the same runtime
 if mode == "previous":   # the server before: by path, ONNX Runtime's default arena, prepacking on
     o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1
     s = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), sess_options=o,
                              providers=["CPUExecutionProvider"])
     run = lambda x: s.run(None, x)
 else:                    # this one
-    sys.path.insert(0, sys.argv[3])
-    from modelserver.predictor import Predictor
     p = Predictor(model_dir); p.load()
     run = lambda x: p.predict(x)
 peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
@@ -201,6 +203,8 @@ def baseline(mode: str, model_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024, help="size of the added weight (default 1024)")
+    parser.add_argument("--canary-always", action="store_true",
+                        help="also time a code-only release with the canary forced (MODELSHIP_CANARY=always)")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
     if not engine.engine_available():
@@ -271,21 +275,26 @@ def main(argv: list[str] | None = None) -> int:
                          f"{engine.container_state(name)['State']['OOMKilled']}"))
 
             init = context / "modelserver" / "__init__.py"
-            for canary in ("on", "off"):
+            for canary in ["on"] + (["always"] if args.canary_always else []):
                 os.environ["MODELSHIP_CANARY"] = canary
                 init.write_text(init.read_text() + f"\n# code-only change (bench_large, canary {canary})\n")
                 registry_before = du(base / "state" / "registry")
-                code_s, second, code_ctx = timed_up(settings)
+                what = ("(default: same model, no canary)" if canary == "on"
+                        else "with the canary forced (MODELSHIP_CANARY=always)")
+                started = time.monotonic()
+                try:
+                    code_s, second, code_ctx = timed_up(settings)
+                except local.DeliveryError as exc:
+                    add((f"code-only release {what}", f"failed after {time.monotonic() - started:.0f} s",
+                         str(exc).split(". The running container")[0][:300].replace("|", "/")))
+                    continue
                 pushed = du(base / "state" / "registry") - registry_before
-                what = ("with the canary (default)" if canary == "on"
-                        else "without the canary (MODELSHIP_CANARY=off)")
-                add((f"code-only release {what}", f"{code_s:.1f} s",
-                             f"target <= 20 s: {met(code_s <= 20)}"))
+                add((f"code-only release {what}", f"{code_s:.1f} s", f"target <= 20 s: {met(code_s <= 20)}"))
                 add((f"bytes added to the registry by it ({canary})", f"{pushed / 1e3:.0f} kB",
-                             f"target <= 1 MB: {met(pushed <= 1e6)}"))
+                     f"target <= 1 MB: {met(pushed <= 1e6)}"))
                 add((f"build context sent by it ({canary})", f"{code_ctx / 1e3:.0f} kB",
-                             f"model bytes fetched {second['model_bytes_transferred']}; target 0 model bytes "
-                             f"re-sent: {met(code_ctx < size / 10)}"))
+                     f"model bytes fetched {second['model_bytes_transferred']}; target 0 model bytes "
+                     f"re-sent: {met(code_ctx < size / 10)}"))
             os.environ.pop("MODELSHIP_CANARY")
             working, _ = container_memory(name)
             add(("container memory after the releases, idle: working set", f"{working / mib:.0f} MiB",

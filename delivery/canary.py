@@ -49,6 +49,10 @@ class CanarySettings:
 
     enabled: bool = True
     """``MODELSHIP_CANARY=off`` releases all at once (after the smoke test) instead."""
+    code_only: bool = False
+    """``MODELSHIP_CANARY=always`` also canaries a release whose model (version and sha256) is the live one's.
+    By default (``on``) such a code-only release goes all at once after its pre-push test and smoke test:
+    ``docs/large-models.md`` says why."""
     definition: AnalysisDefinition = dataclasses.field(default_factory=lambda: AnalysisDefinition.load(None))
     """``MODELSHIP_CANARY_DEFINITION=<file.json>`` overrides the built-in analysis definition."""
     prometheus_port: int = 9090
@@ -58,8 +62,8 @@ class CanarySettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> CanarySettings:
         env = os.environ if env is None else env
         raw = env.get("MODELSHIP_CANARY", "on").strip().lower()
-        if raw not in ("on", "off"):
-            raise ValueError(f"MODELSHIP_CANARY must be on or off, got {raw!r}")
+        if raw not in ("on", "off", "always"):
+            raise ValueError(f"MODELSHIP_CANARY must be on, off or always, got {raw!r}")
         port_raw = env.get("MODELSHIP_PROMETHEUS_PORT", "9090")
         try:
             port = int(port_raw)
@@ -68,8 +72,8 @@ class CanarySettings:
         if not 1024 <= port <= 65535:
             raise ValueError(f"MODELSHIP_PROMETHEUS_PORT must be a port in 1024-65535, got {port}")
         path = env.get("MODELSHIP_CANARY_DEFINITION")
-        return cls(enabled=raw == "on", definition=AnalysisDefinition.load(Path(path) if path else None),
-                   prometheus_port=port)
+        return cls(enabled=raw != "off", code_only=raw == "always",
+                   definition=AnalysisDefinition.load(Path(path) if path else None), prometheus_port=port)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +248,12 @@ def release(settings, door, live: str, nxt: str, port: int, model: str, version:
     state = engine.container_state(live)
     if not config.enabled or not state or not state["State"].get("Running"):
         return None
+    same = same_model(state["Config"]["Labels"], engine.container_state(nxt)["Config"]["Labels"])
+    if same and not config.code_only:
+        _log(f"canary skipped: {model}@{version} (sha256 {same[:12]}) is the model already serving, only "
+             "the code changed, and its pre-push test and smoke test passed (MODELSHIP_CANARY=always "
+             "canaries code-only releases too)")
+        return None
     container_port = settings.run_options.container_port
     stable = Side(engine.published_port(live, container_port), state["Id"][:12],
                   state["Config"]["Labels"].get("io.modelship.model.version", "stable"))
@@ -271,6 +281,15 @@ def release(settings, door, live: str, nxt: str, port: int, model: str, version:
             f"({describe(result.steps[-1].verdict)}); clients: {traffic.summary()}"
         )
     return result
+
+
+def same_model(live: Mapping[str, str], new: Mapping[str, str]) -> str | None:
+    """The model's sha256 when two containers' labels name the same model version and bytes, else None."""
+    keys = ("io.modelship.model.name", "io.modelship.model.version", "io.modelship.model.sha256")
+    values = [live.get(k) for k in keys]
+    if all(v and v != "unknown" for v in values) and values == [new.get(k) for k in keys]:
+        return values[2]
+    return None
 
 
 def _log(msg: str) -> None:
