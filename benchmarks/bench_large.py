@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 try:
                     code_s, second, code_ctx = timed_up(settings)
-                except local.DeliveryError as exc:
+                except DeliveryError as exc:
                     add((f"code-only release {what}", f"failed after {time.monotonic() - started:.0f} s",
                          str(exc).split(". The running container")[0][:300].replace("|", "/")))
                     continue
