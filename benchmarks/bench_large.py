@@ -50,7 +50,7 @@ from components import sizing  # noqa: E402
 from delivery import cli, engine, model  # noqa: E402
 from delivery.canary import TRAFFIC_ROWS  # noqa: E402
 from delivery.services import free_port  # noqa: E402
-from delivery.settings import LocalSettings  # noqa: E402
+from delivery.settings import DeliveryError, LocalSettings  # noqa: E402
 from training.large_model import inflate  # noqa: E402
 from training.train_digits import train  # noqa: E402
 
