@@ -11,9 +11,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from modelserver.manifest import ManifestError
 from modelserver.predictor import Predictor
 from modelserver.weights import WeightsError, map_weights, session_config
+from modelship_contract.manifest import ManifestError
 from training.large_model import inflate
 
 
@@ -71,7 +71,7 @@ def test_a_truncated_file_is_refused_naming_the_problem(model_4mib: Path, tmp_pa
 
 
 def test_a_file_that_is_not_onnx_fails_the_load_as_a_manifest_error(model_dir: Path, tmp_path: Path) -> None:
-    from modelserver.manifest import MANIFEST_FILE, read_manifest, sha256_file
+    from modelship_contract.manifest import MANIFEST_FILE, read_manifest, sha256_file
 
     broken = tmp_path / "model"
     shutil.copytree(model_dir, broken)

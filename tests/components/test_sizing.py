@@ -102,6 +102,7 @@ def test_the_per_request_figures_are_the_servers_own() -> None:
     """The sizing counts what the image runs with: its request cap (the contract) and body limit."""
     from modelserver.settings import Settings
 
-    assert sizing.REQUEST_MEMORY_MIB == Settings().request_memory_mib == Settings.from_env({}).request_memory_mib
+    assert Settings().request_memory_mib == sizing.REQUEST_MEMORY_MIB
+    assert Settings.from_env({}).request_memory_mib == sizing.REQUEST_MEMORY_MIB
     # 17 x the largest body (measured decode peak) fits the per-worker body term.
     assert 17 * Settings().max_body_bytes <= sizing.BODY_MIB * MIB
