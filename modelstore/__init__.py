@@ -9,7 +9,8 @@ from modelstore.errors import (
     ModelStoreError,
     NotFound,
 )
-from modelstore.store import FetchResult, ModelStore, VersionInfo, parse_ref
+from modelstore.fetch import FetchResult
+from modelstore.store import ModelStore, VersionInfo, parse_ref
 
 __all__ = [
     "AccessDenied",

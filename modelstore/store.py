@@ -6,27 +6,15 @@ Blob layout, per model ``NAME``::
     NAME/VERSION/manifest.json    committed LAST (create-only): a version with a manifest is complete
     NAME/latest.json              the pointer: current version + the history of every publish
 
-A version is visible only through its manifest, and a publish writes the manifest only once the
-model blob holds bytes it has hashed itself and found equal to the manifest: the file is staged
-as blocks while it is hashed and committed only if the digest matches. A model blob without a
-manifest is the leftover of an interrupted publish, never a version: list, show and fetch do not
-see it, and the next publish of that version deletes it and uploads again. No metadata of an
-earlier attempt is ever trusted.
+A version is visible only through its manifest, and versions are immutable (``publish``: how a
+publish guarantees both). A model blob without a manifest is an interrupted publish's leftover,
+never a version: list, show and fetch do not see it. ``fetch`` delivers a version verified and
+whole, or leaves the destination untouched.
 
-Versions are immutable: both blobs of a version are written with ``If-None-Match: *``, so a second
-publish of the same version fails on the service side, not on a racy client-side check. Between
-its commit and its manifest a publisher holds a lease on the model blob, and a leftover is deleted
-only under a lease and after re-checking that no manifest appeared, so two publishers of one
-version cannot delete each other's upload. The pointer is rewritten with ``If-Match: <etag>`` and
-re-read on conflict, so concurrent publishers of different versions cannot lose history entries.
-
-Fetches download concurrent byte ranges pinned to the blob's ETag, hash them in order while they
-arrive, and swap a fully verified staging directory into place (``localdir``), so the destination
-is either the old model or the new verified one, never a mix. A local cache keyed by sha256 makes a
-repeated fetch of an unchanged model transfer no bytes.
-
-Module map: ``transfer`` moves bytes, ``localdir`` owns the destination and the cache,
-``connection`` bounds every wait and maps the SDK's errors; this module holds the store's rules.
+Module map: this module names and reads versions (references, listing, the latest pointer,
+manifests) and builds the store; ``publish`` and ``fetch`` write and deliver them; ``transfer``
+moves bytes, ``localdir`` owns the destination and the cache, ``connection`` bounds every wait and
+maps the SDK's errors.
 """
 
 from __future__ import annotations
@@ -37,50 +25,33 @@ import getpass
 import json
 import logging
 import os
-import random
 import socket
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    IncompleteReadError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from modelship_contract.manifest import (
     MANIFEST_FILE,
     ManifestError,
     ModelManifest,
     is_alias_name,
-    load_model_dir,
     validate_name,
     validate_version,
 )
-from modelstore import localdir, transfer
 from modelstore.connection import BoundedRetry, ErrorMap, client_options, public_url, resolve_timeout
-from modelstore.errors import (
-    AlreadyExists,
-    Busy,
-    IntegrityError,
-    InvalidInput,
-    ModelStoreError,
-    NotFound,
-)
-from modelstore.transfer import PROGRESS_THRESHOLD, Progress
+from modelstore.errors import IntegrityError, InvalidInput, NotFound
+from modelstore.transfer import PROGRESS_THRESHOLD
 
-__all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_CONTAINER", "LATEST", "PROGRESS_THRESHOLD", "FetchResult",
-           "ModelStore", "VersionInfo", "parse_ref"]
+if TYPE_CHECKING:
+    from modelstore.fetch import FetchResult
+
+__all__ = ["DEFAULT_CACHE_DIR", "DEFAULT_CONTAINER", "LATEST", "PROGRESS_THRESHOLD", "ModelStore",
+           "VersionInfo", "parse_ref"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +61,6 @@ POINTER_BLOB = "latest.json"
 POINTER_SCHEMA = 1
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "modelship" / "models"
 MiB = 1024 * 1024
-LEASE_SECONDS = 60
-"""How long a publisher holds its model blob between commit and manifest (renewed once), and how
-long a crashed publisher's leftover stays locked before the next publish may remove it."""
 _EMULATOR_ACCOUNT = "devstoreaccount1"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -119,32 +87,6 @@ class VersionInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchResult:
-    """What a fetch put at its destination."""
-
-    manifest: ModelManifest
-    bytes_transferred: int
-    """Bytes of the model file downloaded from the store (0 on a cache hit)."""
-    cache_hit: bool
-    dest: Path | None = None
-    signer: str | None = None
-    """``key sha256:...`` of the trusted key that verified the model's signature."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.manifest.name,
-            "version": self.manifest.version,
-            "sha256": self.manifest.sha256,
-            "size": self.manifest.size,
-            "model_file": self.manifest.model_file,
-            "dest": str(self.dest) if self.dest else None,
-            "cache_hit": self.cache_hit,
-            "bytes_transferred": self.bytes_transferred,
-            "signer": self.signer,
-        }
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
@@ -341,179 +283,7 @@ class ModelStore:
         with self._errors():
             yield
 
-    # -- publish ------------------------------------------------------------------------------
-
-    def publish(self, model_dir: Path | str, publisher: str | None = None) -> ModelManifest:
-        """Upload a validated model directory as a new immutable version and move ``latest`` to it."""
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise InvalidInput(f"model directory {model_dir} does not exist or is not a directory")
-        try:
-            manifest = load_model_dir(model_dir)
-            _validate_store_version(manifest.version)
-        except ManifestError as exc:
-            raise InvalidInput(f"model directory {model_dir} is not valid: {exc}") from None
-        publisher = publisher or default_publisher()
-        prefix = f"{manifest.name}/{manifest.version}"
-        # Signed before anything is uploaded; the manifest is uploaded as the bytes that were signed.
-        from modelstore import signing  # not at import: `python -m modelstore.signing` imports this module
-        raw_manifest = (model_dir / MANIFEST_FILE).read_bytes()
-        signature, signer = signing.sign_for_publish(model_dir, manifest.model_file, self.signing_key)
-        with self._azure_errors():
-            if self.create_container:
-                with contextlib.suppress(ResourceExistsError):
-                    self._container.create_container()
-            manifest_blob = self._container.get_blob_client(f"{prefix}/{MANIFEST_FILE}")
-            if manifest_blob.exists():
-                raise self._already_exists(manifest)
-            self._refuse_alias_name(manifest)
-            meta = {
-                "sha256": manifest.sha256,
-                "size": str(manifest.size),
-                "model_file": manifest.model_file,
-                "publisher": publisher,
-                "published_at": _now(),
-                "signer": f"sha256:{signer[:16]}",
-            }
-            model_blob = self._container.get_blob_client(f"{prefix}/{manifest.model_file}")
-            self._remove_leftover(manifest, model_blob, manifest_blob)
-            etag = self._upload_model_file(manifest, model_blob, model_dir / manifest.model_file, meta)
-            lease = self._hold(manifest, model_blob, etag, manifest_blob)
-            held_since = time.monotonic()
-            try:
-                # Overwritable, and written under the lease: until the manifest exists the version is
-                # not complete, and only the lease holder may complete it.
-                self._container.get_blob_client(f"{prefix}/{signing.SIGNATURE_FILE}").upload_blob(
-                    signature, overwrite=True, metadata={"signer": meta["signer"]},
-                    content_settings=ContentSettings(content_type="application/json"),
-                )
-                try:
-                    manifest_blob.upload_blob(
-                        raw_manifest,
-                        overwrite=False,
-                        metadata=meta,
-                        content_settings=ContentSettings(content_type="application/json"),
-                    )
-                except ResourceExistsError:
-                    raise self._already_exists(manifest) from None
-                if time.monotonic() - held_since >= LEASE_SECONDS - 1:
-                    self._check_still_ours(manifest, model_blob, etag, manifest_blob)
-            finally:
-                with contextlib.suppress(Exception):
-                    lease.release()
-            record = {k: meta[k] for k in ("sha256", "model_file", "publisher", "published_at")}
-            record.update(version=manifest.version, size=manifest.size)
-            self._move_latest(manifest.name, record)
-        log.info("published %s (%d bytes) to %s", manifest.ref, manifest.size, self.where)
-        return manifest
-
-    def _remove_leftover(self, manifest: ModelManifest, blob: Any, manifest_blob: Any) -> None:
-        """Delete a model file that has no manifest: an interrupted publish's, never a version.
-
-        Its bytes and metadata are not trusted, whatever they say: the file is uploaded again.
-        The delete happens under a lease, after checking again that no manifest appeared, so a
-        publisher that is still alive (it holds the lease until its manifest exists) is never hit.
-        """
-        try:
-            props = blob.get_blob_properties()
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
-                raise
-            return
-        try:
-            lease = blob.acquire_lease(lease_duration=LEASE_SECONDS, etag=props.etag,
-                                       match_condition=MatchConditions.IfNotModified)
-        except HttpResponseError as exc:
-            if exc.status_code in (404, 409, 412):  # gone, leased by a live publisher, or replaced
-                raise self._busy_or_exists(manifest, manifest_blob) from None
-            raise
-        try:
-            if manifest_blob.exists():
-                raise self._already_exists(manifest)
-            blob.delete_blob(lease=lease)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                lease.release()
-            raise
-        log.warning("removed %s (%d bytes without a manifest, left by an interrupted publish; never a "
-                    "version); uploading it again", blob.blob_name, props.size)
-
-    def _upload_model_file(self, manifest: ModelManifest, blob: Any, path: Path, meta: dict[str, str]) -> str:
-        """Stage the file as blocks while hashing it; commit (create-only) only if it matches."""
-        bar = Progress(manifest.size, f"upload {manifest.ref}", self.progress)
-        try:
-            blocks, digest, size = transfer.upload_blocks(
-                blob, path, block_size=self.chunk_size, concurrency=min(self.concurrency, 4), bar=bar,
-                on_block=self._reset_retry_window,
-            )
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}; nothing was published") from None
-        finally:
-            bar.close()
-        if (digest, size) != (manifest.sha256, manifest.size):
-            raise IntegrityError(
-                f"{path} changed while it was being uploaded (read {size} bytes with sha256 {digest}; "
-                f"{MANIFEST_FILE} says {manifest.size} bytes, {manifest.sha256}). Nothing was published "
-                "and nothing was committed to the store: check the model directory and publish again"
-            )
-        try:
-            committed = blob.commit_block_list(
-                blocks, metadata=meta, if_none_match="*",
-                content_settings=ContentSettings(content_type="application/octet-stream"),
-            )
-        except ResourceExistsError:
-            # Another publisher of this version committed its file after our leftover check.
-            raise self._busy_or_exists(manifest) from None
-        return committed["etag"]
-
-    def _hold(self, manifest: ModelManifest, blob: Any, etag: str, manifest_blob: Any) -> Any:
-        """Lease our committed model file until its manifest is written, so no one removes it."""
-        try:
-            return blob.acquire_lease(lease_duration=LEASE_SECONDS, etag=etag,
-                                      match_condition=MatchConditions.IfNotModified)
-        except HttpResponseError as exc:
-            if exc.status_code in (404, 409, 412):
-                raise self._busy_or_exists(manifest, manifest_blob) from None
-            raise
-
-    def _refuse_alias_name(self, manifest: ModelManifest) -> None:
-        """``NAME@X`` must mean one thing: a version may not take the name of an existing alias."""
-        from modelstore.aliases import Aliases
-
-        if is_alias_name(manifest.version) and Aliases(self).read(manifest.name, manifest.version)[0]:
-            raise InvalidInput(
-                f"{manifest.ref}: '{manifest.version}' is an alias of '{manifest.name}'; "
-                "pick a version that is not an alias name"
-            )
-
-    def _check_still_ours(self, manifest: ModelManifest, blob: Any, etag: str, manifest_blob: Any) -> None:
-        """After a manifest write slow enough for the lease to lapse: withdraw it if the file changed."""
-        try:
-            same = blob.get_blob_properties().etag == etag
-        except ResourceNotFoundError:
-            same = False
-        if not same:
-            manifest_blob.delete_blob()
-            raise self._busy_or_exists(manifest, manifest_blob)
-
-    def _already_exists(self, manifest: ModelManifest) -> AlreadyExists:
-        return AlreadyExists(
-            f"{manifest.ref} is already published in {self.where} and versions are immutable: "
-            "bump 'version' in manifest.json and publish again"
-        )
-
-    def _busy_or_exists(self, manifest: ModelManifest, manifest_blob: Any = None) -> ModelStoreError:
-        manifest_blob = manifest_blob or self._container.get_blob_client(
-            f"{manifest.name}/{manifest.version}/{MANIFEST_FILE}")
-        if manifest_blob.exists():
-            return self._already_exists(manifest)
-        return Busy(
-            f"another publish of {manifest.ref} to {self.where} is in progress (it holds "
-            f"{manifest.name}/{manifest.version}/{manifest.model_file}); nothing was published. When it "
-            f"ends, `modelship-models show {manifest.ref}` tells whether it succeeded. If that publisher "
-            f"crashed, its hold expires within {LEASE_SECONDS} s: publish again then"
-        )
-
+    # -- read ---------------------------------------------------------------------------------
 
     def _read_pointer(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
         """The pointer document and its ETag, or (None, None) if the model has no pointer yet."""
@@ -547,33 +317,6 @@ class ModelStore:
             ) from None
         return doc, downloader.properties.etag
 
-    def _move_latest(self, name: str, record: dict[str, Any]) -> None:
-        blob = self._container.get_blob_client(f"{name}/{POINTER_BLOB}")
-        for attempt in range(self.max_pointer_attempts):
-            doc, etag = self._read_pointer(name)
-            doc = doc or {"schema": POINTER_SCHEMA, "name": name, "history": []}
-            if all(h.get("version") != record["version"] for h in doc["history"]):
-                doc["history"].append(record)
-            doc["latest"] = record
-            doc["updated_at"] = _now()
-            data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-            settings = ContentSettings(content_type="application/json")
-            try:
-                if etag is None:
-                    blob.upload_blob(data, overwrite=False, content_settings=settings)
-                else:
-                    blob.upload_blob(data, overwrite=True, etag=etag,
-                                     match_condition=MatchConditions.IfNotModified,
-                                     content_settings=settings)
-                return
-            except (ResourceModifiedError, ResourceExistsError):
-                # Another publisher moved the pointer between our read and write: re-read, re-apply.
-                log.debug("latest pointer of %s changed concurrently (attempt %d)", name, attempt + 1)
-                time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))
-        raise ModelStoreError(
-            f"{name}@{record['version']} is published, but the latest pointer could not be moved after "
-            f"{self.max_pointer_attempts} concurrent updates; publish again to retry moving it"
-        )
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -694,7 +437,13 @@ class ModelStore:
             f"no model '{name}' in {self.where}: publish one with `modelship-models publish DIR`"
         )
 
-    # -- fetch --------------------------------------------------------------------------------
+    # -- publish and fetch (each in its own module, which builds on this one) ------------------
+
+    def publish(self, model_dir: Path | str, publisher: str | None = None) -> ModelManifest:
+        """Upload a validated model directory as a new immutable version and move ``latest`` to it."""
+        from modelstore import publish
+
+        return publish.publish(self, model_dir, publisher)
 
     def fetch(self, ref: str, dest: Path | str, cache_dir: Path | str | None = None) -> FetchResult:
         """Download ``NAME[@VERSION|latest]`` into the model directory ``dest``, verified and atomic.
@@ -702,88 +451,7 @@ class ModelStore:
         On any failure ``dest`` is left exactly as it was. Bad references, destinations and cache
         directories are refused before any network call.
         """
-        parse_ref(ref)
-        dest = Path(dest).absolute()
-        localdir.check_dest(dest)
-        cache = localdir.check_cache_dir(cache_dir)
-        with localdir.staging_for(dest) as staging:
-            manifest, raw_manifest = self.resolve(ref)
-            self._download_signature(manifest, staging)  # an unsigned version fails before the download
-            target = staging / manifest.model_file
-            cached = cache / manifest.sha256 if cache else None
-            cache_hit = cached is not None and localdir.copy_from_cache(
-                cached, target, manifest.sha256, manifest.size)
-            transferred = 0
-            if not cache_hit:
-                transferred = self._download_model(manifest, target)
-                if cached is not None:
-                    localdir.populate_cache(target, cached)
-            (staging / MANIFEST_FILE).write_bytes(raw_manifest)
-            from modelstore import signing
+        from modelstore import fetch
 
-            signer = signing.verify_fetched(staging, manifest.ref, self.where, self.trusted_keys)
-            localdir.swap_into_place(staging, dest)
-        log.info("fetched %s into %s (%s, %d bytes transferred)", manifest.ref, dest,
-                 "cache hit" if cache_hit else "downloaded", transferred)
-        return FetchResult(manifest=manifest, bytes_transferred=transferred, cache_hit=cache_hit, dest=dest,
-                           signer=signer.short)
+        return fetch.fetch(self, ref, dest, cache_dir)
 
-    def _download_signature(self, manifest: ModelManifest, staging: Path) -> None:
-        from modelstore import signing
-
-        blob = self._container.get_blob_client(f"{manifest.name}/{manifest.version}/{signing.SIGNATURE_FILE}")
-        with self._azure_errors():
-            try:
-                data = blob.download_blob().readall()
-            except ResourceNotFoundError:
-                raise signing.SignatureRefused(
-                    f"refusing {manifest.ref} from {self.where}: model signature check failed (unsigned): "
-                    f"the version has no {signing.SIGNATURE_FILE}. Publish a new version (publish signs it). "
-                    "The destination was left unchanged.", signing.Check.UNSIGNED,
-                ) from None
-        (staging / signing.SIGNATURE_FILE).write_bytes(data)
-
-    def _download_model(self, manifest: ModelManifest, target: Path) -> int:
-        blob_name = f"{manifest.name}/{manifest.version}/{manifest.model_file}"
-        blob = self._container.get_blob_client(blob_name)
-        with self._azure_errors():
-            try:
-                props = blob.get_blob_properties()
-            except ResourceNotFoundError:
-                raise IntegrityError(
-                    f"{manifest.ref} in {self.where} has a manifest but no {manifest.model_file}; "
-                    "the version is damaged: publish a new version"
-                ) from None
-            if props.size != manifest.size:
-                raise IntegrityError(
-                    f"{blob_name} in {self.where} is {props.size} bytes but its manifest says "
-                    f"{manifest.size}; refusing it (destination left unchanged)"
-                )
-            bar = Progress(props.size, f"fetch {manifest.ref}", self.progress)
-            try:
-                digest = transfer.download(blob, props.size, props.etag, target,
-                                           concurrency=self.concurrency, bar=bar)
-            except ResourceModifiedError:
-                raise ModelStoreError(
-                    f"{blob_name} changed while it was being downloaded; fetch again"
-                ) from None
-            except (ServiceRequestError, ServiceResponseError, IncompleteReadError) as exc:
-                raise self._errors.unreachable(exc, self._downloading(manifest)) from None
-            except HttpResponseError as exc:
-                if exc.status_code is not None:
-                    raise
-                # The SDK gave up re-requesting a range whose body kept breaking off.
-                raise self._errors.unreachable(exc, self._downloading(manifest)) from None
-            finally:
-                bar.close()
-        if digest != manifest.sha256:
-            raise IntegrityError(
-                f"sha256 mismatch for {manifest.ref} from {self.where}: downloaded {digest}, "
-                f"manifest says {manifest.sha256}. The stored model is corrupt or was tampered with; "
-                "the destination was left unchanged. Publish a new version or fetch another one."
-            )
-        return props.size
-
-    @staticmethod
-    def _downloading(manifest: ModelManifest) -> str:
-        return f" while downloading {manifest.ref} (the destination was left unchanged)"
