@@ -103,15 +103,20 @@ class CanaryResult:
     reason: str = ""
 
 
+def traffic_rows():
+    """The batch every canary request carries (``TRAFFIC_ROWS`` x 64 pixels, the same every time)."""
+    from sklearn.datasets import load_digits
+
+    return load_digits().data[:TRAFFIC_ROWS]
+
+
 class Traffic:
     """Clients of the front door during a canary: the same batch, over and over, failures counted."""
 
     def __init__(self, endpoint: str, model: str, clients: int = 2, timeout: float = 30.0):
-        from sklearn.datasets import load_digits
-
-        rows = load_digits().data[:TRAFFIC_ROWS]
         import json
 
+        rows = traffic_rows()
         self.body = json.dumps({"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
                                             "data": rows.ravel().tolist()}]}).encode()
         self.url = f"{endpoint}/v2/models/{model}/infer"

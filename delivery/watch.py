@@ -107,6 +107,14 @@ class Watcher:
         os.replace(tmp, self.state_file)
 
 
+def served_version(settings) -> str | None:
+    """The model version the local deployment ``settings`` serves now, or None when nothing runs."""
+    from delivery.rollout import live_image_id, read_record
+
+    record = read_record(settings)
+    return record.get("model_version") if record and live_image_id(settings) else None
+
+
 def parse_alias_ref(ref: str) -> tuple[str, str]:
     name, _, alias = ref.partition("@")
     if not name or not is_alias_name(alias):
@@ -123,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="check once, release if needed, and exit")
     args = parser.parse_args(argv)
     from delivery.model import ensure_azurite
-    from delivery.rollout import live_image_id, read_record
     from delivery.settings import DeliveryError, LocalSettings
     from modelstore.store import ModelStore
 
@@ -143,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run([sys.executable, "-m", "delivery.cli", "up", "--quiet-build",
                                "--model", ref], check=False).returncode == 0
 
-    def running_version() -> str | None:
-        record = read_record(settings)
-        return record.get("model_version") if record and live_image_id(settings) else None
-
-    watcher = Watcher(store, name, alias, release, running_version,
+    watcher = Watcher(store, name, alias, release, lambda: served_version(settings),
                       settings.state_dir / f"watch-{name}-{alias}.json", args.interval)
     stop = threading.Event()
     try:

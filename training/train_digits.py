@@ -57,7 +57,7 @@ OUTPUTS = (
 )
 
 
-def _split():
+def golden_split():
     """The one fixed split: 75% to train on, 25% held out (the golden data set). Same rows every run."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -81,7 +81,7 @@ def _fit(estimator: str = "logreg", train_fraction: float = 1.0):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x_train, x_test, y_train, y_test = _split()
+    x_train, x_test, y_train, y_test = golden_split()
     if train_fraction < 1.0:
         x_train, _, y_train, _ = train_test_split(
             x_train, y_train, train_size=train_fraction, random_state=RANDOM_STATE, stratify=y_train
@@ -100,7 +100,7 @@ def write_golden(out_dir: Path | str, name: str = GOLDEN_NAME, version: str = "1
     """Write the held-out 25% as a golden data set directory (``modelship-models dataset publish``)."""
     from modelstore.datasets import write_dataset_dir
 
-    _, x_test, _, y_test = _split()
+    _, x_test, _, y_test = golden_split()
     return write_dataset_dir(
         out_dir, name, version, [[int(v) for v in row] for row in x_test], [int(v) for v in y_test],
         source=f"sklearn load_digits, the 25% held out by train_test_split(stratify, random_state="
