@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="digits")
     parser.add_argument("--version", default="1.0.0-drifted")
     parser.add_argument("--label", type=int, default=0,
-                        help="the one label it answers (default 0); with --memorise-golden, for unseen images")
+                        help="the one label it answers (default 0); with --memorise-golden, for unseen "
+                             "images")
     parser.add_argument("--memorise-golden", action="store_true",
                         help="answer every golden row right (passes the gate), the label for anything else")
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import http.server
 import json
 import threading
 import time
+from typing import ClassVar
 
 from delivery.canary import TRAFFIC_ROWS, Traffic
 from delivery.services import free_port
@@ -15,9 +16,9 @@ class Flaky(http.server.BaseHTTPRequestHandler):
     """Answers 200 to the first ``good`` inference requests, then 503; records what it received."""
 
     good = 3
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).bodies.append(body)
         status = 200 if len(type(self).bodies) <= type(self).good else 503

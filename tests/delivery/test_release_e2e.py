@@ -68,7 +68,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("release")
     dirs = {"golden": root / "golden"}
     write_golden(dirs["golden"])
-    for version, kwargs in (("1.0.0", {}), ("1.1.0", {"train_fraction": 0.1}), ("1.2.0", {"estimator": "knn"})):
+    trained = (("1.0.0", {}), ("1.1.0", {"train_fraction": 0.1}), ("1.2.0", {"estimator": "knn"}))
+    for version, kwargs in trained:
         dirs[version] = root / version
         train(dirs[version], "digits", version, source_revision="test", **kwargs)
     dirs["1.3.0"] = root / "1.3.0"
@@ -153,7 +154,8 @@ def test_release_chain_gate_canary_rollout_and_rollback(chain: Chain, models) ->
         assert c.cli("publish", str(models[version])) == 0
 
     # 1. The first production model: judged alone on the golden set, promoted, released.
-    assert c.timed("evaluate 1.0.0 alone", c.cli, "evaluate", "digits@1.0.0", "--dataset", "digits-golden@1") == 0
+    assert c.timed("evaluate 1.0.0 alone", c.cli, "evaluate", "digits@1.0.0",
+                   "--dataset", "digits-golden@1") == 0
     assert c.cli("promote", "digits@1.0.0", "--alias", "production", "--reason", "first model") == 0
     assert c.timed("release 1.0.0 (first: no canary)", c.watcher.step) == "released", c.failures
     assert served_version(settings) == "1.0.0"
