@@ -42,8 +42,8 @@ from delivery.cli import up
 from delivery.settings import DeliveryError, LocalSettings
 from delivery.watch import Watcher, served_version
 from modelserver.canary.analysis import psi
-from modelserver.canary.definition import AnalysisDefinition
 from modelserver.predictor import Predictor
+from modelship_contract.canary import AnalysisDefinition
 from modelstore.aliases import Aliases
 from modelstore.cli import main as models_cli
 from training.drifted import write_golden_memoriser
