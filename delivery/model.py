@@ -1,5 +1,5 @@
-"""The model side of the local flow: the local model store (Azurite), the demo model, the fetch
-into the build context, the trusted signing keys, and ``publish``.
+"""The model side of the local flow: the local model store (Azurite), the demo model and its golden
+data set, the fetch into the build context, the trusted signing keys, and ``publish``.
 
 The store itself is :mod:`modelstore`; this module only runs it locally and turns its errors into
 :class:`~delivery.settings.DeliveryError` messages that say what was (not) touched.
@@ -35,6 +35,7 @@ def ensure_demo_model(store, name: str) -> None:
     try:
         latest = store.latest(name)
         log(f"model store has {name}; latest is {latest.version}")
+        ensure_golden_set(store, store.resolve(f"{name}@{latest.version}")[0])
         return
     except NotFound:
         pass
@@ -47,9 +48,39 @@ def ensure_demo_model(store, name: str) -> None:
         out = Path(tmp) / name
         train(out, name, DEMO_VERSION)
         try:
-            store.publish(out)
+            ensure_golden_set(store, store.publish(out))
         except ModelStoreError as exc:
             raise DeliveryError(f"cannot publish the demo model {name}@{DEMO_VERSION}: {exc}") from exc
+
+
+def ensure_golden_set(store, manifest) -> None:
+    """Publish the demo's golden data set if ``manifest`` is judged on it and the store lacks it.
+
+    The evaluation gate (``make models ARGS="evaluate ... --dataset digits-golden@1"``) needs it in
+    the same store as the models; it is immutable, so it is published once and then only checked.
+    Models judged on another data set are left alone: their team publishes it.
+    """
+    from modelstore.datasets import Datasets
+    from modelstore.errors import AlreadyExists, NotFound
+    from training.train_digits import GOLDEN_NAME, GOLDEN_VERSION, write_golden
+
+    if manifest.evaluation is None or manifest.evaluation.dataset != GOLDEN_NAME:
+        return
+    ref = f"{GOLDEN_NAME}@{GOLDEN_VERSION}"
+    datasets = Datasets(store)
+    try:
+        datasets.manifest(ref)
+        return
+    except NotFound:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        golden = write_golden(Path(tmp) / GOLDEN_NAME, GOLDEN_NAME, GOLDEN_VERSION)
+        try:
+            datasets.publish(Path(tmp) / GOLDEN_NAME)
+        except AlreadyExists:  # published meanwhile by another `make publish`: the same rows
+            return
+    log(f"published the golden data set {golden.ref} ({golden.rows} rows, sha256 {golden.sha256[:12]}) "
+        "for the evaluation gate")
 
 
 def fetch_model(store, ref: str, context: Path, cache_dir: Path):
@@ -115,6 +146,7 @@ def publish(settings: LocalSettings, model_dir: Path | None, train_version: str 
             train(model_dir, settings.model, train_version)
         try:
             manifest = store.publish(model_dir)
+            ensure_golden_set(store, manifest)
         except ModelStoreError as exc:
             raise DeliveryError(f"publish to the local model store failed: {exc}") from exc
     log(f"published {manifest.ref} to the local model store; `make up` deploys it")

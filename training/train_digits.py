@@ -42,6 +42,7 @@ from modelship_contract.manifest import (
 
 MODEL_FILE = "model.onnx"
 GOLDEN_NAME = "digits-golden"
+GOLDEN_VERSION = "1"
 ESTIMATORS = ("logreg", "knn")
 EVALUATION = EvaluationSpec(task=Task.CLASSIFICATION, metric=Metric.ACCURACY, tolerance=0.005,
                             dataset=GOLDEN_NAME)
@@ -96,7 +97,7 @@ def _fit(estimator: str = "logreg", train_fraction: float = 1.0):
     return model, accuracy
 
 
-def write_golden(out_dir: Path | str, name: str = GOLDEN_NAME, version: str = "1"):
+def write_golden(out_dir: Path | str, name: str = GOLDEN_NAME, version: str = GOLDEN_VERSION):
     """Write the held-out 25% as a golden data set directory (``modelship-models dataset publish``)."""
     from modelstore.datasets import write_dataset_dir
 
