@@ -69,7 +69,7 @@ def deployment(
         "MODELSHIP_BASE_IMAGE": base_image,
     })
     store = ModelStore.from_connection_string(azurite.connection_string, f"t-{instance}", progress=False)
-    # Releases here go all at once after the smoke test; tests/delivery/test_canary_e2e.py turns the
+    # Releases here go all at once after the smoke test; tests/delivery/test_release_e2e.py turns the
     # canary on (with its own short steps) where it is the subject.
     saved = {k: os.environ.get(k) for k in ("MODELSHIP_CANARY", "MODELSHIP_PROMETHEUS_PORT")}
     os.environ["MODELSHIP_CANARY"] = "off"
