@@ -174,6 +174,7 @@ class ManagedPrometheus(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.analysis_service_account = args.analysis_service_account
         self.query_endpoint = self.workspace.metrics.apply(
             lambda m: m.prometheus_query_endpoint if m else "")
         self.analysis_client_id = self.identity.client_id

@@ -22,6 +22,10 @@ from modelship_contract.canary import AnalysisDefinition
 
 API_VERSION = "argoproj.io/v1alpha1"
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
+WORKLOAD_IDENTITY_CLIENT_ANNOTATION = "azure.workload.identity/client-id"
+"""Service-account annotation naming the managed identity its pods' tokens are exchanged for."""
+PROGRESS_GRACE_SECONDS = 300
+"""Added to the pods' start-up budget for the Rollout's progress deadline (scheduling, image pull)."""
 CANARY_HASH_ARG = "canary-hash"
 STABLE_HASH_ARG = "stable-hash"
 JOB_GRACE_SECONDS = 120
@@ -96,21 +100,37 @@ def canary_strategy(definition: AnalysisDefinition, template_name: str) -> dict[
     return {"canary": {"maxSurge": 1, "maxUnavailable": 0, "steps": steps}}
 
 
-def rollout(name: str, namespace: str, labels: dict[str, str], pod_template: dict[str, Any],
-            definition: AnalysisDefinition, template_name: str) -> dict[str, Any]:
-    """A Rollout in place of the Deployment: same selector and pod template, canary strategy.
+def rollout_spec(labels: dict[str, str], pod_template: Any, definition: AnalysisDefinition,
+                 template_name: str, replicas: int | None = None,
+                 progress_deadline_seconds: int | None = None) -> dict[str, Any]:
+    """``spec`` of a Rollout in place of the Deployment: same selector and pod template, canary strategy.
 
-    ``spec.replicas`` is left out: the HPA (``scaleTargetRef`` kind Rollout) owns it, as it owned
-    the Deployment's (argo-rollouts#119: a declared count fights the HPA on every apply).
+    ``replicas`` is for the first creation only: the HPA (``scaleTargetRef`` kind Rollout) owns the
+    count afterwards, so the caller must not re-apply it (Pulumi ``ignore_changes``; a declared count
+    fights the HPA on every apply, argo-rollouts#119). With a ``progress_deadline_seconds``, a canary
+    that makes no progress for that long (pods never ready) is aborted back to the stable version.
+    ``pod_template`` is a ``PodTemplateSpec`` (a dict, or the SDK's ``PodTemplateSpecArgs``).
     """
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": labels},
+        "template": pod_template,
+        "revisionHistoryLimit": 3,
+        "strategy": canary_strategy(definition, template_name),
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    if progress_deadline_seconds is not None:
+        spec["progressDeadlineSeconds"] = progress_deadline_seconds
+        spec["progressDeadlineAbort"] = True
+    return spec
+
+
+def rollout(name: str, namespace: str, labels: dict[str, str], pod_template: dict[str, Any],
+            definition: AnalysisDefinition, template_name: str, **spec: Any) -> dict[str, Any]:
+    """A whole Rollout object (see :func:`rollout_spec`; with no ``replicas``, the HPA's from the start)."""
     return {
         "apiVersion": API_VERSION,
         "kind": "Rollout",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "selector": {"matchLabels": labels},
-            "template": pod_template,
-            "revisionHistoryLimit": 3,
-            "strategy": canary_strategy(definition, template_name),
-        },
+        "spec": rollout_spec(labels, pod_template, definition, template_name, **spec),
     }

@@ -1,15 +1,17 @@
-"""ModelService: the model server on Kubernetes, reachable on a public URL.
+"""ModelService: the model server on Kubernetes, released by canary, reachable on a public URL.
 
 Creates a namespace enforcing the *restricted* Pod Security Standard, a NetworkPolicy admitting
-only the server port, a Deployment (rolling update
-that never drops below the desired replicas, startup/readiness/liveness probes on the server's
-Open Inference Protocol health endpoints, requests and limits, non-root read-only pods without a
-service-account token), a PodDisruptionBudget, a HorizontalPodAutoscaler on CPU, and a LoadBalancer
-Service carrying the Azure DNS label. With a DNS zone configured, an A record points at the
-Service's public IP too.
+only the server port, an Argo Rollouts **Rollout** (startup/readiness/liveness probes on the
+server's Open Inference Protocol health endpoints, requests and limits sized from the model,
+non-root read-only pods without a service-account token) whose canary steps and **AnalysisTemplate**
+come from the one analysis definition (:mod:`components.rollout`), the analysis Job's service
+account (workload identity, no secret), a PodDisruptionBudget, a HorizontalPodAutoscaler on CPU
+targeting the Rollout, and a LoadBalancer Service carrying the Azure DNS label. With a DNS zone
+configured, an A record points at the Service's public IP too.
 
-Pass the Kubernetes provider through ``opts`` (``providers=[cluster.provider]``) and the AcrPull
-role assignment through ``depends_on`` so pods are not scheduled before the kubelet may pull.
+Pass the Kubernetes provider through ``opts`` (``providers=[cluster.provider]``), and through
+``depends_on`` the AcrPull role assignment (pods are not scheduled before the kubelet may pull)
+and the Argo Rollouts release (it installs the CRDs).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import dns
 
+from components import rollout as argo
 from components.naming import AZURE_DNS_LABEL_RE
 from components.sizing import PROBE_PERIOD_S, Resources, for_model
+from modelserver.canary.definition import DEFAULT as DEFAULT_ANALYSIS
+from modelserver.canary.definition import AnalysisDefinition
 
 # The image's runtime contract (port, non-root uid, health routes, model path), under local names.
 from modelship_contract.image import LIVE_PATH, MODEL_DIR_ENV, READY_PATH
@@ -44,6 +49,18 @@ class DnsZoneArgs:
 
 
 @dataclass
+class CanaryArgs:
+    prometheus_url: pulumi.Input[str]
+    """Prometheus query endpoint the analysis Job reads (the Azure Monitor workspace's)."""
+    analysis_client_id: pulumi.Input[str]
+    """Client id of the managed identity federated with ``service_account`` (Monitoring Data Reader)."""
+    service_account: str = "modelship-analysis"
+    """Service account the analysis Job runs as (the federated credential names it)."""
+    definition: AnalysisDefinition = DEFAULT_ANALYSIS
+    """Steps, queries and thresholds: the same definition ``make up`` uses."""
+
+
+@dataclass
 class ModelServiceArgs:
     image: pulumi.Input[str]
     """Image reference pinned by digest (``...@sha256:...``)."""
@@ -55,6 +72,8 @@ class ModelServiceArgs:
     """Azure DNS label of the public IP (RFC 1123)."""
     location: str
     """Azure region, for the ``<label>.<region>.cloudapp.azure.com`` name."""
+    canary: CanaryArgs
+    """Where the canary analysis reads its metrics, and as whom."""
     namespace: str = "modelship"
     replicas: int = 2
     max_replicas: int = 5
@@ -73,7 +92,7 @@ class ModelServiceArgs:
     dns_zone: DnsZoneArgs | None = None
     """Also create an A record in this zone; None: the cloudapp name only."""
     depends_on: list[pulumi.Resource] = field(default_factory=list)
-    """Resources the Deployment must wait for (the AcrPull role assignment)."""
+    """Resources the Rollout must wait for (the AcrPull role assignment, the Argo Rollouts release)."""
 
     def __post_init__(self) -> None:
         if self.replicas < 2:
@@ -99,9 +118,18 @@ class ModelServiceArgs:
         )
 
 
-class ModelService(pulumi.ComponentResource):
-    """Namespace, NetworkPolicy, Deployment, PDB, HPA, LoadBalancer Service and optional A record."""
+HPA_SCALE_UP_WINDOW_S = 60
+"""How long the HPA must keep wanting more pods before it adds them."""
+ROLLOUT_NAME = "model-server"
+"""Name of the Rollout (the pipelines wait on ``rollout/model-server``)."""
+ANALYSIS_TEMPLATE_NAME = "model-server-canary"
 
+
+class ModelService(pulumi.ComponentResource):
+    """Namespace, NetworkPolicy, Rollout and AnalysisTemplate, PDB, HPA, LoadBalancer Service, A record."""
+
+    rollout_name: str = ROLLOUT_NAME
+    """Name of the Rollout in ``namespace``."""
     url: pulumi.Output[str]
     """Public URL of the service."""
     public_ip: pulumi.Output[str]
@@ -116,7 +144,9 @@ class ModelService(pulumi.ComponentResource):
             "app.kubernetes.io/component": "model-server",
         }
         self.namespace = self._create_namespace(args)
-        self.deployment = self._create_deployment(args)
+        self.analysis_account = self._create_analysis_account(args)
+        self.analysis_template = self._create_analysis_template(args)
+        self.rollout = self._create_rollout(args)
         self.pdb = self._create_pdb()
         self.hpa = self._create_hpa(args)
         self.network_policy = self._create_network_policy()
@@ -154,31 +184,61 @@ class ModelService(pulumi.ComponentResource):
             opts=self._child(),
         )
 
-    def _create_deployment(self, args: ModelServiceArgs) -> k8s.apps.v1.Deployment:
+    def _create_analysis_account(self, args: ModelServiceArgs) -> k8s.core.v1.ServiceAccount:
+        # The workload-identity webhook gives pods of this account a federated token for this client.
+        return k8s.core.v1.ServiceAccount(
+            f"{self._name}-analysis-sa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.canary.service_account, namespace=self.namespace.metadata.name,
+                labels={**self._labels, "app.kubernetes.io/component": "analysis"},
+                annotations={argo.WORKLOAD_IDENTITY_CLIENT_ANNOTATION: args.canary.analysis_client_id},
+            ),
+            automount_service_account_token=False,
+            opts=self._child(),
+        )
+
+    def _create_analysis_template(self, args: ModelServiceArgs) -> k8s.apiextensions.CustomResource:
+        canary = args.canary
+
+        def spec(values: list) -> dict:
+            image, url, namespace = values
+            return argo.analysis_template(ANALYSIS_TEMPLATE_NAME, namespace, image, canary.service_account,
+                                          url, canary.definition, uid=APP_UID)["spec"]
+
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-analysis",
+            api_version=argo.API_VERSION, kind="AnalysisTemplate",
+            metadata=self._metadata(name=ANALYSIS_TEMPLATE_NAME),
+            spec=pulumi.Output.all(args.image, canary.prometheus_url,
+                                   self.namespace.metadata.name).apply(spec),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+        )
+
+    def _create_rollout(self, args: ModelServiceArgs) -> k8s.apiextensions.CustomResource:
         pod_labels = {
             **self._labels,
             "modelship.io/model-name": args.model_name,
             "modelship.io/model-version": args.model_version,
         }
-        return k8s.apps.v1.Deployment(
-            f"{self._name}-deploy",
-            metadata=self._metadata(pod_labels),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
-                selector=self._selector(),
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
-                ),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
-                    spec=self._pod_spec(args),
-                ),
-            ),
-            # The HPA owns the replica count once the Deployment exists: re-applying
-            # `replicas` on every `up` would scale a busy service back down.
+        template = k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels), spec=self._pod_spec(args),
+        )
+        spec = argo.rollout_spec(
+            self._labels, template, args.canary.definition, ANALYSIS_TEMPLATE_NAME, replicas=args.replicas,
+            # A canary that never becomes ready (crash loop, no capacity) aborts back to stable.
+            progress_deadline_seconds=args.resources.startup_seconds + argo.PROGRESS_GRACE_SECONDS,
+        )
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-rollout",
+            api_version=argo.API_VERSION, kind="Rollout",
+            metadata=self._metadata(pod_labels, name=ROLLOUT_NAME),
+            spec=spec,
+            # The HPA owns the replica count once the Rollout exists: `replicas` is declared for the
+            # first creation only (a Rollout without one starts at 1 pod, argo-rollouts#3689), then
+            # re-applying it on every `up` would scale a busy service back down.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=args.depends_on, ignore_changes=["spec.replicas"]
+                parent=self, depends_on=[*args.depends_on, self.analysis_template],
+                ignore_changes=["spec.replicas"],
             ),
         )
 
@@ -195,8 +255,9 @@ class ModelService(pulumi.ComponentResource):
             f"{self._name}-hpa",
             metadata=self._metadata(),
             spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                # The Rollout's scale subresource (spec.replicas, status.HPAReplicas, status.selector).
                 scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name,
+                    api_version=argo.API_VERSION, kind="Rollout", name=ROLLOUT_NAME,
                 ),
                 min_replicas=args.replicas,
                 max_replicas=args.max_replicas,
@@ -209,8 +270,14 @@ class ModelService(pulumi.ComponentResource):
                         ),
                     ),
                 )],
+                # A canary step starts pods that hash and load the model (a CPU burst the HPA would
+                # read as load, argo-rollouts#4369): a scale-up must be wanted for a whole window.
+                behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+                    scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                        stabilization_window_seconds=HPA_SCALE_UP_WINDOW_S),
+                ),
             ),
-            opts=self._child(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.rollout]),
         )
 
     def _create_network_policy(self) -> k8s.networking.v1.NetworkPolicy:

@@ -28,7 +28,7 @@ from components.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from components.promotion import ImportedImage, ImportedImageArgs, Release, checked_image, release_of
 from components.registry import ContainerRegistry, ContainerRegistryArgs
 from components.release_trigger import ReleaseTrigger, ReleaseTriggerArgs, check_webhook_url
-from components.service import DnsZoneArgs, ModelService, ModelServiceArgs
+from components.service import CanaryArgs, DnsZoneArgs, ModelService, ModelServiceArgs
 from components.store import ModelStore, ModelStoreArgs
 from modelship_contract.manifest import MANIFEST_FILE, git_revision, is_alias_name
 
@@ -246,6 +246,9 @@ class ModelshipStack(pulumi.ComponentResource):
             model_version=version,
             dns_label=settings.dns_label,
             location=settings.location,
+            canary=CanaryArgs(prometheus_url=self.metrics.query_endpoint,
+                              analysis_client_id=self.metrics.analysis_client_id,
+                              service_account=self.metrics.analysis_service_account),
             namespace=settings.namespace,
             replicas=settings.replicas,
             max_replicas=settings.max_replicas,
@@ -257,13 +260,17 @@ class ModelshipStack(pulumi.ComponentResource):
             memory_limit=settings.memory_limit,
             startup_seconds=settings.startup_seconds,
             dns_zone=zone,
-            depends_on=[a for a in (self.cluster.acr_pull,) if a is not None],
+            # The kubelet may pull; the Argo Rollouts CRDs exist; the analysis may read the metrics.
+            depends_on=[a for a in (self.cluster.acr_pull, self.rollouts.release, self.metrics.reader,
+                                    self.metrics.federated_credential) if a is not None],
         ), opts=pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider]))
         self.outputs.update({
             "model": f"{model}@{version}",
             "imageRef": image,
             "verifiedDigest": image.apply(lambda ref: ref.rsplit("@", 1)[1]),
             "url": self.service.url,
+            "rolloutName": self.service.rollout_name,
+            "namespace": settings.namespace,
         })
 
 

@@ -92,18 +92,47 @@ class RecordingMocks(offline.OfflineMocks):
                 found += [f"{typ} {name}: CRD schema: {e}" for e in crd_schemas.errors(inputs)]
             except crd_schemas.CrdSchemaError as exc:
                 found.append(f"{typ} {name}: {exc}")
-        if typ.startswith("kubernetes:") and "kind" in inputs and sdk_types.args_class(typ) is not None:
-            import kubernetes_validate  # a test dependency (requirements-dev.txt), loaded on use
-
-            try:
-                kubernetes_validate.validate(inputs, KUBERNETES_VERSION, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                found.append(f"{typ} {name}: kubernetes-validate {KUBERNETES_VERSION} strict: {exc.message} "
-                             f"at {'.'.join(str(p) for p in exc.path)}")
+        if typ.startswith("kubernetes:") and "kind" in inputs:
+            builtin = ([("", inputs)] if sdk_types.args_class(typ) is not None
+                       else embedded_builtins(name, inputs))
+            for where, obj in builtin:
+                found += _kubernetes_validate(f"{typ} {name}{where}", obj)
         return found
 
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def _kubernetes_validate(where: str, obj: dict[str, Any]) -> list[str]:
+    import kubernetes_validate  # a test/plan dependency (requirements-dev.txt), loaded on use
+
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{where}: kubernetes-validate {KUBERNETES_VERSION} strict: {exc.message} "
+                f"at {'.'.join(str(p) for p in exc.path)}"]
+    return []
+
+
+def embedded_builtins(name: str, inputs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The built-in objects inside a custom resource, to validate as strictly as the built-in kinds.
+
+    A Rollout's ``spec.template`` is a ``PodTemplateSpec`` (checked as a v1 PodTemplate) and each
+    Job metric of an AnalysisTemplate is a ``JobSpec`` (checked as a batch/v1 Job); the CRDs copy
+    these schemas, kubernetes-validate holds the API server's own.
+    """
+    kind, spec = inputs.get("kind"), inputs.get("spec") or {}
+    meta = {"name": name}
+    if kind == "Rollout" and isinstance(spec.get("template"), dict):
+        return [(" spec.template", {"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta,
+                                    "template": spec["template"]})]
+    if kind in ("AnalysisTemplate", "ClusterAnalysisTemplate"):
+        return [(f" spec.metrics[{i}].provider.job.spec",
+                 {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+                  "spec": m["provider"]["job"]["spec"]})
+                for i, m in enumerate(spec.get("metrics") or [])
+                if isinstance(m, dict) and isinstance((m.get("provider") or {}).get("job"), dict)]
+    return []
 
 
 def helm_release_problems(name: str, inputs: dict[str, Any]) -> list[str]:

@@ -24,16 +24,20 @@ from components import (
 from components.cluster import NetworkPolicy
 from components.kubeconfig import KubeconfigError, KubeloginMode, convert_kubeconfig
 from components.roles import PrincipalType
+from components.service import CanaryArgs
 from components.store import StorageSku
 from components.testing import LOAD_BALANCER_IP, RecordingMocks, exec_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = "acr.azurecr.io/modelship/digits:r1-digits-1@sha256:" + "a" * 64
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+CANARY = CanaryArgs(prometheus_url="https://amw-1.westeurope.prometheus.monitor.azure.com",
+                    analysis_client_id="analysis-client-id")
 
 
 def service_args(**overrides: object) -> ModelServiceArgs:
     values: dict = {"image": PINNED, "model_name": "digits", "model_version": "1.0.0",
-                    "dns_label": "digits-dev", "location": "westeurope"}
+                    "dns_label": "digits-dev", "location": "westeurope", "canary": CANARY}
     return ModelServiceArgs(**{**values, **overrides})
 
 
@@ -137,21 +141,23 @@ def test_model_service_alone_with_a_given_provider(mocks: RecordingMocks) -> pul
     service = ModelService("svc", service_args(namespace="team-a", replicas=3, max_replicas=6),
                            opts=pulumi.ResourceOptions(providers=[provider], transformations=[record]))
     # Once created, the replica count belongs to the HPA: `up` must not scale it back.
-    assert options["kubernetes:apps/v1:Deployment"].ignore_changes == ["spec.replicas"]
+    assert options[ROLLOUT].ignore_changes == ["spec.replicas"]
 
     def check(values: list) -> None:
-        url, ip, _deployment_id = values
+        url, ip, _rollout_id, _hpa_id = values
         assert url == "http://digits-dev.westeurope.cloudapp.azure.com"
         assert ip == LOAD_BALANCER_IP
-        deployment = next(r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment")
-        assert deployment.inputs["spec"]["replicas"] == 3
-        assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == PINNED
-        assert deployment.inputs["metadata"]["namespace"] == "team-a"
-        assert "pulumi:providers:kubernetes::k8s::" in deployment.provider
+        rollout = next(r for r in mocks.resources if r.type == ROLLOUT)
+        assert rollout.inputs["spec"]["replicas"] == 3  # for the creation only, see ignore_changes
+        assert rollout.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == PINNED
+        assert rollout.inputs["metadata"]["namespace"] == "team-a"
+        assert "pulumi:providers:kubernetes::k8s::" in rollout.provider
         assert not [r for r in mocks.resources if r.type == "azure-native:dns:RecordSet"]
+        hpa = next(r for r in mocks.resources if r.type.endswith("HorizontalPodAutoscaler")).inputs["spec"]
+        assert hpa["minReplicas"] == 3 and hpa["maxReplicas"] == 6
 
-    # Waiting on the Deployment's id too: the check reads what the mocks recorded for it.
-    return pulumi.Output.all(service.url, service.public_ip, service.deployment.id).apply(check)
+    # Waiting on the Rollout's and the HPA's ids too: the check reads what the mocks recorded for them.
+    return pulumi.Output.all(service.url, service.public_ip, service.rollout.id, service.hpa.id).apply(check)
 
 
 # -- the guard against a forgotten decorator ----------------------------------------------------

@@ -16,6 +16,8 @@ from tests.components.conftest import make_settings, write_model
 
 COMMAND_TYPE = "command:local:Command"
 
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
@@ -27,7 +29,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
 
 
 def _container(run: StackRun) -> dict:
-    return one(run, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    return one(run, ROLLOUT).inputs["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_the_workload_runs_the_image_the_test_verified(run: StackRun) -> None:
@@ -39,9 +41,9 @@ def test_the_workload_runs_the_image_the_test_verified(run: StackRun) -> None:
     assert _container(run)["image"] == pushed
     assert run.outputs["imageRef"] == pushed
     assert run.outputs["verifiedDigest"] == image.outputs["digest"]
-    # Created after the push, and the Deployment after the test (its image is the test's output).
+    # Created after the push, and the Rollout after the test (its image is the test's output).
     assert image.urn in test.dependencies
-    assert test.urn in one(run, "kubernetes:apps/v1:Deployment").dependencies
+    assert test.urn in one(run, ROLLOUT).dependencies
 
 
 def test_the_test_runs_the_pod_limits_and_checks_the_model(run: StackRun) -> None:
@@ -76,7 +78,7 @@ class _FailingTest(RecordingMocks):
         return rid, outputs
 
 
-def test_an_image_that_is_not_confirmed_never_reaches_a_deployment(tmp_path: Path) -> None:
+def test_an_image_that_is_not_confirmed_never_reaches_a_workload(tmp_path: Path) -> None:
     root = tmp_path / "project"
     (root / "app").mkdir(parents=True)
     (root / "app" / "Dockerfile").write_text("FROM scratch\n")
@@ -91,7 +93,7 @@ def test_an_image_that_is_not_confirmed_never_reaches_a_deployment(tmp_path: Pat
     with pytest.raises(Exception, match="did not confirm it"):
         program()
     assert [r for r in mocks.resources if r.type == COMMAND_TYPE]
-    assert not [r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment"]
+    assert not [r for r in mocks.resources if r.type == ROLLOUT]
 
 
 def test_startup_budget_is_bounded() -> None:

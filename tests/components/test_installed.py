@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import sysconfig
 import textwrap
 import tomllib
 from pathlib import Path
+
+from components import crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -21,6 +24,7 @@ SCRIPT = textwrap.dedent('''
     import pulumi
     import components
     from components import ModelService, ModelServiceArgs
+    from components.service import CanaryArgs
     from components.testing import install_mocks
 
     assert components.__file__.startswith(target), components.__file__
@@ -31,8 +35,10 @@ SCRIPT = textwrap.dedent('''
 
     @pulumi.runtime.test
     def compose():
+        canary = CanaryArgs(prometheus_url="https://amw.westeurope.prometheus.monitor.azure.com",
+                            analysis_client_id="client")
         svc = ModelService("svc", ModelServiceArgs(image=image, model_name="digits", model_version="1",
-                                                   dns_label="digits", location="westeurope"))
+                                                   dns_label="digits", location="westeurope", canary=canary))
         return svc.url.apply(print)
 
     compose()
@@ -68,16 +74,19 @@ def test_installed_copy_composes_a_model_service(tmp_path: Path) -> None:
     # -I: no cwd, no PYTHONPATH, no user site; -S: none of the checkout venv's .pth files (its editable
     # install, app/ on the path); run from an empty directory outside the repo.
     purelib = sysconfig.get_paths()["purelib"]
+    # The installed mocks check the Rollout against Argo Rollouts' CRDs, which live beside the repository.
+    env = {**os.environ, "MODELSHIP_CRD_SCHEMAS": str(crd_schemas.schema_dir())}
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", SCRIPT, str(target), str(ROOT), purelib],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "http://digits.westeurope.cloudapp.azure.com"
     assert lines[-1] == str(sorted([
-        "kubernetes:apps/v1:Deployment", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
-        "kubernetes:core/v1:Namespace", "kubernetes:core/v1:Service",
+        "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate", "kubernetes:argoproj.io/v1alpha1:Rollout",
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+        "kubernetes:core/v1:Namespace", "kubernetes:core/v1:Service", "kubernetes:core/v1:ServiceAccount",
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
         "kubernetes:policy/v1:PodDisruptionBudget",
     ]))

@@ -1,4 +1,4 @@
-"""Memory and start-up budgets follow the model's size: derived figures, refusals, the Deployment."""
+"""Memory and start-up budgets follow the model's size: derived figures, refusals, the Rollout's pods."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pulumi
 import pytest
 
 from components import sizing, testing
-from components.service import ModelServiceArgs
+from components.service import CanaryArgs, ModelServiceArgs
 from components.sizing import GIB, MIB, SizingError, for_model
 from components.stack import build_stack
 from components.testing import one, run_stack
 from tests.components.conftest import make_settings
+
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 def _claim_size(model_dir: Path, size: int) -> None:
@@ -61,15 +63,16 @@ def test_a_configured_limit_below_the_need_is_refused_with_the_figure() -> None:
 
 def test_the_component_refuses_too_little_memory_itself() -> None:
     base = dict(image="r.io/m@sha256:" + "0" * 64, model_name="digits", model_version="1",
-                dns_label="modelship-x", location="westeurope")
+                dns_label="modelship-x", location="westeurope",
+                canary=CanaryArgs(prometheus_url="https://amw", analysis_client_id="c"))
     with pytest.raises(SizingError, match="memory_limit 512Mi is too small"):
         ModelServiceArgs(**base, model_size=GIB, memory_limit="512Mi")
     assert ModelServiceArgs(**base, model_size=GIB).resources.memory_limit == "1600Mi"
 
 
-def test_the_deployment_limits_and_startup_probe_follow_a_large_model(project: Path) -> None:
+def test_the_rollout_limits_and_startup_probe_follow_a_large_model(project: Path) -> None:
     _claim_size(project / "app" / "model", 300 * MIB)
-    container = one(run_stack(make_settings(), project_root=project), "kubernetes:apps/v1:Deployment") \
+    container = one(run_stack(make_settings(), project_root=project), ROLLOUT) \
         .inputs["spec"]["template"]["spec"]["containers"][0]
     need = for_model(300 * MIB)
     assert container["resources"]["requests"]["memory"] == need.memory_request == "512Mi"
@@ -78,10 +81,10 @@ def test_the_deployment_limits_and_startup_probe_follow_a_large_model(project: P
     assert probe["periodSeconds"] * probe["failureThreshold"] >= need.startup_seconds > 120
 
 
-def test_configured_values_reach_the_deployment(project: Path) -> None:
+def test_configured_values_reach_the_rollout(project: Path) -> None:
     run = run_stack(make_settings(memoryRequest="300Mi", memoryLimit="1Gi", startupSeconds="600"),
                     project_root=project)
-    container = one(run, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    container = one(run, ROLLOUT).inputs["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["requests"]["memory"] == "300Mi"
     assert container["resources"]["limits"]["memory"] == "1024Mi"
     assert container["startupProbe"]["failureThreshold"] == 600 // sizing.PROBE_PERIOD_S

@@ -41,8 +41,12 @@ def _by_name(run: StackRun, name: str) -> RecordedResource:
     return next(r for r in run if r.name == name)
 
 
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+ANALYSIS_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+
+
 def _container(run: StackRun) -> dict:
-    return one(run, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    return one(run, ROLLOUT).inputs["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_every_invoke_is_mocked_and_unknown_ones_fail(run: StackRun) -> None:
@@ -123,7 +127,9 @@ def test_kubeconfig_is_secret_and_non_interactive(run: StackRun) -> None:
 def test_kubernetes_objects_use_the_cluster_provider(run: StackRun) -> None:
     provider = one(run, "pulumi:providers:kubernetes")
     k8s_objects = [r for r in run if r.custom and r.type.startswith("kubernetes:")]
-    assert len(k8s_objects) == 9  # the service's 6, the Argo Rollouts namespace and release, the scrape job
+    # The service's 8 (namespace, analysis account and template, Rollout, PDB, HPA, policy, Service), the
+    # Argo Rollouts namespace and release, the scrape job.
+    assert len(k8s_objects) == 11
     for obj in k8s_objects:
         assert obj.provider.startswith(provider.urn + "::"), obj.name
 
@@ -146,16 +152,19 @@ def test_image_is_tagged_with_revision_and_model_and_deployed_by_digest(run: Sta
     assert _container(run)["image"] == expected
 
 
-def test_deployment_waits_for_acr_pull(run: StackRun) -> None:
-    deployment = one(run, "kubernetes:apps/v1:Deployment")
-    assert _by_name(run, "modelship-cluster-acr-pull").urn in deployment.dependencies
+def test_the_rollout_waits_for_acr_pull_its_crds_and_the_analysis_identity(run: StackRun) -> None:
+    rollout = one(run, ROLLOUT)
+    for name in ("modelship-cluster-acr-pull", "modelship-rollouts-release", "modelship-service-analysis",
+                 "modelship-metrics-analysis-reader", "modelship-metrics-analysis-fic"):
+        assert _by_name(run, name).urn in rollout.dependencies, name
+    assert _by_name(run, "modelship-rollouts-release").urn in one(run, ANALYSIS_TEMPLATE).dependencies
 
 
 def test_pod_security_and_probes(run: StackRun) -> None:
-    deployment = one(run, "kubernetes:apps/v1:Deployment").inputs
-    spec = deployment["spec"]
+    rollout = one(run, ROLLOUT).inputs
+    spec = rollout["spec"]
     assert spec["replicas"] == 2
-    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert spec["strategy"]["canary"]["maxUnavailable"] == 0 and spec["strategy"]["canary"]["maxSurge"] == 1
     pod = spec["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -183,10 +192,12 @@ def test_pod_security_and_probes(run: StackRun) -> None:
 def test_pdb_hpa_and_public_service(run: StackRun) -> None:
     pdb = one(run, "kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
     assert pdb["minAvailable"] == 1
-    hpa = one(run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
-    deployment = one(run, "kubernetes:apps/v1:Deployment")
-    assert hpa["scaleTargetRef"]["name"] == deployment.outputs["metadata"]["name"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+    hpa = one(run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    rollout = one(run, ROLLOUT)
+    assert hpa.inputs["spec"]["scaleTargetRef"] == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                                                    "name": rollout.inputs["metadata"]["name"]}
+    assert rollout.urn in hpa.dependencies
+    assert (hpa.inputs["spec"]["minReplicas"], hpa.inputs["spec"]["maxReplicas"]) == (2, 5)
     svc = one(run, "kubernetes:core/v1:Service").inputs
     assert svc["spec"]["type"] == "LoadBalancer"
     annotations = svc["metadata"]["annotations"]

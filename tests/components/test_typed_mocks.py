@@ -51,13 +51,11 @@ def _one(recorded: list, suffix: str):
     return next(r for r in recorded if r.type.endswith(suffix))
 
 
-def _container_security(i: dict) -> dict:
-    return i["spec"]["template"]["spec"]["containers"][0]["securityContext"]
-
-
 SDK_CASES = [
-    ("Deployment", lambda i: _container_security(i).update(readOnlyRootFileSystem=True),
-     r"containers\[0\]\.securityContext\.readOnlyRootFileSystem: unknown property"),
+    ("HorizontalPodAutoscaler", lambda i: i["spec"]["behavior"]["scaleUp"].update(stabilizationWindow=60),
+     r"spec\.behavior\.scaleUp\.stabilizationWindow: unknown property"),
+    ("ServiceAccount", lambda i: i.update(automountServiceAccountTokens=False),
+     "automountServiceAccountTokens: unknown property"),
     ("StorageAccount", lambda i: i.update(allowBlobPublicAcess=False),
      "allowBlobPublicAcess: unknown property"),
     ("StorageAccount", lambda i: i.update(minimumTlsVersion="TLS1_4"),
@@ -129,7 +127,8 @@ def test_a_custom_resource_is_checked_against_its_crd(mocks: RecordingMocks) -> 
         k8s.apiextensions.CustomResource(
             "typo", api_version="argoproj.io/v1alpha1", kind="Rollout",
             metadata={"name": "digits"},
-            spec={"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}}},
+            spec={"selector": {"matchLabels": {"app": "x"}},
+                  "template": {"metadata": {"labels": {"app": "x"}}},
                   "strategy": {"canary": {"steps": [{"setWieght": 10}]}}})
 
     with pytest.raises(Exception, match="setWieght"):

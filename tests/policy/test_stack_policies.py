@@ -12,13 +12,13 @@ from collections.abc import Callable
 import pytest
 
 from components.testing import RecordedResource, run_stack
-from policy.rules import IMAGE_BUILD, POLICIES, PROD_POLICY, check_resource
+from policy.rules import ANALYSIS_TEMPLATE, IMAGE_BUILD, POLICIES, PROD_POLICY, ROLLOUT, check_resource
 from settings import Settings
 
 GOVERNED = {
     "azure-native:storage:StorageAccount", "azure-native:storage:BlobContainer",
     "azure-native:containerregistry:Registry", "azure-native:containerservice:ManagedCluster",
-    "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service",
+    ROLLOUT, ANALYSIS_TEMPLATE, "kubernetes:core/v1:Service",
 }
 
 
@@ -40,6 +40,10 @@ def _one(recorded: list[RecordedResource], token: str) -> RecordedResource:
 
 def _pod(props: dict) -> dict:
     return props["spec"]["template"]["spec"]
+
+
+def _job_pod(props: dict) -> dict:
+    return props["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"]
 
 
 def test_default_stack_declares_every_governed_type(recorded):
@@ -94,17 +98,24 @@ BAD = [
     ("azure-native:containerservice:ManagedCluster", lambda p: p.update(enableRBAC=False),
      "aks-rbac-managed-identity"),
     ("azure-native:containerservice:ManagedCluster", _service_principal, "aks-rbac-managed-identity"),
-    ("kubernetes:apps/v1:Deployment", _set_container("runAsNonRoot", False),
+    (ROLLOUT, _set_container("runAsNonRoot", False),
      "containers-non-root-read-only-limits"),
-    ("kubernetes:apps/v1:Deployment", _set_container("readOnlyRootFilesystem", False),
+    (ROLLOUT, _set_container("readOnlyRootFilesystem", False),
      "containers-non-root-read-only-limits"),
-    ("kubernetes:apps/v1:Deployment", _drop_limits, "containers-non-root-read-only-limits"),
-    ("kubernetes:apps/v1:Deployment", _tag_only_image, "images-pinned-by-digest"),
+    (ROLLOUT, _drop_limits, "containers-non-root-read-only-limits"),
+    (ROLLOUT, _tag_only_image, "images-pinned-by-digest"),
     ("kubernetes:core/v1:Service", lambda p: p["metadata"].pop("annotations"), "loadbalancer-dns-label"),
-    ("kubernetes:apps/v1:Deployment", _set_privilege("allowPrivilegeEscalation", True),
+    (ROLLOUT, _set_privilege("allowPrivilegeEscalation", True),
      "containers-no-privilege"),
-    ("kubernetes:apps/v1:Deployment", lambda p: _pod(p).update(hostNetwork=True),
+    (ROLLOUT, lambda p: _pod(p).update(hostNetwork=True),
      "pods-isolated-from-the-node"),
+    # The analysis Job runs in the model's namespace too: the same rules hold its pod.
+    (ANALYSIS_TEMPLATE, lambda p: _job_pod(p)["containers"][0].update(image="python:3.12"),
+     "images-pinned-by-digest"),
+    (ANALYSIS_TEMPLATE, lambda p: _job_pod(p)["containers"][0]["securityContext"].update(
+        readOnlyRootFilesystem=False), "containers-non-root-read-only-limits"),
+    (ANALYSIS_TEMPLATE, lambda p: _job_pod(p)["containers"][0]["securityContext"].update(privileged=True),
+     "containers-no-privilege"),
 ]
 
 
@@ -128,42 +139,42 @@ def _prod(*digests: str) -> dict:
     return {PROD_POLICY: {"stage": "prod", "verifiedDigests": list(digests)}}
 
 
-def _deployment_digest(recorded) -> str:
-    image = _pod(_one(recorded, "kubernetes:apps/v1:Deployment").inputs)["containers"][0]["image"]
+def _rollout_digest(recorded) -> str:
+    image = _pod(_one(recorded, ROLLOUT).inputs)["containers"][0]["image"]
     return image.split("@")[1]
 
 
 def test_prod_rule_passes_the_digest_dev_verified_and_is_silent_in_dev(recorded):
-    deployment = _one(recorded, "kubernetes:apps/v1:Deployment")
-    verified = _prod(_deployment_digest(recorded))
-    assert check_resource(deployment.type, deployment.name, deployment.inputs, config=verified) == []
+    rollout = _one(recorded, ROLLOUT)
+    verified = _prod(_rollout_digest(recorded))
+    assert check_resource(rollout.type, rollout.name, rollout.inputs, config=verified) == []
     dev = {PROD_POLICY: {"stage": "dev", "verifiedDigests": []}}
-    assert check_resource(deployment.type, deployment.name, deployment.inputs, config=dev) == []
+    assert check_resource(rollout.type, rollout.name, rollout.inputs, config=dev) == []
 
 
 def test_prod_rule_refuses_a_digest_dev_did_not_verify(recorded):
-    deployment = _one(recorded, "kubernetes:apps/v1:Deployment")
+    rollout = _one(recorded, ROLLOUT)
     other = "sha256:" + "0" * 64
-    violations = check_resource(deployment.type, deployment.name, deployment.inputs, config=_prod(other))
+    violations = check_resource(rollout.type, rollout.name, rollout.inputs, config=_prod(other))
     assert {v.policy for v in violations} == {PROD_POLICY}
     assert "is not among the digests dev verified (" + other in violations[0].message
 
 
 def test_prod_rule_refuses_a_tag_and_an_empty_list(recorded):
-    deployment = _one(recorded, "kubernetes:apps/v1:Deployment")
-    props = copy.deepcopy(deployment.inputs)
+    rollout = _one(recorded, ROLLOUT)
+    props = copy.deepcopy(rollout.inputs)
     _tag_only_image(props)
-    verified = _prod(_deployment_digest(recorded))
-    tagged = check_resource(deployment.type, deployment.name, props, config=verified)
+    verified = _prod(_rollout_digest(recorded))
+    tagged = check_resource(rollout.type, rollout.name, props, config=verified)
     assert any(v.policy == PROD_POLICY and "pinned by digest" in v.message for v in tagged)
-    none = check_resource(deployment.type, deployment.name, deployment.inputs, config=_prod())
+    none = check_resource(rollout.type, rollout.name, rollout.inputs, config=_prod())
     assert [v.policy for v in none] == [PROD_POLICY] and "none were passed" in none[0].message
 
 
 def test_prod_rule_refuses_any_image_build(recorded):
     # The dev stack builds its image: the same program run as prod would be refused before deploying.
     build = _one(recorded, IMAGE_BUILD)
-    verified = _prod(_deployment_digest(recorded))
+    verified = _prod(_rollout_digest(recorded))
     violations = check_resource(build.type, build.name, build.inputs, config=verified)
     assert [v.policy for v in violations] == [PROD_POLICY]
     assert "never builds" in violations[0].message
