@@ -22,6 +22,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+"""The model server's workload (an Argo Rollouts canary in place of a Deployment)."""
+
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "azure-native:resources:ResourceGroup": ("location",),
     "azure-native:containerregistry:Registry": ("sku", "adminUserEnabled", "publicNetworkAccess"),
@@ -38,12 +41,15 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "docker-build:index:Image": ("tags", "push", "platforms", "buildArgs"),
     "command:local:Command": ("create",),
     "kubernetes:core/v1:Namespace": ("metadata",),
-    "kubernetes:apps/v1:Deployment": ("spec",),
+    ROLLOUT: ("spec",),
     "kubernetes:core/v1:Service": ("spec",),
     "kubernetes:core/v1:ServiceAccount": ("metadata",),
     "kubernetes:policy/v1:PodDisruptionBudget": ("spec",),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ("spec",),
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec",),
+    "kubernetes:helm.sh/v3:Release": ("chart", "version"),
+    "azure-native:monitor:AzureMonitorWorkspace": ("location",),
+    "azure-native:monitor:DataCollectionRuleAssociation": ("associationName",),
 }
 """Properties printed per type (others print none); long values are summarised."""
 
@@ -89,14 +95,17 @@ def _deployment_summary(spec: Mapping[str, Any]) -> str:
     c = containers[0]
     sc = c.get("securityContext", {})
     limits = c.get("resources", {}).get("limits", {})
-    return (f"replicas={_ints(spec.get('replicas'))} image={c.get('image')} limits={limits} "
+    steps = (spec.get("strategy") or {}).get("canary", {}).get("steps") or []
+    weights = [str(_ints(s["setWeight"])) for s in steps if "setWeight" in s]
+    canary = f" canary={'/'.join(weights)}%+analysis" if weights else ""
+    return (f"replicas={_ints(spec.get('replicas'))}{canary} image={c.get('image')} limits={limits} "
             f"runAsNonRoot={sc.get('runAsNonRoot', pod.get('securityContext', {}).get('runAsNonRoot'))} "
             f"readOnlyRootFilesystem={sc.get('readOnlyRootFilesystem')}")
 
 
 def key_properties(node: PlanNode) -> dict[str, str]:
     out: dict[str, str] = {}
-    if node.type == "kubernetes:apps/v1:Deployment" and isinstance(node.inputs.get("spec"), Mapping):
+    if node.type == ROLLOUT and isinstance(node.inputs.get("spec"), Mapping):
         return {"spec": _deployment_summary(node.inputs["spec"])}
     if node.type == "kubernetes:core/v1:Service" and isinstance(node.inputs.get("spec"), Mapping):
         spec = node.inputs["spec"]
@@ -161,9 +170,10 @@ def _icon(type_token: str):
     """The diagrams node class for a Pulumi type token (a generic box for unknown types)."""
     from diagrams.azure import compute, identity, storage
     from diagrams.azure import general as az_general
+    from diagrams.azure import monitor as az_monitor
     from diagrams.azure import network as az_network
     from diagrams.generic.blank import Blank
-    from diagrams.k8s import K8S, clusterconfig, group, network, rbac
+    from diagrams.k8s import K8S, clusterconfig, ecosystem, group, network, podconfig, rbac
     from diagrams.k8s import compute as k8s_compute
     from diagrams.onprem.container import Docker
     from diagrams.programming.flowchart import Inspection
@@ -181,7 +191,14 @@ def _icon(type_token: str):
         "docker-build:index:Image": Docker,
         "command:local:Command": Inspection,  # the container test by digest (components/image_test.py)
         "kubernetes:core/v1:Namespace": group.NS,
-        "kubernetes:apps/v1:Deployment": k8s_compute.Deploy,
+        ROLLOUT: k8s_compute.Deploy,
+        "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate": k8s_compute.Job,  # runs the analysis Job
+        "kubernetes:helm.sh/v3:Release": ecosystem.Helm,
+        "kubernetes:core/v1:ConfigMap": podconfig.CM,
+        "azure-native:monitor:AzureMonitorWorkspace": az_monitor.Metrics,
+        "azure-native:monitor:DataCollectionEndpoint": az_monitor.Monitor,
+        "azure-native:monitor:DataCollectionRule": az_monitor.Monitor,
+        "azure-native:monitor:DataCollectionRuleAssociation": az_monitor.DiagnosticsSettings,
         "kubernetes:core/v1:Service": network.SVC,
         "kubernetes:core/v1:ServiceAccount": rbac.SA,
         # The icon set has no PodDisruptionBudget (Limits is a LimitRange): the plain Kubernetes logo.
@@ -208,7 +225,7 @@ MODEL_PATH = {"color": "#d9730d", "penwidth": "2.5", "fontcolor": "#d9730d"}
 
 ROLES = {
     "kubernetes:core/v1:Service": " (load balancer)",
-    "kubernetes:apps/v1:Deployment": " (pods)",
+    ROLLOUT: " (pods, canary)",
 }
 """What a resource is on the user's path, added to its label."""
 
@@ -281,7 +298,7 @@ def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on A
                 found = _first(nodes, type_token)
                 return drawn.get(found.urn) if found else None
 
-            svc, deploy = find("kubernetes:core/v1:Service"), find("kubernetes:apps/v1:Deployment")
+            svc, deploy = find("kubernetes:core/v1:Service"), find(ROLLOUT)
             record = find("azure-native:dns:RecordSet")
             blobs, image = find("azure-native:storage:BlobContainer"), find("docker-build:index:Image")
             # The user's path: name resolution, the Service's Azure load balancer, the pods.
@@ -300,7 +317,7 @@ def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on A
             test = find("command:local:Command")
             if image is not None and test is not None:
                 image >> Edge(label="container test by digest", **MODEL_PATH) >> test
-                image = test  # the Deployment takes its image from the test's output only
+                image = test  # the Rollout takes its image from the test's output only
             if image is not None and deploy is not None:
                 image >> Edge(label="run by digest", **MODEL_PATH) >> deploy
 

@@ -20,8 +20,9 @@ def _nodes() -> list[PlanNode]:
         n("acr", "azure-native:containerregistry:Registry", "platform", ["rg"],
           inputs={"sku": {"name": "Basic"}, "adminUserEnabled": False}),
         n("svc", "modelship:serving:ModelService", "platform", ["acr"], custom=False),
-        n("deploy", "kubernetes:apps/v1:Deployment", "svc", inputs={"spec": {
-            "replicas": 2, "template": {"spec": {"containers": [{
+        n("deploy", "kubernetes:argoproj.io/v1alpha1:Rollout", "svc", inputs={"spec": {
+            "replicas": 2, "strategy": {"canary": {"steps": [{"setWeight": 10}, {"setWeight": 50}]}},
+            "template": {"spec": {"containers": [{
                 "image": "acr.io/digits@sha256:abc", "resources": {"limits": {"memory": "512Mi"}},
                 "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": True}}]}}}}),
         n("provider", "pulumi:providers:kubernetes", "platform"),
@@ -35,8 +36,9 @@ def test_tree_nests_children_and_shows_key_properties() -> None:
     assert "  + acr  [azure-native:containerregistry:Registry]" in lines
     assert '      sku: {"name": "Basic"}' in lines
     assert "      adminUserEnabled: false" in lines
-    assert "    + deploy  [kubernetes:apps/v1:Deployment]" in lines
+    assert "    + deploy  [kubernetes:argoproj.io/v1alpha1:Rollout]" in lines
     assert "image=acr.io/digits@sha256:abc" in text and "readOnlyRootFilesystem=True" in text
+    assert "canary=10/50%+analysis" in text
     assert "4 resources in 2 components" in text
 
 
@@ -78,15 +80,23 @@ def test_plan_of_the_real_program_under_mocks(tmp_path: Path) -> None:
     types = {n.type for n in nodes}
     for expected in ("azure-native:containerservice:ManagedCluster",
                      "azure-native:containerregistry:Registry", "azure-native:storage:StorageAccount",
-                     "docker-build:index:Image", "kubernetes:apps/v1:Deployment"):
+                     "docker-build:index:Image", "kubernetes:argoproj.io/v1alpha1:Rollout"):
         assert expected in types
     text = render_tree(nodes)
-    assert "digits-3.2.1@sha256:" in text, "the Deployment's image is pinned by digest"
-    deploy = next(n for n in nodes if n.type == "kubernetes:apps/v1:Deployment")
+    assert "digits-3.2.1@sha256:" in text, "the Rollout's image is pinned by digest"
+    deploy = next(n for n in nodes if n.type == "kubernetes:argoproj.io/v1alpha1:Rollout")
     image = next(n for n in nodes if n.type == "docker-build:index:Image")
     test = next(n for n in nodes if n.type == "command:local:Command")
-    # The Deployment waits for the container test, which waits for the pushed image.
-    assert test.urn in deploy.dependencies and image.urn in test.dependencies
+    # The Rollout waits for the container test (through its analysis template, which runs the same
+    # image), which waits for the pushed image. The plan drops edges another dependency implies.
+    by_urn = {n.urn: n for n in nodes}
+
+    def reaches(node, urn: str) -> bool:
+        return urn in node.dependencies or any(reaches(by_urn[d], urn) for d in node.dependencies)
+
+    assert reaches(deploy, test.urn) and image.urn in test.dependencies
+    release = next(n for n in nodes if n.type == "kubernetes:helm.sh/v3:Release")
+    assert reaches(deploy, release.urn), "the Rollout waits for Argo Rollouts (its CRDs)"
     namespace = next(n for n in nodes if n.type == "kubernetes:core/v1:Namespace")
     assert namespace.dependencies, "Kubernetes objects hang off the cluster through their provider"
     written = draw(nodes, tmp_path / "arch", formats=("dot",))
