@@ -25,8 +25,8 @@ from pulumi_azure_native import dns
 from components import rollout as argo
 from components.naming import AZURE_DNS_LABEL_RE
 from components.sizing import PROBE_PERIOD_S, Resources, for_model
-from modelserver.canary.definition import DEFAULT as DEFAULT_ANALYSIS
-from modelserver.canary.definition import AnalysisDefinition
+from modelship_contract.canary import DEFAULT as DEFAULT_ANALYSIS
+from modelship_contract.canary import AnalysisDefinition
 
 # The image's runtime contract (port, non-root uid, health routes, model path), under local names.
 from modelship_contract.image import LIVE_PATH, MODEL_DIR_ENV, READY_PATH

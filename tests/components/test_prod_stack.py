@@ -21,6 +21,8 @@ from tests.components.conftest import make_settings, write_model
 REPO = Path(__file__).resolve().parents[2]
 DEV = "organization/modelship/dev"
 
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+
 
 def _stack_file(stack: str) -> dict[str, str]:
     config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
@@ -51,7 +53,7 @@ def prod(dev: StackRun, tmp_path_factory: pytest.TempPathFactory) -> StackRun:
 
 
 def _container(run: StackRun) -> dict:
-    return one(run, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["containers"][0]
+    return one(run, ROLLOUT).inputs["spec"]["template"]["spec"]["containers"][0]
 
 
 def _image(run: StackRun) -> str:
@@ -82,15 +84,15 @@ def test_prod_runs_dev_digest_imported_into_its_own_registry(dev: StackRun, prod
     assert _image(prod) == f"modelshipprodacr01.azurecr.io/modelship/digits:{release.tag}@{release.digest}"
     assert prod.outputs["verifiedDigest"] == release.digest == dev.outputs["verifiedDigest"]
     assert prod.outputs["release"] == dev.outputs["release"] and prod.outputs["promotedFrom"] == DEV
-    # The Deployment waits for the import (its image is the import's output) and reads dev's state.
-    deploy = one(prod, "kubernetes:apps/v1:Deployment")
+    # The Rollout waits for the import (its image is the import's output) and reads dev's state.
+    deploy = one(prod, ROLLOUT)
     assert command.urn in deploy.dependencies
     assert one(prod, STACK_REFERENCE).inputs["name"] == DEV
 
 
 def test_prod_pods_are_sized_for_dev_model_like_dev(dev: StackRun, prod: StackRun) -> None:
     assert _container(prod)["resources"] == _container(dev)["resources"]
-    assert one(prod, "kubernetes:apps/v1:Deployment").inputs["metadata"]["labels"][
+    assert one(prod, ROLLOUT).inputs["metadata"]["labels"][
         "modelship.io/model-version"] == "4.0.0"
 
 
@@ -106,7 +108,7 @@ def test_prod_refuses_a_digest_dev_does_not_run(dev: StackRun, tmp_path: Path) -
 
     with pytest.raises(Exception, match="verified and runs " + verified["digest"]):
         program()
-    assert by_type(mocks.resources, "kubernetes:apps/v1:Deployment") == []
+    assert by_type(mocks.resources, ROLLOUT) == []
     assert by_type(mocks.resources, "docker-build:index:Image") == []
 
 
