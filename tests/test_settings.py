@@ -15,7 +15,7 @@ from components.store import StorageSku
 from settings import KEYS, Settings, SettingsError
 from tests.components.conftest import BASE, make_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeConfig:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import runpy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pulumi
 import pytest
 from pulumi.runtime.config import set_all_config
 
-from components.testing import RecordingMocks
+from components.testing import RecordingMocks, install_mocks, one
 from settings import SettingsError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"modelship:storageAccountName": "modelshipdev01", "modelship:registryName": "modelshipacr01",
           "modelship:dnsLabel": "modelship-dev", "modelship:revision": "abc123"}
 
@@ -21,6 +22,14 @@ CONFIG = {"modelship:storageAccountName": "modelshipdev01", "modelship:registryN
 def clean_config():
     yield
     set_all_config({})
+
+
+@pytest.fixture
+def mocks() -> Iterator[RecordingMocks]:
+    """Fresh recording mocks; a registration they rejected fails the test."""
+    installed = install_mocks()
+    yield installed
+    assert not installed.rejections, f"the mocks rejected: {installed.rejections}"
 
 
 @pulumi.runtime.test
@@ -33,7 +42,9 @@ def test_main_builds_the_stack_from_config(mocks: RecordingMocks, monkeypatch) -
 
     def check(values: list) -> None:
         endpoint, _cluster_name = values
-        assert endpoint == "https://modelshipdev01.blob.core.windows.net/"
+        # The stack output is the store account's endpoint (the mocks make its value up).
+        assert endpoint == one(mocks.resources, "azure-native:storage:StorageAccount").outputs[
+            "primaryEndpoints"]["blob"]
         assert {r.type for r in mocks.resources} >= {"modelship:stack:Modelship",
                                                      "azure-native:containerservice:ManagedCluster"}
 
