@@ -16,6 +16,7 @@ import pytest
 
 from delivery import engine
 from delivery.engine import DockerError, RunOptions
+from tests.delivery.registry import registry_layers
 
 FAKE = '''
 import json, os, sys, time
@@ -178,6 +179,6 @@ def registry() -> Iterator[str]:
 
 
 def test_registry_layers_pair_each_blob_with_its_step_base_first(registry: str) -> None:
-    assert engine.registry_layers(registry, "m", "r1") == [
+    assert registry_layers(registry, "m", "r1") == [
         ("<base>", "sha256:l0"), ("COPY model", "sha256:l1"), ("COPY modelserver", "sha256:l2"),
     ]

@@ -25,6 +25,7 @@ from delivery.cli import status, up
 from delivery.rollout import deploy, ensure_frontdoor, frontdoor, read_record, repair
 from delivery.settings import DeliveryError, LocalSettings
 from delivery.smoke import run_smoke
+from tests.delivery.registry import registry_layers
 
 pytestmark = [pytest.mark.docker, pytest.mark.azurite]
 
@@ -159,7 +160,7 @@ class KeepAliveClients:
 
 def model_layer(settings: LocalSettings, record: dict) -> str:
     """Blob digest of the image layer that holds the model, read from the registry."""
-    layers = engine.registry_layers(f"127.0.0.1:{settings.registry_port}", settings.repository,
+    layers = registry_layers(f"127.0.0.1:{settings.registry_port}", settings.repository,
                                     record["digest"])
     hits = [digest for step, digest in layers if re.search(r"COPY .*\bmodel/? ", step)]
     assert len(hits) == 1, f"expected one COPY of model/ among the layers: {layers}"

@@ -25,6 +25,7 @@ from modelship_contract.manifest import MANIFEST_FILE
 from modelstore import ModelStore
 from modelstore.signing import KeyPair, ensure_key
 from tests.delivery.conftest import copy_context
+from tests.delivery.registry import registry_layers
 
 pytestmark = [pytest.mark.docker, pytest.mark.azurite]
 
@@ -120,7 +121,7 @@ def test_the_private_key_is_in_no_layer_build_arg_or_record(deployed, signing_ke
     # The base64 body of the key, line by line: a copy in any encoding-preserving form shows up.
     needles = [line for line in secret_pem.splitlines() if line and not line.startswith(b"-----")]
     assert needles
-    layers = engine.registry_layers(f"127.0.0.1:{settings.registry_port}", settings.repository,
+    layers = registry_layers(f"127.0.0.1:{settings.registry_port}", settings.repository,
                                     record["digest"])
     scanned = 0
     for _, digest in layers:
