@@ -21,11 +21,13 @@ need, without touching the components that the stack and Python callers use:
   components register as ``modelship:<module>:<Class>`` (their URNs in existing stacks depend on
   it), so the hosted class registers under the package token instead.
 
-What the schema cannot express: ``ModelServiceArgs.depends_on`` is a list of any Pulumi resources
-(the AcrPull role assignment, or a chart installing CRDs), and the analyzer only knows resource
-references of one named type. The field is left out of the schema; a program in another language
-passes the resources as the ``dependsOn`` resource option, which the hosted ModelService hands to
-the same field, so its workload still waits for them (and so does the component).
+What the schema cannot express (:data:`LEFT_OUT`): ``ModelServiceArgs.depends_on`` is a list of any
+Pulumi resources (the AcrPull role assignment, the chart installing the Rollout CRDs), and the
+analyzer only knows references to resources of one named type; a program in another language passes
+them as the ``dependsOn`` resource option, which the hosted ModelService hands to the same field,
+so its workload still waits for them. ``CanaryArgs.definition`` (steps as a tuple of dataclasses,
+PromQL templates) is the project's canary contract: the package uses its default, the same one the
+Python stack and ``make up`` use.
 """
 
 import dataclasses
@@ -46,8 +48,11 @@ from components.store import ModelStore, ModelStoreArgs
 PACKAGE = "modelship"
 """The package name: schema tokens are ``modelship:index:<Class>``."""
 
-RESOURCE_OPTION_FIELDS = {"depends_on": "dependsOn"}
-"""Args fields that the schema leaves out and other languages set as a resource option."""
+LEFT_OUT = {
+    "depends_on": "set from the dependsOn resource option",
+    "definition": "the default canary analysis definition (modelship_contract.canary), as in Python",
+}
+"""Args fields the schema leaves out (the analyzer cannot express their types), and what takes their place."""
 
 
 class _PackageToken(pulumi.ComponentResource):
@@ -84,13 +89,13 @@ def _is_optional(hint: Any) -> bool:
 
 
 def schema_view(args_type: type) -> type:
-    """``args_type`` with resolved annotations and without :data:`RESOURCE_OPTION_FIELDS`."""
+    """``args_type`` with resolved annotations and without the fields in :data:`LEFT_OUT`."""
     if args_type in _VIEWS:
         return _VIEWS[args_type]
     hints = _hints(args_type)
     annotations: dict[str, Any] = {}
     for f in dataclasses.fields(args_type):
-        if f.name in RESOURCE_OPTION_FIELDS:
+        if f.name in LEFT_OUT:
             continue
         hint = hints[f.name]
         nested = _dataclass_in(hint)

@@ -102,7 +102,7 @@ def test_inputs_carry_the_args_docstrings(schema: dict[str, Any], component: str
     ("ContainerRegistry", ["location", "registryName", "resourceGroupName"]),
     ("KubernetesCluster", ["clusterName", "location", "resourceGroupName"]),
     ("ModelImage", ["context", "dockerfile", "loginServer", "repository", "tag"]),
-    ("ModelService", ["dnsLabel", "image", "location", "modelName", "modelVersion"]),
+    ("ModelService", ["canary", "dnsLabel", "image", "location", "modelName", "modelVersion"]),
 ])
 def test_fields_with_a_default_are_optional(schema: dict[str, Any], component: str,
                                             required: list[str]) -> None:
@@ -114,7 +114,7 @@ def test_fields_with_a_default_are_optional(schema: dict[str, Any], component: s
     ("ContainerRegistry", ["loginServer", "registryId"]),
     ("KubernetesCluster", ["clusterName", "kubeconfig", "kubeletObjectId", "oidcIssuerUrl"]),
     ("ModelImage", ["digest", "imageRef", "taggedRef"]),
-    ("ModelService", ["publicIp", "url"]),
+    ("ModelService", ["publicIp", "rolloutName", "url"]),
 ])
 def test_typed_outputs(schema: dict[str, Any], component: str, outputs: list[str]) -> None:
     spec = schema["resources"][token(component)]
@@ -144,6 +144,12 @@ def test_nested_args_are_an_object_type(schema: dict[str, Any]) -> None:
     assert sorted(zone["required"]) == ["recordName", "resourceGroupName", "zoneName"]
 
 
+def test_canary_args_are_an_object_type_without_the_python_only_definition(schema: dict[str, Any]) -> None:
+    canary = schema["types"][token("CanaryArgs")]
+    assert sorted(canary["properties"]) == ["analysisClientId", "prometheusUrl", "serviceAccount"]
+    assert sorted(canary["required"]) == ["analysisClientId", "prometheusUrl"]
+
+
 def test_depends_on_is_a_resource_option_not_an_input(schema: dict[str, Any]) -> None:
     assert "dependsOn" not in schema["resources"][token("ModelService")]["inputProperties"]
 
@@ -151,7 +157,10 @@ def test_depends_on_is_a_resource_option_not_an_input(schema: dict[str, Any]) ->
 # -- construction the way the provider does it (inputs as the engine sends them) -------------------
 
 SERVICE_INPUTS = {"image": PINNED, "modelName": "digits", "modelVersion": "1.0.0", "dnsLabel": "digits-dev",
-                  "location": "westeurope"}
+                  "location": "westeurope",
+                  "canary": {"prometheusUrl": "https://amw-1.westeurope.prometheus.monitor.azure.com",
+                             "analysisClientId": "analysis-client-id"}}
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 @pytest.mark.parametrize(("component", "inputs", "message"), [
@@ -197,10 +206,10 @@ def test_construct_builds_the_python_component_under_the_package_token(mocks: Re
     assert seen["urn"].endswith("$modelship:index:ModelService::svc")
     assert seen["url"] == ("http://digits.models.example.com" if with_zone
                            else "http://digits-dev.westeurope.cloudapp.azure.com")
-    deployment = next(r for r in mocks.resources if r.type == "kubernetes:apps/v1:Deployment")
-    assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == PINNED
+    rollout = next(r for r in mocks.resources if r.type == ROLLOUT)
+    assert rollout.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == PINNED
     # The dependsOn resource option reaches the workload, as ModelServiceArgs.depends_on does.
-    assert any(d.endswith("::acr-pull") for d in deployment.dependencies)
+    assert any(d.endswith("::acr-pull") for d in rollout.dependencies)
     records = [r for r in mocks.resources if r.type == "azure-native:dns:RecordSet"]
     assert len(records) == (1 if with_zone else 0)
 
