@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -9,7 +10,11 @@ import sys
 import sysconfig
 import textwrap
 import tomllib
+import venv
+import zipfile
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from components import crd_schemas
 
@@ -90,3 +95,94 @@ def test_installed_copy_composes_a_model_service(tmp_path: Path) -> None:
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
         "kubernetes:policy/v1:PodDisruptionBudget",
     ]))
+
+
+# --- the library wheel (`pip wheel .`) in a clean venv ---------------------------------------------
+
+SERVER_ONLY = ("modelserver", "onnxruntime", "numpy", "starlette", "uvicorn", "orjson", "prometheus_client")
+"""The server's package and its dependencies: none of them may be needed by the library."""
+
+
+def runtime_closure() -> dict[str, importlib.metadata.Distribution]:
+    """The library's runtime requirements (pyproject.toml) and theirs, as installed in the checkout's venv:
+    exactly the versions CI tested (requirements.txt pins them)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    while todo:
+        requirement = todo.pop()
+        key = requirement.name.lower().replace("_", "-")
+        if key in found:
+            continue
+        found[key] = dist = importlib.metadata.distribution(requirement.name)
+        for raw in dist.requires or []:
+            sub = Requirement(raw)
+            if sub.marker is None or sub.marker.evaluate({"extra": ""}):
+                todo.append(sub)
+    return found
+
+
+def link_distributions(dists: dict[str, importlib.metadata.Distribution], site: Path) -> int:
+    """Make each distribution's files (its RECORD) appear in ``site`` as symlinks; return how many.
+
+    Offline stand-in for ``pip install`` of the pinned requirements, whose wheels are not kept here: the
+    clean venv gets these distributions' files and metadata and nothing else of the checkout's venv.
+    """
+    count = 0
+    for dist in dists.values():
+        base = Path(dist.locate_file(""))
+        for file in dist.files or []:
+            if file.parts[0] == ".." or "__pycache__" in file.parts:
+                continue  # console scripts outside site-packages; bytecode is rebuilt on import
+            target = site / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(base / file)
+                count += 1
+    return count
+
+
+def test_the_wheel_holds_the_library_and_installs_into_a_clean_venv(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    source = library_source(tmp_path / "src")
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "dist").glob("modelship-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    tops = {top for top in tops if not top.endswith(".dist-info")}
+    assert tops == {"components", "modelstore", "modelship_contract", "preflight", "settings.py"}
+
+    venv_dir = tmp_path / "venv"
+    venv.create(venv_dir, with_pip=False)
+    python = venv_dir / "bin" / "python"
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(python), "-c", purelib], capture_output=True, text=True, check=True,
+                               timeout=60).stdout.strip())
+    dists = runtime_closure()
+    assert not set(SERVER_ONLY) & {d.replace("-", "_") for d in dists}, sorted(dists)
+    assert link_distributions(dists, site) > 100
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    install = subprocess.run([*pip, "install", "--quiet", "--no-index", "--no-deps", str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    # Every requirement the wheel declares, and theirs, is met by what the clean venv holds.
+    check = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    probe = textwrap.dedent(f"""
+        import importlib.util, sys
+        import components, components.stack, modelstore, modelstore.store, modelstore.signing
+        import modelship_contract, modelship_contract.manifest, modelship_contract.image
+        import preflight.cli, settings
+        for module in (components, modelstore, modelship_contract):
+            assert module.__file__.startswith({str(site)!r}), module.__file__
+        print(sorted(m for m in {SERVER_ONLY!r} if importlib.util.find_spec(m) is not None))
+    """)
+    result = subprocess.run([str(python), "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"  # the server's dependencies are not even installed
