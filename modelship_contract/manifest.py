@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -326,11 +327,31 @@ def is_alias_name(value: str) -> bool:
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks so large models never sit whole in memory."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
+        return _sha256_stream(fh)
+
+
+def _sha256_stream(fh: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_model_file(manifest: ModelManifest, fh: BinaryIO, where: Path | str) -> None:
+    """Check the open model file ``fh`` (read from its start) against the manifest's size and sha256.
+
+    Takes an open file so that a caller can go on to load exactly the file it checked (the server
+    loads through the same descriptor). ``where`` names the file in messages.
+    """
+    size = os.fstat(fh.fileno()).st_size
+    if size != manifest.size:
+        raise ManifestError(f"{where} is {size} bytes but {MANIFEST_FILE} says {manifest.size}")
+    actual = _sha256_stream(fh)
+    if actual != manifest.sha256:
+        raise ManifestError(
+            f"sha256 mismatch for {where}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"
+        )
 
 
 def read_manifest(model_dir: Path | str) -> ModelManifest:
@@ -360,18 +381,10 @@ def load_model_dir(model_dir: Path | str) -> ModelManifest:
     if not model_path.is_file():
         raise ManifestError(f"{model_path} named by {MANIFEST_FILE} does not exist or is not a file")
     try:
-        size = model_path.stat().st_size
-        if size != manifest.size:
-            raise ManifestError(
-                f"{model_path} is {size} bytes but {MANIFEST_FILE} says {manifest.size}"
-            )
-        actual = sha256_file(model_path)
+        with open(model_path, "rb") as fh:
+            check_model_file(manifest, fh, model_path)
     except OSError as exc:
         raise ManifestError(f"{model_path} cannot be read: {exc.strerror or exc}") from None
-    if actual != manifest.sha256:
-        raise ManifestError(
-            f"sha256 mismatch for {model_path}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"
-        )
     return manifest
 
 

@@ -18,16 +18,26 @@ idle worker goes back to holding no request memory at all.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from modelship_contract.manifest import ONNX_TYPES, ManifestError, ModelManifest, TensorSpec, load_model_dir
+from modelship_contract.manifest import (
+    MANIFEST_FILE,
+    ONNX_TYPES,
+    ManifestError,
+    ModelManifest,
+    TensorSpec,
+    check_model_file,
+    read_manifest,
+)
 
 from .errors import InvalidInput, NotReady, RequestMemoryExceeded
 from .settings import REQUEST_MEMORY_MIB
@@ -58,6 +68,34 @@ def _use_request_arena(mib: int) -> None:
     ort.create_and_register_allocator(info, config)
     _arena_mib = mib
 
+
+
+def _open_model_file(path: Path) -> BinaryIO:
+    """The model file, opened for reading; ``ManifestError`` naming it if it is missing or not a file."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - the caller's ``with`` closes it
+    except OSError as exc:
+        raise ManifestError(f"{path} named by {MANIFEST_FILE} cannot be opened: {exc.strerror or exc}") \
+            from None
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise ManifestError(f"{path} named by {MANIFEST_FILE} does not exist or is not a file")
+    return fh
+
+
+def _identity(fh: BinaryIO) -> tuple[int, ...]:
+    """The open file's device and inode, and what a write to it changes: its size and mtime."""
+    st = os.fstat(fh.fileno())
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _path_identity(path: Path) -> tuple[int, ...]:
+    """Device and inode of the file ``path`` names now (empty if it names none)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return st.st_dev, st.st_ino
 
 
 def _onnx_shape(shape: Sequence[object]) -> tuple[int, ...]:
@@ -185,47 +223,32 @@ class Predictor:
         return self._session is not None
 
     def load(self) -> ModelManifest:
-        """Verify the model directory and open the session. Raises ``ManifestError`` on any mismatch."""
-        import onnxruntime as ort
+        """Verify the model file and open the session on the very file verified.
 
+        Raises ``ManifestError`` on any mismatch. The file is opened once and its size and sha256 are
+        checked through that descriptor; ONNX Runtime then maps the weights from the path (it
+        resolves external data paths itself, so it cannot be handed the descriptor). The load is kept
+        only if the path still names the very file checked and that file was not written to (same
+        device and inode, size and mtime) once the session exists: a file renamed in or written to
+        meanwhile refuses the load. Not from the file's bytes read into memory: ONNX Runtime keeps the
+        bytes it is given for the session's life (``benchmarks/README.md``, "Model load memory").
+        """
         with self._lock:
             if self._session is not None:
                 assert self.manifest is not None
                 return self.manifest
             start = time.perf_counter()
-            manifest = load_model_dir(self.model_dir)
+            manifest = read_manifest(self.model_dir)
             if manifest.framework != "onnx":
                 raise ManifestError(f"framework {manifest.framework!r} is not served: only 'onnx'")
             path = self.model_dir / manifest.model_file
-            try:
-                mapped = map_weights(path)
-            except WeightsError as exc:
-                raise ManifestError(f"{manifest.model_file} is not a loadable ONNX model: {exc}") from None
-            _use_request_arena(self.request_memory_mib)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.intra_op_threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # A planned block per input shape would stay allocated for every batch size ever seen.
-            options.enable_mem_pattern = False
-            options.add_session_config_entry("session.use_env_allocators", "1")
-            for key, value in session_config(path).items():
-                options.add_session_config_entry(key, value)
-            # The weights' bytes are mapped from the file that load_model_dir just hashed, in place
-            # (the image's read-only layer): what runs is what was verified. Measured, 256 MiB model:
-            # by path ONNX Runtime peaks at 567 MiB and keeps 278 MiB of its own; mapped, 55 MiB
-            # at load and 23 MiB of its own, the weight in 281 MiB of shared file pages.
-            try:
-                session = ort.InferenceSession(mapped.model, sess_options=options,
-                                               providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own exception types
-                raise ManifestError(f"{manifest.model_file} is not a loadable ONNX model: {exc}") from None
-            run_options = ort.RunOptions()
-            # Give the arena's memory back after every run: an idle worker holds no request memory.
-            run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-            run_options.log_severity_level = 4  # a refused run is reported once, by infer()
-            self._run_options = run_options
+            with _open_model_file(path) as fh:
+                verified = _identity(fh)
+                check_model_file(manifest, fh, path)
+                session, mapped = self._open_session(manifest, path)
+                if _identity(fh) != verified or _path_identity(path) != verified[:2]:
+                    raise ManifestError(f"{path} was replaced or written to while it was verified and "
+                                        "loaded: not serving it")
             self.mapped_bytes = mapped.mapped
             self._check_signature(manifest, session)
             self.signature = Signature(manifest.inputs, manifest.outputs)
@@ -233,6 +256,41 @@ class Predictor:
             self._session = session
             self.load_seconds = time.perf_counter() - start
             return manifest
+
+    def _open_session(self, manifest: ModelManifest, path: Path):
+        """The session of the model file at ``path``, its large weights mapped from the file."""
+        import onnxruntime as ort
+
+        try:
+            mapped = map_weights(path)
+        except WeightsError as exc:
+            raise ManifestError(f"{manifest.model_file} is not a loadable ONNX model: {exc}") from None
+        _use_request_arena(self.request_memory_mib)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # A planned block per input shape would stay allocated for every batch size ever seen.
+        options.enable_mem_pattern = False
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        for key, value in session_config(path).items():
+            options.add_session_config_entry(key, value)
+        # The weights' bytes are mapped from the file just hashed, in place (the image's read-only
+        # layer; load() checks it is still that file): what runs is what was verified. 256 MiB model:
+        # by path ONNX Runtime peaks at 567 MiB and keeps 278 MiB of its own; mapped, 55 MiB
+        # at load and 23 MiB of its own, the weight in 281 MiB of shared file pages.
+        try:
+            session = ort.InferenceSession(mapped.model, sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ManifestError(f"{manifest.model_file} is not a loadable ONNX model: {exc}") from None
+        run_options = ort.RunOptions()
+        # Give the arena's memory back after every run: an idle worker holds no request memory.
+        run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        run_options.log_severity_level = 4  # a refused run is reported once, by infer()
+        self._run_options = run_options
+        return session, mapped
 
     @staticmethod
     def _check_signature(manifest: ModelManifest, session) -> None:

@@ -311,3 +311,31 @@ def test_an_unexpected_failure_is_a_json_500_traceable_by_request_id(model_dir: 
     entries = [json.loads(line) for line in stream.getvalue().splitlines()]
     failure = next(e for e in entries if e["msg"] == "unexpected error")
     assert failure["request_id"] == "trace-500" and "RuntimeError: boom" in failure["exc"]
+
+
+def test_one_worker_hashes_the_model_once(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``python -m modelserver --workers 1`` does: verify and load, then serve that predictor; the
+    app's start-up finds it loaded and reads the model file no more."""
+    import modelship_contract.manifest as contract
+
+    hashed: list[str] = []
+    real = contract._sha256_stream
+
+    def counting(fh):
+        hashed.append(fh.name)
+        return real(fh)
+
+    monkeypatch.setattr(contract, "_sha256_stream", counting)
+    predictor = Predictor(model_dir)
+    predictor.load()
+    app = create_app(Settings(model_dir=model_dir), predictor)
+
+    async def serve() -> list[int]:
+        async with app.router.lifespan_context(app):  # the start-up uvicorn runs
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                return [(await http.get("/v2/health/ready")).status_code,
+                        (await http.post("/v2/models/digits/infer", json=infer_body(1))).status_code]
+
+    assert asyncio.run(serve()) == [200, 200]
+    assert hashed == [str(model_dir / "model.onnx")]

@@ -16,6 +16,7 @@ from modelserver.errors import InvalidInput, NotReady
 from modelserver.predictor import Predictor, Signature
 from modelserver.protocol import decode_infer_request
 from modelship_contract.manifest import MANIFEST_FILE, Datatype, ManifestError, TensorSpec
+from training.large_model import inflate
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,65 @@ def test_tampered_model_is_refused(model_dir: Path, tmp_path: Path) -> None:
     data[-1] ^= 0xFF
     (tmp_path / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(ManifestError, match="sha256 mismatch"):
+        Predictor(tmp_path).load()
+
+
+def _during_load(monkeypatch: pytest.MonkeyPatch, action) -> None:
+    """Run ``action()`` when ONNX Runtime is asked to open the model (after the check), then open it."""
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession
+
+    def session(*args, **kwargs):
+        action()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+
+
+@pytest.mark.parametrize("mapped_mib", [0, 2], ids=["inline weights", "a mapped 2 MiB weight"])
+def test_a_file_renamed_over_the_model_while_loading_is_refused(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped_mib: int
+) -> None:
+    served = tmp_path / "model"
+    if mapped_mib:
+        inflate(model_dir, served, mapped_mib)
+    else:
+        shutil.copytree(model_dir, served)
+    model = served / "model.onnx"
+    other = tmp_path / "other.onnx"
+    other.write_bytes(model.read_bytes())  # the same bytes, even: a different file was not verified
+    _during_load(monkeypatch, lambda: other.replace(model))  # a rename, as an attacker would do it
+
+    loaded = Predictor(served)
+    with pytest.raises(ManifestError, match="was replaced or written to while it was verified and loaded"):
+        loaded.load()
+    assert not loaded.ready
+
+
+def test_a_write_to_the_file_while_loading_refuses_it(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(model_dir, tmp_path, dirs_exist_ok=True)
+    model = tmp_path / "model.onnx"
+
+    def append() -> None:
+        with open(model, "ab") as fh:
+            fh.write(b"\0")
+
+    _during_load(monkeypatch, append)
+    with pytest.raises(ManifestError, match="was replaced or written to while it was verified and loaded"):
+        Predictor(tmp_path).load()
+
+
+@pytest.mark.parametrize(("break_it", "message"), [
+    (lambda m: m.unlink(), "model.onnx named by manifest.json cannot be opened: No such file or directory"),
+    (lambda m: (m.unlink(), m.mkdir()), "model.onnx named by manifest.json cannot be opened: Is a directory"),
+])
+def test_a_missing_model_file_is_named(model_dir: Path, tmp_path: Path, break_it, message: str) -> None:
+    shutil.copytree(model_dir, tmp_path, dirs_exist_ok=True)
+    break_it(tmp_path / "model.onnx")
+    with pytest.raises(ManifestError, match=message):
         Predictor(tmp_path).load()
 
 
