@@ -1,16 +1,23 @@
-"""`make publish` and the first `make up` also publish the demo's golden data set, once, on a real Azurite."""
+"""The model side of the local flow (delivery/model.py).
+
+`make publish` and the first `make up` also publish the demo's golden data set, once, on a real
+Azurite; store errors become messages that say what was not touched and what to run instead (a fake
+store stands in there)."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from delivery.model import ensure_demo_model, ensure_golden_set
+from delivery.model import ensure_demo_model, ensure_golden_set, fetch_model
+from delivery.settings import DeliveryError
 from modelship_contract.manifest import load_model_dir
 from modelstore.datasets import Datasets
+from modelstore.errors import AccessDenied, NotFound
 from modelstore.store import ModelStore
 from training.train_digits import GOLDEN_NAME, train, write_golden
 
@@ -43,3 +50,48 @@ def test_publishing_a_model_judged_on_it_adds_the_golden_set_once(store, tmp_pat
     ensure_golden_set(store, manifest)
     [golden] = Datasets(store).list()
     assert golden.sha256 == write_golden(tmp_path / "golden").sha256 and golden.rows == 450
+
+
+class FakeStore:
+    def __init__(self, versions: list[str], fetch_error: Exception | None = None,
+                 latest_error: Exception | None = None) -> None:
+        self._versions, self.fetch_error, self.latest_error = versions, fetch_error, latest_error
+        self.published: list[Path] = []
+
+    def versions(self, name: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(version=v) for v in self._versions]
+
+    def latest(self, name: str) -> SimpleNamespace:
+        if self.latest_error:
+            raise self.latest_error
+        return SimpleNamespace(version=self._versions[-1])
+
+    def fetch(self, ref: str, dest: Path, cache_dir: Path) -> None:
+        raise self.fetch_error or AssertionError("fetch_error unset")
+
+    def publish(self, model_dir: Path) -> None:
+        self.published.append(model_dir)
+
+
+def test_a_failed_fetch_says_nothing_was_touched_and_what_to_deploy_instead(tmp_path: Path) -> None:
+    store = FakeStore(["1.0.0", "1.1.0"], fetch_error=NotFound("digits@2.0.0 is not published"))
+    with pytest.raises(DeliveryError) as raised:
+        fetch_model(store, "digits@2.0.0", tmp_path, tmp_path / "cache")
+    message = str(raised.value)
+    assert message.startswith("cannot fetch digits@2.0.0 from the model store: "
+                              "digits@2.0.0 is not published.")
+    assert "Nothing was built or pushed; the running container (if any) keeps serving." in message
+    assert message.endswith("make up MODEL=digits@<version> (published: 1.0.0, 1.1.0)")
+
+
+def test_latest_is_named_as_such(tmp_path: Path) -> None:
+    store = FakeStore([], fetch_error=NotFound("no versions"))
+    with pytest.raises(DeliveryError, match=r"^cannot fetch the latest digits .*\(published: none\)$"):
+        fetch_model(store, "digits@latest", tmp_path, tmp_path / "cache")
+
+
+def test_an_unreadable_store_is_an_error_and_nothing_is_published() -> None:
+    denied = FakeStore([], latest_error=AccessDenied("403 from the account"))
+    with pytest.raises(DeliveryError, match=r"^cannot read the model store: 403 from the account$"):
+        ensure_demo_model(denied, "digits")
+    assert denied.published == []
