@@ -16,6 +16,14 @@
 #                                      modelship-doctor: the prerequisites, each failure with its fix
 #   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
 #                                      the single steps, for pipelines that run `pulumi up` themselves
+#   scripts/cloud-deploy.sh release    print the digest the stack's container test verified and runs
+#                                      (its `release` output); the dev job hands it to the prod job
+#   scripts/cloud-deploy.sh deploy-prod
+#                                      with RELEASE_DIGEST (from `release`) and PULUMI_STACK=prod: read
+#                                      dev's release (DEV_STACK, default dev), refuse unless it is that
+#                                      digest, set it as prod's `release` config, pulumi up with the
+#                                      policy pack configured to allow only that digest, smoke test.
+#                                      Nothing is built or fetched: prod imports dev's digest.
 #
 # Every command first checks that the stack's secrets provider can be used without a prompt
 # (Pulumi.<stack>.yaml names a cloud secretsprovider, or PULUMI_CONFIG_PASSPHRASE[_FILE] is set).
@@ -32,6 +40,8 @@
 #   MODELSHIP_ROLLBACK   0 disables the automatic rollback after a failed smoke test (default: 1)
 #   MODEL_CANDIDATE      name@version to evaluate and promote before deploying (default: none)
 #   GOLDEN_DATASET       golden data set of the evaluation (default: digits-golden@1)
+#   RELEASE_DIGEST       deploy-prod: the sha256:... digest this run verified in dev (required)
+#   DEV_STACK            deploy-prod: the stack whose release prod deploys (default: dev)
 set -euo pipefail
 
 cmd="${1:-}"
@@ -214,6 +224,33 @@ rollback() {
   say "rolled back: $PULUMI_STACK serves revision $sha again"
 }
 
+release_digest() {  # the digest this stack's container test verified and runs (its release output)
+  local release
+  release="$(pulumi stack output release --json 2>/dev/null)" || die "stack $PULUMI_STACK has no release output: no image has passed its container test there"
+  "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["digest"])' <<<"$release"
+}
+
+deploy_prod() {  # prod never builds: it deploys the release dev verified, by digest
+  local dev="${DEV_STACK:-dev}" release digest policy
+  [ -n "${RELEASE_DIGEST:-}" ] || die "RELEASE_DIGEST is not set (the digest dev verified in this run: scripts/cloud-deploy.sh release)"
+  [[ "$RELEASE_DIGEST" =~ ^sha256:[0-9a-f]{64}$ ]] || die "RELEASE_DIGEST '$RELEASE_DIGEST' is not a sha256 digest"
+  release="$(pulumi stack output release --json --stack "$dev" 2>/dev/null)" || die "stack $dev has no release output: deploy dev first"
+  release="$("$PYTHON" -c 'import json,sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))' <<<"$release")"
+  digest="$("$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["digest"])' <<<"$release")"
+  # The approval was for this run's digest; if dev has moved on since, this run promotes nothing.
+  [ "$digest" = "$RELEASE_DIGEST" ] || die "stack $dev now runs $digest, not $RELEASE_DIGEST that this run verified: nothing promoted; the run that deployed $digest promotes it"
+  say "promote $digest from $dev to $PULUMI_STACK (no build: az acr import by digest)"
+  pulumi config set release "$release"
+  # CrossGuard's prod rule (policy/rules.py) allows exactly the digest dev verified.
+  policy="$(mktemp)"
+  "$PYTHON" -c 'import json,sys; print(json.dumps({"prod-only-dev-verified-digests": {"stage": "prod", "verifiedDigests": [sys.argv[1]]}}))' "$digest" >"$policy"
+  doctor up
+  say "pulumi up"
+  pulumi up --yes --non-interactive --policy-pack policy --policy-pack-config "$policy"
+  rm -f "$policy"
+  smoke
+}
+
 cd "$ROOT"
 case "$cmd" in
   preview)
@@ -272,7 +309,16 @@ case "$cmd" in
     login
     record_good
     ;;
+  release)
+    login >&2
+    release_digest
+    ;;
+  deploy-prod)
+    login
+    policy_venv "$ROOT"
+    deploy_prod
+    ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, smoke or record-good"
+    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, smoke, record-good, release or deploy-prod"
     ;;
 esac

@@ -31,10 +31,13 @@ case "$1" in
       echo "${!var}"
     fi ;;
   config)
+    [ "$2" = set ] && exit 0
     var="FAKE_CFG_$3"; [ -n "${!var:-}" ] || exit 255
     echo "${!var}" ;;
   up)
     case "$*" in *"rollback to"*) touch "$CALLS.rolled-back" ;; esac
+    # Keep the policy pack's configuration for the test to read (the script removes its file).
+    prev=""; for arg in "$@"; do [ "$prev" = --policy-pack-config ] && cp "$arg" "$CALLS.policy.json"; prev="$arg"; done
     exit "${FAKE_UP_RC:-0}" ;;
 esac
 exit 0
@@ -140,12 +143,14 @@ def deploy(tmp_path, server):
     _exe(bin_dir / "az", FAKE_AZ)
     _exe(bin_dir / "docker", FAKE_DOCKER)
     (root / "Pulumi.dev.yaml").write_text((REPO / "Pulumi.dev.yaml").read_text())
+    (root / "Pulumi.prod.yaml").write_text((REPO / "Pulumi.prod.yaml").read_text())
     _exe(bin_dir / "python", FAKE_PYTHON.replace("REAL_PYTHON", sys.executable))
     calls = tmp_path / "calls.log"
 
     def run(command: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
         calls.write_text("")
         Path(f"{calls}.rolled-back").unlink(missing_ok=True)
+        Path(f"{calls}.policy.json").unlink(missing_ok=True)
         base = {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path), "CALLS": str(calls),
             "PULUMI_STACK": "dev", "PULUMI_BACKEND_URL": "azblob://pulumi-state?storage_account=modelshipstate",
@@ -328,3 +333,45 @@ def test_a_new_alias_is_judged_on_the_candidate_alone(deploy):
     assert proc.returncode == 0, proc.stderr
     evaluate = calls[_index(calls, "modelship-models evaluate")]
     assert "--against" not in evaluate and "--dataset digits-golden@1" in evaluate
+
+
+# -- dev -> prod: the same digest (issue 14) ----------------------------------------------------
+
+DIGEST = "sha256:" + "d" * 64
+RELEASE = json.dumps({"image": f"modelshipdevacr01.azurecr.io/modelship/digits:r-digits-2@{DIGEST}",
+                      "digest": DIGEST, "model": "digits", "modelVersion": "2", "modelSize": 1000}, indent=2)
+
+
+def test_release_prints_the_verified_digest_alone(deploy):
+    proc, calls = deploy("release", FAKE_OUT_release=RELEASE)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == DIGEST + "\n"  # stdout is the digest only: pipelines capture it
+
+
+def test_deploy_prod_sets_dev_release_and_allows_only_its_digest(deploy):
+    proc, calls = deploy("deploy-prod", PULUMI_STACK="prod", RELEASE_DIGEST=DIGEST, FAKE_OUT_release=RELEASE)
+    assert proc.returncode == 0, proc.stderr
+    select = calls.index("pulumi stack select --non-interactive prod")
+    read = calls.index("pulumi stack output release --json --stack dev")
+    config = _index(calls, "pulumi config set release ")
+    up = _index(calls, "pulumi up --yes --non-interactive --policy-pack policy --policy-pack-config ")
+    assert select < read < config < up
+    assert json.loads(calls[config].split(" ", 4)[4]) == json.loads(RELEASE)
+    policy = json.loads(Path(f"{deploy.root.parent}/calls.log.policy.json").read_text())
+    assert policy == {"prod-only-dev-verified-digests": {"stage": "prod", "verifiedDigests": [DIGEST]}}
+    # prod never builds or fetches: no model pull, no builder, no ACR login, no docker at all.
+    assert not [c for c in calls if c.startswith(("modelship-models", "docker ", "az acr login"))]
+    assert "PASSED http://127.0.0.1" in proc.stdout
+
+
+def test_deploy_prod_refuses_when_dev_moved_on_or_nothing_was_verified(deploy):
+    other = "sha256:" + "e" * 64
+    proc, calls = deploy("deploy-prod", PULUMI_STACK="prod", RELEASE_DIGEST=other, FAKE_OUT_release=RELEASE)
+    assert proc.returncode == 1
+    assert f"stack dev now runs {DIGEST}, not {other} that this run verified" in proc.stderr
+    assert not [c for c in calls if c.startswith(("pulumi up", "pulumi config set"))]
+    proc, calls = deploy("deploy-prod", PULUMI_STACK="prod", RELEASE_DIGEST=DIGEST)
+    assert proc.returncode == 1 and "stack dev has no release output: deploy dev first" in proc.stderr
+    proc, calls = deploy("deploy-prod", PULUMI_STACK="prod", RELEASE_DIGEST="latest")
+    assert proc.returncode == 1 and "is not a sha256 digest" in proc.stderr
+    assert not [c for c in calls if c.startswith("pulumi up")]

@@ -178,3 +178,27 @@ def test_prod_rule_refuses_any_image_build(recorded):
     violations = check_resource(build.type, build.name, build.inputs, config=verified)
     assert [v.policy for v in violations] == [PROD_POLICY]
     assert "never builds" in violations[0].message
+
+
+def test_prod_stack_resources_pass_only_with_the_digest_the_pipeline_passes(tmp_path):
+    """The prod stack's own Deployment (under mocks, deploying dev's release) against the policy
+    configuration scripts/cloud-deploy.sh deploy-prod writes: dev's digest passes, any other is refused."""
+    import json
+
+    from components.promotion import Release
+    from tests.components.test_prod_stack import DEV, _prod_settings
+
+    digest = "sha256:" + "5" * 64
+    release = Release(f"modelshipdevacr01.azurecr.io/modelship/digits:r-digits-1@{digest}", digest,
+                      "digits", "1.0.0", 1000).to_output()
+    (tmp_path / "app").mkdir()
+    prod = [r for r in run_stack(_prod_settings(release), project_root=tmp_path,
+                                 stack_outputs={DEV: {"release": release}}) if r.custom]
+    assert not [r for r in prod if r.type == IMAGE_BUILD]
+    deployment = _one(prod, "kubernetes:apps/v1:Deployment")
+    for resource in prod:
+        assert check_resource(resource.type, resource.name, resource.inputs, config=_prod(digest)) == []
+    unverified = json.loads(json.dumps(_prod("sha256:" + "6" * 64)))
+    violations = check_resource(deployment.type, deployment.name, deployment.inputs, config=unverified)
+    assert [v.policy for v in violations] == [PROD_POLICY]
+    assert f"@{digest} is not among the digests dev verified" in violations[0].message
