@@ -37,7 +37,11 @@ case "$1" in
   up)
     case "$*" in *"rollback to"*) touch "$CALLS.rolled-back" ;; esac
     # Keep the policy pack's configuration for the test to read (the script removes its file).
-    prev=""; for arg in "$@"; do [ "$prev" = --policy-pack-config ] && cp "$arg" "$CALLS.policy.json"; prev="$arg"; done
+    prev=""
+    for arg in "$@"; do
+      [ "$prev" = --policy-pack-config ] && cp "$arg" "$CALLS.policy.json"
+      prev="$arg"
+    done
     exit "${FAKE_UP_RC:-0}" ;;
 esac
 exit 0
@@ -343,7 +347,7 @@ RELEASE = json.dumps({"image": f"modelshipdevacr01.azurecr.io/modelship/digits:r
 
 
 def test_release_prints_the_verified_digest_alone(deploy):
-    proc, calls = deploy("release", FAKE_OUT_release=RELEASE)
+    proc, _ = deploy("release", FAKE_OUT_release=RELEASE)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == DIGEST + "\n"  # stdout is the digest only: pipelines capture it
 

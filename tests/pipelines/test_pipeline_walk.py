@@ -32,27 +32,60 @@ def _kinds(sources: Sources, pipeline: str, trigger: str) -> dict[str, list[str]
 
 def test_the_jobs_each_trigger_runs(sources: Sources) -> None:
     assert list(_kinds(sources, "github", "pull_request")) == ["test", "preview"]
-    assert list(_kinds(sources, "github", "push")) == ["test", "deploy"]
+    assert list(_kinds(sources, "github", "push")) == ["test", "deploy", "deploy-prod"]
+    assert list(_kinds(sources, "github", "failure")) == ["test", "deploy"]  # prod never sees a failed dev
     assert list(_kinds(sources, "azure", "pull_request")) == ["Verify.test_preview"]
-    assert list(_kinds(sources, "azure", "push")) == ["Verify.test_preview", "Deploy.deploy"]
+    assert list(_kinds(sources, "azure", "push")) == [
+        "Verify.test_preview", "Deploy.deploy", "Prod.deploy_prod"]
+    assert list(_kinds(sources, "azure", "failure")) == ["Verify.test_preview", "Deploy.deploy"]
     for pipeline in PIPELINES:
         assert not any("up" in kinds for kinds in _kinds(sources, pipeline, "pull_request").values())
 
 
+def _ups(sources: Sources, pipeline: str, trigger: str) -> list[list[str]]:
+    return [k for k in _kinds(sources, pipeline, trigger).values() if "up" in k]
+
+
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_a_failed_smoke_test_rolls_back_and_records_nothing(sources: Sources, pipeline: str) -> None:
-    (deploy,) = [k for name, k in _kinds(sources, pipeline, "failure").items() if "up" in k]
+    (deploy,) = _ups(sources, pipeline, "failure")
     first_smoke = deploy.index("smoke")
     after = deploy[first_smoke + 1:]
-    assert "record-good" not in deploy
+    assert "record-good" not in deploy and "handoff" not in deploy
     assert after.index("fetch-model") < after.index("acr-login") < after.index("up") < after.index("smoke")
-    (ok,) = [k for name, k in _kinds(sources, pipeline, "push").items() if "up" in k]
-    assert ok[-1] == "record-good" and ok.count("up") == 1
+    (ok, _prod) = _ups(sources, pipeline, "push")
+    assert ok[-1] == "handoff" and ok.index("smoke") < ok.index("record-good") < ok.index("handoff")
+    assert ok.count("up") == 1
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_dev_deploy_smoke_approval_prod_deploy_of_the_same_digest_smoke(sources: Sources,
+                                                                         pipeline: str) -> None:
+    """The order of issue 14: dev deploy (its up tests the image by digest before the workload) ->
+    smoke -> hand the verified digest over -> approval -> prod deploy of that digest -> smoke."""
+    jobs = [j for j in walk(sources, pipeline, "push") if any(a.kind == "up" for a in j.actions)]
+    dev, prod = ([a for a in j.actions if a.kind not in ("secrets-check", "backend-login")] for j in jobs)
+    kinds = [a.kind for a in dev]
+    assert kinds.index("venv-path") < kinds.index("up") < kinds.index("smoke") < kinds.index("handoff")
+    assert {a.stack for a in dev if a.kind in ("up", "smoke") and a.stack} == {"dev"}
+    kinds = [a.kind for a in prod]
+    assert kinds[0] == "approval" and "prod" in prod[0].subject
+    assert (kinds.index("read-release") < kinds.index("release-config") < kinds.index("policy-config")
+            < kinds.index("up") < kinds.index("smoke"))
+    assert {a.stack for a in prod if a.stack} == {"prod"}
+    assert not {"fetch-model", "builder", "acr-login", "make-test"} & set(kinds), "prod never builds"
+
+
+def test_every_subject_a_job_presents_is_documented_and_each_documented_one_used(sources: Sources) -> None:
+    presented = {a.subject for p in PIPELINES for t in TRIGGERS for j in walk(sources, p, t)
+                 for a in j.actions if a.kind == "azure-login"}
+    assert presented == documented_identities(sources.docs)
 
 
 def test_documented_identities_are_what_the_docs_say(sources: Sources) -> None:
     assert documented_identities(sources.docs) == {
-        "repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:environment:dev", "modelship-azure-wif"}
+        "repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:environment:dev", "repo:OWNER/REPO:environment:prod",
+        "modelship-azure-wif", "modelship-azure-wif-prod"}
 
 
 def _with(sources: Sources, field: str, old: str, new: str) -> Sources:
@@ -93,6 +126,26 @@ BLOCKERS = [
      "        run: 'true'\n", "github", "push", "up before the doctor checked its prerequisites"),
     ("kubelogin not installed", "azure", "          - task: KubeloginInstaller@0\n",
      "          - task: PowerShell@2\n", "azure", "pull_request", "preview before kubelogin is installed"),
+    ("GitHub prod job without its environment (no approval)", "github",
+     "    timeout-minutes: 60\n    environment: prod\n", "    timeout-minutes: 60\n", "github", "push",
+     "up of prod without the approval of a prod environment"),
+    ("Azure prod stage on the dev environment", "azure", "environment: modelship-${{ variables.prodStack }}",
+     "environment: modelship-${{ variables.pulumiStack }}", "azure", "push",
+     "up of prod without the approval of a prod environment"),
+    ("prod promoted before dev handed over its digest", "github",
+     '        run: echo "digest=$(bash scripts/cloud-deploy.sh release)" >> "$GITHUB_OUTPUT"\n',
+     "        run: 'true'\n", "github", "push", "up of prod before an earlier job handed over the digest"),
+    ("prod up without the verified digest in the policy pack", "script",
+     '--policy-pack policy --policy-pack-config "$policy"', "--policy-pack policy", "azure", "push",
+     "up of prod without --policy-pack-config"),
+    ("prod stage runs without dev's smoke test", "azure", "    dependsOn: Deploy\n",
+     "    dependsOn: Verify\n", "azure", "push", "up of prod before an earlier job smoke-tested dev"),
+    ("prod job presents an undocumented subject", "docs", "`repo:OWNER/REPO:environment:prod`: federate",
+     "`environment:prod`: federate", "github", "push",
+     "signs in to Azure as 'repo:OWNER/REPO:environment:prod'"),
+    ("dev up without the virtualenv on PATH (the container test)", "github",
+     '          echo "$PWD/.venv/bin" >> "$GITHUB_PATH"\n', "", "github", "push",
+     "before the project's virtualenv is on PATH"),
 ]
 
 

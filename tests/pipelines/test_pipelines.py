@@ -77,7 +77,16 @@ def test_azure_triggers_on_main_and_pull_requests_to_main():
 
 def test_azure_deploy_runs_only_on_main_after_verify():
     stages = {s["stage"]: s for s in _load(AZURE)["stages"]}
-    assert list(stages) == ["Verify", "Deploy"]
+    assert list(stages) == ["Verify", "Deploy", "Prod"]
+    prod = stages["Prod"]
+    assert prod["dependsOn"] == "Deploy" and prod["condition"] == stages["Deploy"]["condition"]
+    (job,) = prod["jobs"]
+    assert job["environment"] == "modelship-${{ variables.prodStack }}"  # its approval check
+    digest = "$[ stageDependencies.Deploy.deploy.outputs['deploy.release.digest'] ]"
+    assert job["variables"] == [{"name": "releaseDigest", "value": digest}]
+    # The digest comes from the Deploy job's step named `release`, as an output variable.
+    (release,) = [s for s in _steps(stages["Deploy"]["jobs"][0]) if s.get("name") == "release"]
+    assert "##vso[task.setvariable variable=digest;isOutput=true]" in release["inputs"]["inlineScript"]
     deploy = stages["Deploy"]
     assert deploy["dependsOn"] == "Verify"
     condition = deploy["condition"]
@@ -102,10 +111,14 @@ def test_azure_uses_workload_identity_through_azurecli_and_no_secret():
     doc = _load(AZURE)
     azure_steps = [s for stage in doc["stages"] for job in stage["jobs"] for s in _steps(job)
                    if s.get("task") == "AzureCLI@2"]
-    assert len(azure_steps) == 2
-    for step in azure_steps:
+    assert len(azure_steps) == 4
+    connections = {s["inputs"]["azureSubscription"] for s in azure_steps}
+    assert connections == {"$(azureServiceConnection)", "$(azureServiceConnectionProd)"}
+    # Every step that runs Pulumi's azure-native provider hands it the federated token; the step
+    # that only reads the state (the release digest) needs the az session alone.
+    for step in [s for s in azure_steps if s.get("name") != "release"]:
         inputs = step["inputs"]
-        assert inputs["azureSubscription"] == "$(azureServiceConnection)"
+        assert inputs["azureSubscription"].startswith("$(azureServiceConnection")
         assert inputs["addSpnToEnvironment"] is True
         script = inputs["inlineScript"]
         assert "ARM_USE_OIDC=true" in script
@@ -197,5 +210,5 @@ def test_both_pipelines_pin_the_same_pulumi_cli_as_the_sdk():
     from importlib.metadata import version
 
     sdk = version("pulumi")
-    assert _load(AZURE)["variables"][3] == {"name": "pulumiVersion", "value": sdk}
+    assert {"name": "pulumiVersion", "value": sdk} in _load(AZURE)["variables"]
     assert _workflow()["env"]["PULUMI_VERSION"] == sdk

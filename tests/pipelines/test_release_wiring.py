@@ -3,6 +3,7 @@ the Azure pipeline through its webhook trigger."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -26,7 +27,8 @@ def test_azure_pipeline_promotes_the_candidate_and_listens_to_promotions() -> No
     assert [w["webhook"] for w in doc["resources"]["webhooks"]] == ["modelPromoted"]
     assert [p["name"] for p in doc["parameters"]] == ["modelCandidate"]
     deploys = [s for steps in _steps(doc) for s in steps
-               if "cloud-deploy.sh deploy" in (s.get("inputs") or {}).get("inlineScript", "")]
+               if re.search(r"cloud-deploy\.sh deploy$", (s.get("inputs") or {}).get("inlineScript", ""),
+                            re.M)]
     assert len(deploys) == 1
     assert deploys[0]["env"]["MODEL_CANDIDATE"] == "${{ parameters.modelCandidate }}"
 

@@ -12,7 +12,13 @@ order, and ``violations(...)`` lists every precondition a step would find unmet 
   a passphrase in the job's environment);
 * the model fetched and ``modelship-doctor`` run before every preview and up, the policy pack on
   every preview and up;
-* a docker-container buildx builder and an ACR login before ``pulumi up`` (it pushes the image);
+* a docker-container buildx builder and an ACR login before ``pulumi up`` (it pushes the image),
+  and the project's virtualenv on PATH (the image's container test, ``python -m
+  delivery.imagetest``, runs inside that ``up`` before the workload takes the image);
+* a stack that promotes (``promoteFrom`` in its stack file: prod) never builds: its ``up`` needs
+  the approval of its environment, the release config and the policy pack configured with the
+  verified digest, and an earlier job of the same run that deployed dev, smoke-tested it and
+  handed over the digest;
 * Azure Pipelines environment names as template expressions, not macros.
 
 ``scripts/cloud-deploy.sh`` is read, not assumed: each command's actions come from its case branch
@@ -42,6 +48,7 @@ class Sources:
     script: str
     stack_file: str
     docs: str
+    prod_stack_file: str = ""
 
     @classmethod
     def from_repo(cls) -> Sources:
@@ -51,18 +58,32 @@ class Sources:
             script=(REPO / "scripts" / "cloud-deploy.sh").read_text(),
             stack_file=(REPO / "Pulumi.dev.yaml").read_text(),
             docs=(REPO / "docs" / "pipelines.md").read_text(),
+            prod_stack_file=(REPO / "Pulumi.prod.yaml").read_text(),
         )
+
+    def stack(self, name: str) -> str:
+        """The text of ``Pulumi.<name>.yaml``."""
+        files = {"dev": self.stack_file, "prod": self.prod_stack_file}
+        if name not in files:
+            raise KeyError(f"the walk knows no stack {name!r} (known: {', '.join(files)})")
+        return files[name]
 
 
 @dataclasses.dataclass
 class Action:
     kind: str
     """checkout, make-test, pulumi-cli, kubelogin, azure-login, backend-login, fetch-model, builder,
-    acr-login, preview, up, smoke, record-good."""
+    acr-login, venv-path, preview, up, smoke, record-good, handoff (the verified digest to the next
+    job), read-release, release-config, policy-config, approval."""
     step: str
     policy: bool = False
     subject: str = ""
-    """For azure-login: the identity presented (OIDC subject or service connection)."""
+    """For azure-login: the identity presented (OIDC subject or service connection); for approval:
+    the environment."""
+    stack: str = ""
+    """The stack a script action works on (PULUMI_STACK of its step)."""
+    policy_config: bool = False
+    """For up: the policy pack gets a configuration (``--policy-pack-config``)."""
 
 
 @dataclasses.dataclass
@@ -70,6 +91,9 @@ class Job:
     name: str
     actions: list[Action]
     env: dict[str, str]
+    after: set[str] = dataclasses.field(default_factory=set)
+    """Jobs that finished before this one starts (GitHub ``needs``, Azure stage ``dependsOn``,
+    transitively); the others may run at the same time."""
 
 
 # --- scripts/cloud-deploy.sh -------------------------------------------------------------------
@@ -82,6 +106,9 @@ _LINE_ACTIONS = (
     (r"-m delivery\.smoke", "smoke"),
     (r"mark_blob upload", "record-good"),
     (r"-m preflight", "doctor"),
+    (r"pulumi stack output release", "read-release"),
+    (r"pulumi config set release ", "release-config"),
+    (r"prod-only-dev-verified-digests", "policy-config"),
 )
 """What a script line does, by the command it runs."""
 
@@ -100,7 +127,8 @@ def _branches(script: str) -> dict[str, list[str]]:
             for m in re.finditer(r"^  ([\w-]+)\)\n(.*?)\n    ;;", case, re.M | re.S)}
 
 
-def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = False) -> list[Action]:
+def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = False,
+                   stack: str = "dev") -> list[Action]:
     """The actions ``cloud-deploy.sh <command>`` performs, in order."""
     functions = _functions(script)
     branches = _branches(script)
@@ -147,10 +175,14 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
                 found.append(Action(kind, step))
         for verb in ("preview", "up"):
             if re.search(rf"^pulumi {verb}\b", line):
-                found.append(Action(verb, step, policy="--policy-pack policy" in line))
+                found.append(Action(verb, step, policy="--policy-pack policy" in line,
+                                    policy_config="--policy-pack-config" in line))
         return found
 
-    return expand(branches[command])
+    actions = expand(branches[command])
+    for action in actions:
+        action.stack = stack
+    return actions
 
 
 # --- GitHub Actions ------------------------------------------------------------------------------
@@ -183,8 +215,12 @@ def github_subject(job: dict[str, Any], event: str, ref: str) -> str:
 
 
 def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str, Any],
-                  subject: str, smoke_fails: bool) -> list[Action]:
+                  subject: str, smoke_fails: bool, stack: str = "dev") -> list[Action]:
     actions: list[Action] = []
+    env = job.get("environment")
+    if env:
+        # A job with an environment waits for its protection rules (the approval) before any step.
+        actions.append(Action("approval", "environment", subject=str(env)))
     for step in job.get("steps", []):
         label = step.get("name") or step.get("uses") or step.get("run", "")[:40]
         condition = step.get("if")
@@ -208,10 +244,14 @@ def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str
             actions.append(Action("make-test", label))
         if "modelship-doctor" in run:
             actions.append(Action("doctor", label))
+        if re.search(r'\.venv/bin"? >> "\$GITHUB_PATH"', run):
+            actions.append(Action("venv-path", label))
         command = re.search(r"cloud-deploy\.sh ([\w-]+)", run)
         if command:
             fails_here = smoke_fails and step.get("id") == "smoke"
-            actions.extend(script_actions(script, command.group(1), label))
+            actions.extend(script_actions(script, command.group(1), label, stack=stack))
+            if command.group(1) == "release" and "$GITHUB_OUTPUT" in run and step.get("id"):
+                actions.append(Action("handoff", label))
             if fails_here:
                 context["failed"] = True
                 context["outcomes"]["smoke"] = "failure"
@@ -238,15 +278,19 @@ def walk_github(sources: Sources, trigger: str) -> list[Job]:
         if not runs:
             continue
         subject = github_subject(job, event, ref)
-        actions = _github_steps(job, name, sources.script, context, subject, smoke_fails=trigger == "failure")
-        jobs.append(Job(name, actions, {**doc.get("env", {}), **job.get("env", {})}))
+        env = {**doc.get("env", {}), **job.get("env", {})}
+        actions = _github_steps(job, name, sources.script, context, subject, smoke_fails=trigger == "failure",
+                                stack=str(env.get("PULUMI_STACK", "dev")))
+        ran[name] = not context["failed"]  # a failed job's dependents do not run
+        after = set(needs) | {a for n in needs for j in jobs if j.name == n for a in j.after}
+        jobs.append(Job(name, actions, env, after))
     return jobs
 
 
 # --- Azure Pipelines -----------------------------------------------------------------------------
 
 
-def _eval_azure(expr: str, variables: dict[str, str]) -> bool:
+def _eval_azure(expr: str, variables: dict[str, str], failed: bool = False) -> bool:
     """Evaluate and/or/not/eq/ne/succeeded() conditions (the subset the pipeline uses)."""
     tokens = re.findall(r"\w+\(|\)|,|'[^']*'|variables\['[^']+'\]", expr)
     pos = 0
@@ -268,7 +312,7 @@ def _eval_azure(expr: str, variables: dict[str, str]) -> bool:
             args.append(parse())
         pos += 1
         if func == "succeeded":
-            return True
+            return not failed
         if func == "and":
             return all(args)
         if func == "or":
@@ -292,13 +336,30 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
     else:
         variables.update({"Build.Reason": "BatchedCI", "Build.SourceBranch": "refs/heads/main"})
     jobs: list[Job] = []
+    failed = False
+    before: dict[str, set[str]] = {}
+    """Stage -> the stages that finish before it (dependsOn, transitively; default: the previous)."""
+    previous: list[str] = []
     for stage in doc["stages"]:
-        if stage.get("condition") and not _eval_azure(stage["condition"], variables):
+        depends = stage.get("dependsOn", previous[-1:])
+        depends = [depends] if isinstance(depends, str) else list(depends)
+        before[stage["stage"]] = set(depends) | {s for d in depends for s in before.get(d, set())}
+        previous.append(stage["stage"])
+        if stage.get("condition") and not _eval_azure(stage["condition"], variables, failed):
+            continue
+        if not stage.get("condition") and failed:
             continue
         for job in stage["jobs"]:
             steps = job["steps"] if "steps" in job else job["strategy"]["runOnce"]["deploy"]["steps"]
             actions: list[Action] = []
+            if "environment" in job:
+                # A deployment job waits for its environment's checks (the approval) before any step.
+                environment = re.sub(r"\$\{\{ variables\.(\w+) \}\}",
+                                     lambda m: variables.get(m.group(1), m.group(0)), str(job["environment"]))
+                actions.append(Action("approval", "environment", subject=environment))
             for step in steps:
+                if failed and not step.get("condition"):
+                    continue  # a step after a failed one does not run (its default condition)
                 label = step.get("displayName") or step.get("task") or "script"
                 script = str(step.get("script", ""))
                 if "checkout" in step:
@@ -307,6 +368,8 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
                     actions.append(Action("make-test", label))
                 if "get.pulumi.com" in script:
                     actions.append(Action("pulumi-cli", label))
+                if "##vso[task.prependpath]$(pwd)/.venv/bin" in script:
+                    actions.append(Action("venv-path", label))
                 if step.get("task", "").startswith("KubeloginInstaller@"):
                     actions.append(Action("kubelogin", label))
                 if step.get("task", "").startswith("AzureCLI@"):
@@ -316,11 +379,19 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
                     actions.append(Action("azure-login", label, subject=connection))
                     inline = str(inputs.get("inlineScript", ""))
                     command = re.search(r"cloud-deploy\.sh ([\w-]+)", inline)
+                    stack = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)),
+                                   str((step.get("env") or {}).get("PULUMI_STACK", "")))
                     if command:
-                        actions.extend(script_actions(sources.script, command.group(1), label,
-                                                      smoke_fails=trigger == "failure"))
+                        found = script_actions(sources.script, command.group(1), label,
+                                               smoke_fails=trigger == "failure", stack=stack)
+                        actions.extend(found)
+                        if trigger == "failure" and any(a.kind == "smoke" for a in found):
+                            failed = True
+                        if command.group(1) == "release" and "isOutput=true" in inline and step.get("name"):
+                            actions.append(Action("handoff", label))
             name = job.get("job") or job.get("deployment")
-            jobs.append(Job(f"{stage['stage']}.{name}", actions, {}))
+            after = {j.name for j in jobs if j.name.split(".")[0] in before[stage["stage"]]}
+            jobs.append(Job(f"{stage['stage']}.{name}", actions, {}, after))
     return jobs
 
 
@@ -344,6 +415,12 @@ def _stack_secrets_ok(stack_file: str, env: dict[str, str]) -> bool:
     return cloud or bool(env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE"))
 
 
+def promotes(sources: Sources, stack: str) -> bool:
+    """The stack deploys another stack's verified digest and never builds (``promoteFrom`` set)."""
+    config = (yaml.safe_load(sources.stack(stack)) or {}).get("config") or {}
+    return bool(config.get("modelship:promoteFrom"))
+
+
 def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
     """Every unmet precondition of every step that runs for ``trigger``."""
     found: list[str] = []
@@ -355,7 +432,10 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
                 if "$(" in env_name:
                     found.append(f"{stage['stage']}: environment {env_name!r} uses macro syntax; "
                                  "use a template expression ${{ variables.x }}")
+    done: dict[str, set[tuple[str, str]]] = {}
+    """Job -> (kind, stack) of what it did: a promotion needs dev deployed and tested before it."""
     for job in walk(sources, pipeline, trigger):
+        earlier = {pair for name in job.after for pair in done.get(name, set())}
         have: set[str] = set()
         for action in job.actions:
             where = f"{pipeline}/{trigger}/{job.name} step '{action.step}'"
@@ -367,20 +447,45 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
                     if need not in have and not (need == "pulumi-cli" and action.kind == "acr-login"):
                         found.append(f"{where}: {action.kind} before {need}")
             if action.kind in ("preview", "up"):
+                stack = action.stack or "dev"
+                builds = not promotes(sources, stack)
                 if "kubelogin" not in have:
                     found.append(f"{where}: {action.kind} before kubelogin is installed")
-                if "fetch-model" not in have:
+                if builds and "fetch-model" not in have:
                     found.append(f"{where}: {action.kind} without the model fetched first")
                 if "doctor" not in have:
                     found.append(f"{where}: {action.kind} before the doctor checked its prerequisites")
                 if not action.policy:
                     found.append(f"{where}: {action.kind} without the policy pack")
-                if not _stack_secrets_ok(sources.stack_file, job.env):
+                if not _stack_secrets_ok(sources.stack(stack), job.env):
                     found.append(f"{where}: {action.kind} would prompt for a passphrase (no cloud "
-                                 "secretsprovider in Pulumi.dev.yaml, no PULUMI_CONFIG_PASSPHRASE)")
-            if action.kind == "up":
+                                 f"secretsprovider in Pulumi.{stack}.yaml, no PULUMI_CONFIG_PASSPHRASE)")
+            if action.kind == "up" and not promotes(sources, action.stack or "dev"):
                 for need in ("builder", "acr-login"):
                     if need not in have:
                         found.append(f"{where}: up pushes the image before {need}")
+                if "venv-path" not in have:
+                    found.append(f"{where}: up runs the image's container test (python -m "
+                                 "delivery.imagetest) before the project's virtualenv is on PATH")
+            if action.kind == "up" and promotes(sources, action.stack or "dev"):
+                stack = action.stack
+                approved = [a.subject for a in job.actions if a.kind == "approval"]
+                if not any(stack in subject for subject in approved):
+                    found.append(f"{where}: up of {stack} without the approval of a {stack} environment "
+                                 f"(the job's environments: {', '.join(approved) or 'none'})")
+                for need, why in (("release-config", "the release dev verified set as its config"),
+                                  ("policy-config", "the policy pack configured with the verified digest")):
+                    if need not in have:
+                        found.append(f"{where}: up of {stack} without {why}")
+                if not action.policy_config:
+                    found.append(f"{where}: up of {stack} without --policy-pack-config")
+                for need, why in (("up", "deployed dev"), ("smoke", "smoke-tested dev"),
+                                  ("handoff", "handed over the digest dev verified")):
+                    if (need, "dev") not in earlier:
+                        found.append(f"{where}: up of {stack} before an earlier job {why}")
+                for never in ("fetch-model", "builder", "acr-login"):
+                    if never in have:
+                        found.append(f"{where}: {stack} never builds, yet the job ran {never}")
             have.add(action.kind)
+        done[job.name] = {(a.kind, a.stack or "dev") for a in job.actions}
     return found
