@@ -181,7 +181,7 @@ def test_prod_rule_refuses_any_image_build(recorded):
 
 
 def test_prod_stack_resources_pass_only_with_the_digest_the_pipeline_passes(tmp_path):
-    """The prod stack's own Deployment (under mocks, deploying dev's release) against the policy
+    """The prod stack's own Rollout (under mocks, deploying dev's release) against the policy
     configuration scripts/cloud-deploy.sh deploy-prod writes: dev's digest passes, any other is refused."""
     import json
 
@@ -195,10 +195,10 @@ def test_prod_stack_resources_pass_only_with_the_digest_the_pipeline_passes(tmp_
     prod = [r for r in run_stack(_prod_settings(release), project_root=tmp_path,
                                  stack_outputs={DEV: {"release": release}}) if r.custom]
     assert not [r for r in prod if r.type == IMAGE_BUILD]
-    deployment = _one(prod, "kubernetes:apps/v1:Deployment")
+    rollout = _one(prod, ROLLOUT)
     for resource in prod:
         assert check_resource(resource.type, resource.name, resource.inputs, config=_prod(digest)) == []
     unverified = json.loads(json.dumps(_prod("sha256:" + "6" * 64)))
-    violations = check_resource(deployment.type, deployment.name, deployment.inputs, config=unverified)
+    violations = check_resource(rollout.type, rollout.name, rollout.inputs, config=unverified)
     assert [v.policy for v in violations] == [PROD_POLICY]
     assert f"@{digest} is not among the digests dev verified" in violations[0].message
