@@ -129,10 +129,11 @@ def deploy(tmp_path, server):
     root = tmp_path / "repo"
     _exe(root / "scripts" / "cloud-deploy.sh", (REPO / "scripts" / "cloud-deploy.sh").read_text())
     (root / "delivery").symlink_to(REPO / "delivery")
+    (root / "modelship_contract").symlink_to(REPO / "modelship_contract")  # the smoke test's image contract
     _exe(root / "policy" / "venv" / "bin" / "python", "#!/bin/sh\n")  # the pack's venv exists already
     git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "-C", str(root)]
     subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "scripts", "delivery"], check=True)
+    subprocess.run([*git, "add", "scripts", "delivery", "modelship_contract"], check=True)
     subprocess.run([*git, "commit", "-qm", "good"], check=True)
     good = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True).stdout.strip()
