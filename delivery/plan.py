@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelship_contract import image as image_contract
+
 ROOT = Path(__file__).resolve().parent.parent
 
 ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
@@ -308,7 +310,7 @@ def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on A
             if svc is not None:
                 dns >> Edge(label="2. HTTP :80 (load balancer)", **USER_PATH) >> svc
                 if deploy is not None:
-                    svc >> Edge(label="3. pods :8080", **USER_PATH) >> deploy
+                    svc >> Edge(label=f"3. pods :{image_contract.PORT}", **USER_PATH) >> deploy
             # The model's path: published to the blob store, baked into the image, run in the pods.
             if blobs is not None:
                 scientist >> Edge(label="publish model", **MODEL_PATH) >> blobs

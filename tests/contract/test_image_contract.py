@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from components import sizing
 from modelship_contract import image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,12 +76,15 @@ def check(text: str) -> list[str]:
     want(f"ENV {image.TRUST_DIR_ENV}", env.get(image.TRUST_DIR_ENV), image.TRUST_DIR)
     want("ENV PYTHONPATH", env.get("PYTHONPATH"), image.APP_DIR)
     want("ENV MODELSHIP_WORKERS", env.get("MODELSHIP_WORKERS"), str(image.WORKERS))
+    want("ENV MODELSHIP_WORKERS", env.get("MODELSHIP_WORKERS"), str(image.WORKERS))
     targets = {c[-1].rstrip("/") for c in copies(steps)}
     for path in (image.MODEL_DIR, image.TRUST_DIR, f"{image.APP_DIR}/modelserver",
                  f"{image.APP_DIR}/modelship_contract"):
         if path not in targets:
             problems.append(f"COPY: no layer copies into {path} (copies go to {sorted(targets)})")
     health = " ".join(a for k, a in steps if k == "HEALTHCHECK")
+    period = re.search(r"--start-period=(\d+)s", health)
+    want("HEALTHCHECK --start-period (s)", int(period.group(1)) if period else None, sizing.STARTUP_BASE_S)
     for part in (f"'{image.READY_PATH}'", f"'{image.PORT_ENV}'", f"'{image.PORT}'"):
         if part not in health:
             problems.append(f"HEALTHCHECK does not probe {part} (it says: {health})")
@@ -101,6 +105,8 @@ def test_the_dockerfile_says_what_the_contract_says() -> None:
     ("COPY --from=model /opt/model/ /opt/model/", "COPY --from=model /opt/model/ /srv/model/", "/opt/model"),
     ("COPY modelship_contract/ /opt/app/modelship_contract/", "", "/opt/app/modelship_contract"),
     ("/v2/health/ready", "/healthz", "HEALTHCHECK"),
+    ("MODELSHIP_WORKERS=2", "MODELSHIP_WORKERS=4", "ENV MODELSHIP_WORKERS"),
+    ("--start-period=120s", "--start-period=60s", "--start-period"),
 ])
 def test_a_dockerfile_that_drifts_is_caught(old: str, new: str, named: str) -> None:
     text = DOCKERFILE.read_text()
@@ -123,7 +129,7 @@ def contract_literals(source: str) -> list[str]:
         if tok.type == tokenize.NUMBER:
             repeated = tok.string in numbers
         elif tok.type == tokenize.STRING and not _DOCSTRING.match(tok.string):
-            repeated = any(path in tok.string for path in _PATHS) or f"{image.UID}:" in tok.string
+            repeated = any(part in tok.string for part in (*_PATHS, f"{image.UID}:", f":{image.PORT}"))
         else:
             repeated = False
         if repeated:
@@ -144,6 +150,6 @@ def test_product_code_imports_the_contract_instead_of_repeating_it() -> None:
 
 
 def test_the_literal_guard_finds_a_repeated_value() -> None:
-    assert contract_literals('MODEL = "/opt/model/manifest.json"\nuid = 10001\n') == [
-        "line 1: \"/opt/model/manifest.json\"", "line 2: 10001"]
+    assert contract_literals('MODEL = "/opt/model/manifest.json"\nuid = 10001\nurl = f"http://x:8080"\n') == [
+        "line 1: \"/opt/model/manifest.json\"", "line 2: 10001", "line 3: f\"http://x:8080\""]
     assert contract_literals('"""Docs may name /opt/model."""\n# and 10001 in a comment\n') == []
