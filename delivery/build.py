@@ -16,11 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+import modelship_contract
 from components.build_spec import BuildSpec, make_build_spec, stage_contract
 from delivery import budget, engine
 from delivery.services import LocalRegistry, ServiceError
 from delivery.settings import ROOT, DeliveryError, LocalSettings, log
 from modelship_contract.manifest import git_revision
+
+CONTRACT_SOURCE = Path(modelship_contract.__file__).resolve().parent
+"""The contract package the build stages into the context: its uncommitted changes are code changes too."""
 
 
 def context_digest(context: Path) -> str:
@@ -36,13 +40,17 @@ def context_digest(context: Path) -> str:
     return digest.hexdigest()
 
 
-def source_revision(context: Path) -> str:
-    """The git short sha when the context is committed as is, else ``dev-<hash of the code>``.
+def source_revision(context: Path, contract: Path = CONTRACT_SOURCE) -> str:
+    """The git short sha when the context and the contract package are committed as they are, else
+    ``dev-<hash of the code>`` (the context's digest covers the contract's staged copy).
 
     A code change that is not committed yet still gets its own tag, so a rebuilt image never
     silently takes over the tag of a different build.
     """
-    return git_revision(context, clean=True) or f"dev-{context_digest(context)[:12]}"
+    revision = git_revision(context, clean=True)
+    if revision and git_revision(contract, clean=True) == revision:
+        return revision
+    return f"dev-{context_digest(context)[:12]}"
 
 
 

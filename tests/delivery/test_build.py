@@ -29,17 +29,32 @@ def test_revision_follows_code_not_model(tmp_path: Path) -> None:
     assert rev.startswith("dev-") and len(rev) == 16
 
 
-def test_revision_is_the_git_sha_when_committed(tmp_path: Path) -> None:
+def _committed(tmp_path: Path) -> tuple[Path, Path, str]:
     ctx = _context(tmp_path)
+    contract = tmp_path / "modelship_contract"
+    contract.mkdir()
+    (contract / "image.py").write_text("PORT = 8080\n")
     git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "x"], check=True)
     sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], check=True, capture_output=True,
                          text=True).stdout.strip()
-    assert source_revision(ctx) == sha
+    return ctx, contract, sha
+
+
+def test_revision_is_the_git_sha_when_committed(tmp_path: Path) -> None:
+    ctx, contract, sha = _committed(tmp_path)
+    assert source_revision(ctx, contract) == sha
     (ctx / "server.py").write_text("print(3)\n")
-    assert source_revision(ctx).startswith("dev-")
+    assert source_revision(ctx, contract).startswith("dev-")
+
+
+def test_an_uncommitted_contract_change_is_a_dev_revision(tmp_path: Path) -> None:
+    ctx, contract, sha = _committed(tmp_path)
+    assert source_revision(ctx, contract) == sha
+    (contract / "image.py").write_text("PORT = 8081\n")
+    assert source_revision(ctx, contract).startswith("dev-")
 
 
 def test_missing_wheels_lists_pins_without_a_wheel(tmp_path: Path) -> None:
