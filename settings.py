@@ -34,7 +34,16 @@ from components.store import StorageSku
 from modelship_contract.manifest import NAME_RE, VERSION_RE, is_alias_name
 
 __all__ = ["KEYS", "DeployerPrincipalType", "KubeloginMode", "NetworkPolicy", "RegistrySku", "Settings",
-           "SettingsError", "StorageSku"]
+           "SettingsError", "StorageSku", "stack_config"]
+
+
+def stack_config(stack_file: Mapping[str, Any]) -> dict[str, str]:
+    """The ``modelship:`` keys of a parsed ``Pulumi.<stack>.yaml``, as the strings ``pulumi.Config``
+    returns (unset values left out)."""
+    config = stack_file.get("config") or {}
+    return {key.split(":", 1)[1]: str(value) for key, value in config.items()
+            if key.startswith("modelship:") and value is not None}
+
 
 class SettingsError(ValueError):
     """A config value breaks a rule; the message names the key, the value and what is allowed."""
@@ -303,12 +312,10 @@ class Settings:
 
         path = (root or Path(__file__).resolve().parent) / f"Pulumi.{stack}.yaml"
         try:
-            config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+            stack_file = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise ValueError(f"no {path.name}: the stack's config is read from it") from None
-        # pulumi.Config.get returns strings, so pass what the YAML holds as strings too.
-        return cls.from_mapping({key.split(":", 1)[1]: str(value) for key, value in config.items()
-                                 if key.startswith("modelship:") and value is not None})
+        return cls.from_mapping(stack_config(stack_file))
 
     def _check_relations(self) -> None:
         if self.node_max_count < self.node_min_count:

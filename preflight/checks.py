@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from settings import Settings, SettingsError
+from settings import Settings, SettingsError, stack_config
 
 TIMEOUT = 60
 """Seconds any one tool call may take."""
@@ -141,10 +141,8 @@ def load_stack(ctx: Context) -> list[Result]:
     except (OSError, yaml.YAMLError) as exc:
         return [Result("stack file", "FAIL", f"cannot read {path.name}: {exc}",
                        f"pulumi stack init {ctx.stack}  (then set the config keys of Pulumi.yaml)")]
-    config = {k.split(":", 1)[1]: v for k, v in (ctx.stack_file.get("config") or {}).items()
-              if k.startswith("modelship:")}
     try:
-        ctx.settings = Settings.from_mapping(config)
+        ctx.settings = Settings.from_mapping(stack_config(ctx.stack_file))
     except SettingsError as exc:
         return [Result("config", "FAIL", str(exc), f"pulumi config set --stack {ctx.stack} {exc.key} VALUE")]
     return [Result("config", "ok", f"{path.name}: every key valid")]

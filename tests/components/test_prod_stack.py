@@ -15,7 +15,7 @@ import yaml
 from components.promotion import IMPORT, Release, same_release
 from components.stack import build_stack
 from components.testing import STACK_REFERENCE, StackRun, by_type, install_mocks, one, run_stack
-from settings import Settings, SettingsError
+from settings import Settings, SettingsError, stack_config
 from tests.components.conftest import make_settings, write_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,8 +25,7 @@ ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 def _stack_file(stack: str) -> dict[str, str]:
-    config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: str(v) for k, v in config.items() if k.startswith("modelship:")}
+    return stack_config(yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()))
 
 
 @pytest.fixture(scope="module")
