@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobClient, BlobServiceClient
 
 from delivery.azurite import connection_string
 from modelship_contract.manifest import load_model_dir
@@ -20,7 +20,9 @@ from modelstore import (
     IntegrityError,
     InvalidInput,
     ModelStore,
+    ModelStoreError,
     NotFound,
+    transfer,
 )
 from modelstore.cli import main
 from modelstore.store import PROGRESS_THRESHOLD
@@ -196,6 +198,51 @@ def test_corrupted_blob_fails_fetch_and_leaves_dest_untouched(
     with pytest.raises(IntegrityError):
         store.fetch("digits", tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.parametrize("when", ["after the size check", "after the first request"])
+def test_a_blob_replaced_mid_download_fails_instead_of_mixing(
+    store, make_model, azurite, container, tmp_path, monkeypatch, when
+):
+    # Every request is pinned to the ETag whose size the fetch checked. The blob is replaced right
+    # after that check, or once the SDK's first request (8 MiB) has landed and before it asks for
+    # the other ranges (it reports progress there): either way nothing of the new bytes is mixed in.
+    store.publish(make_model("digits", "1")[0])
+    src, _ = make_model("digits", "2", size=24 * 1024 * 1024)
+    store.publish(src)
+    dest = tmp_path / "deploy" / "model"
+    store.fetch("digits@1", dest)
+    before = snapshot(dest)
+    blob = container_client(azurite, container).get_blob_client("digits/2/model.onnx")
+    replaced = threading.Event()
+
+    def replace() -> None:
+        if not replaced.is_set():
+            replaced.set()
+            blob.upload_blob((src / "model.onnx").read_bytes()[::-1], overwrite=True)
+
+    if when == "after the size check":
+        properties = BlobClient.get_blob_properties
+
+        def properties_then_replace(self, **kwargs):
+            props = properties(self, **kwargs)
+            if self.blob_name == "digits/2/model.onnx":
+                replace()
+            return props
+
+        monkeypatch.setattr(BlobClient, "get_blob_properties", properties_then_replace)
+    else:
+        hook = transfer.Progress.hook
+
+        def replace_then_report(bar, current, total):
+            replace()
+            hook(bar, current, total)
+
+        monkeypatch.setattr(transfer.Progress, "hook", replace_then_report)
+    with pytest.raises(ModelStoreError, match=r"digits/2/model\.onnx changed while it was being downloaded"):
+        store.fetch("digits@2", dest)
+    assert replaced.is_set()
+    assert snapshot(dest) == before
 
 
 def test_corrupted_blob_via_cli_exits_4_with_a_clear_message(store, make_model, azurite, container,
