@@ -4,8 +4,10 @@
 #   scripts/cloud-deploy.sh preview    fetch the model, pulumi preview with the policy pack (pull
 #                                      requests): the preview shows the real diff of the service
 #   scripts/cloud-deploy.sh deploy     fetch the model, buildx builder + ACR login, pulumi up with the
-#                                      policy pack, smoke test; a failed smoke test rolls back to the
-#                                      last good revision
+#                                      policy pack, wait for the canary, smoke test; a failed canary
+#                                      fails the run (Argo Rollouts has aborted it: the stable version
+#                                      keeps serving); a failed smoke test rolls back to the last good
+#                                      revision
 #   scripts/cloud-deploy.sh rollback   redeploy the last good revision (also run by hand)
 #   scripts/cloud-deploy.sh promote-candidate
 #                                      with MODEL_CANDIDATE=name@version: evaluate it against the alias
@@ -14,6 +16,8 @@
 #                                      `deploy` runs it first when MODEL_CANDIDATE is set
 #   scripts/cloud-deploy.sh doctor [preview|up]
 #                                      modelship-doctor: the prerequisites, each failure with its fix
+#   scripts/cloud-deploy.sh canary     wait until Argo Rollouts promotes the release (every step's
+#                                      analysis passed) or aborts it (exit non-zero)
 #   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
 #                                      the single steps, for pipelines that run `pulumi up` themselves
 #   scripts/cloud-deploy.sh release    print the digest the stack's container test verified and runs
@@ -22,7 +26,8 @@
 #                                      with RELEASE_DIGEST (from `release`) and PULUMI_STACK=prod: read
 #                                      dev's release (DEV_STACK, default dev), refuse unless it is that
 #                                      digest, set it as prod's `release` config, pulumi up with the
-#                                      policy pack configured to allow only that digest, smoke test.
+#                                      policy pack configured to allow only that digest, the canary,
+#                                      smoke test.
 #                                      Nothing is built or fetched: prod imports dev's digest.
 #
 # Every command first checks that the stack's secrets provider can be used without a prompt
@@ -37,6 +42,7 @@
 #                        (empty: the CLI's current login, e.g. Pulumi Cloud)
 #   PYTHON               interpreter with the project installed (default: python)
 #   SMOKE_TIMEOUT        seconds to wait for the endpoint to be ready (default: 300)
+#   CANARY_TIMEOUT       seconds the canary may take (default: from the analysis definition)
 #   MODELSHIP_ROLLBACK   0 disables the automatic rollback after a failed smoke test (default: 1)
 #   MODEL_CANDIDATE      name@version to evaluate and promote before deploying (default: none)
 #   GOLDEN_DATASET       golden data set of the evaluation (default: digits-golden@1)
@@ -154,6 +160,24 @@ smoke() {  # the stack's url must serve exactly the model@version the stack says
     --expect-version "${model#*@}" --timeout "$SMOKE_TIMEOUT" --interval 5)
 }
 
+canary() {  # wait for Argo Rollouts: every canary step's analysis passed (promoted), or it aborted
+  local name ns kubeconfig code=0
+  if ! name="$(pulumi stack output rolloutName 2>/dev/null)" || [ -z "$name" ]; then
+    say "stack $PULUMI_STACK runs no Rollout yet (no model deployed): no canary to wait for"
+    return 0
+  fi
+  ns="$(output namespace)"
+  kubeconfig="$(mktemp)"
+  chmod 600 "$kubeconfig"
+  pulumi stack output kubeconfig --show-secrets >"$kubeconfig"  # kubelogin: the signed-in identity, no secret
+  say "canary: Argo Rollouts runs rollout/$name's steps and analyses in $ns"
+  # From this script's checkout, also when the rollback runs an older revision's program.
+  (cd "$ROOT" && KUBECONFIG="$kubeconfig" "$PYTHON" -m delivery.argo_status --namespace "$ns" \
+    --rollout "$name" ${CANARY_TIMEOUT:+--timeout "$CANARY_TIMEOUT"}) || code=$?
+  rm -f "$kubeconfig"
+  return "$code"
+}
+
 is_alias() { [[ "$1" =~ ^[a-z][a-z0-9-]{0,62}$ && "$1" != latest ]]; }  # modelship_contract.manifest.ALIAS_RE
 
 promote_candidate() {  # evaluate MODEL_CANDIDATE against the stack's alias, then promote it
@@ -217,6 +241,7 @@ rollback() {
     fetch_model "$tmp/src"
     prepare_push
     pulumi up --yes --non-interactive --policy-pack policy --message "rollback to $sha"
+    canary || die "the rollback's canary did not pass: see docs/release.md (roll back by hand)"
     ROOT="$tmp/src" smoke
   )
   git -C "$ROOT" worktree remove --force "$tmp/src"
@@ -248,6 +273,7 @@ deploy_prod() {  # prod never builds: it deploys the release dev verified, by di
   say "pulumi up"
   pulumi up --yes --non-interactive --policy-pack policy --policy-pack-config "$policy"
   rm -f "$policy"
+  canary || die "the canary did not pass in $PULUMI_STACK (aborted, or not finished in time): the stable version keeps serving"
   smoke
 }
 
@@ -271,6 +297,9 @@ case "$cmd" in
     doctor up
     say "pulumi up"
     pulumi up --yes --non-interactive --policy-pack policy
+    # Argo Rollouts aborts a canary whose analysis fails and keeps the stable version serving; the
+    # run fails, and nothing is recorded or rolled back (docs/release.md: move the alias back).
+    canary || die "the canary did not pass (aborted, or not finished in time): the stable version keeps serving"
     if smoke; then
       record_good
     else
@@ -301,6 +330,10 @@ case "$cmd" in
   doctor)
     doctor "${2:-up}"
     ;;
+  canary)
+    login
+    canary
+    ;;
   smoke)
     login
     smoke
@@ -319,6 +352,6 @@ case "$cmd" in
     deploy_prod
     ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, smoke, record-good, release or deploy-prod"
+    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, canary, smoke, record-good, release or deploy-prod"
     ;;
 esac

@@ -67,6 +67,12 @@ case "$*" in
   "buildx inspect "*) [ -n "${FAKE_BUILDER_EXISTS:-}" ] || exit 1 ;;
 esac
 """
+FAKE_KUBECTL = r"""#!/usr/bin/env bash
+# The Rollout as Argo Rollouts reports it; records the call and the kubeconfig it was given.
+mode="$(stat -c %a "$KUBECONFIG")"
+echo "kubectl $* mode=$mode head=$(head -c 14 "$KUBECONFIG") file=$KUBECONFIG" >> "$CALLS"
+echo "$FAKE_ROLLOUT"
+"""
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # venv creation is recorded and faked (no network); everything else runs the real interpreter.
 if [ "$1 $2" = "-m preflight" ]; then
@@ -147,6 +153,7 @@ def deploy(tmp_path, server):
     _exe(bin_dir / "modelship-models", FAKE_MODELS)
     _exe(bin_dir / "az", FAKE_AZ)
     _exe(bin_dir / "docker", FAKE_DOCKER)
+    _exe(bin_dir / "kubectl", FAKE_KUBECTL)
     (root / "Pulumi.dev.yaml").write_text((REPO / "Pulumi.dev.yaml").read_text())
     (root / "Pulumi.prod.yaml").write_text((REPO / "Pulumi.prod.yaml").read_text())
     _exe(bin_dir / "python", FAKE_PYTHON.replace("REAL_PYTHON", sys.executable))
@@ -380,3 +387,59 @@ def test_deploy_prod_refuses_when_dev_moved_on_or_nothing_was_verified(deploy):
     proc, calls = deploy("deploy-prod", PULUMI_STACK="prod", RELEASE_DIGEST="latest")
     assert proc.returncode == 1 and "is not a sha256 digest" in proc.stderr
     assert not [c for c in calls if c.startswith("pulumi up")]
+
+
+def _rollout(**status) -> str:
+    return json.dumps({"metadata": {"name": "model-server", "generation": 3},
+                       "spec": {"strategy": {"canary": {"steps": [{"setWeight": 10}, {"analysis": {}}]}}},
+                       "status": {"observedGeneration": "3", "currentPodHash": "new", **status}})
+
+
+CANARY = {"FAKE_OUT_rolloutName": "model-server", "FAKE_OUT_namespace": "modelship",
+          "FAKE_OUT_kubeconfig": "apiVersion: v1\nkind: Config\n", "CANARY_TIMEOUT": "30"}
+
+
+def test_deploy_waits_for_the_promoted_canary_before_the_smoke_test(deploy):
+    proc, calls = deploy("deploy", **CANARY, FAKE_ROLLOUT=_rollout(phase="Healthy", stableRS="new"))
+    assert proc.returncode == 0, proc.stderr
+    up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
+    kubeconfig = _index(calls, "pulumi stack output kubeconfig --show-secrets")
+    kubectl = _index(calls, "kubectl get rollouts.argoproj.io model-server --namespace modelship --output")
+    record = _index(calls, "az storage blob upload --auth-mode login")
+    assert up < kubeconfig < kubectl < record
+    # The stack's kubeconfig (kubelogin, no credential in it) in a private file, gone afterwards.
+    assert " mode=600 head=apiVersion: v1 file=" in calls[kubectl]
+    assert not Path(calls[kubectl].split(" file=")[1]).exists()
+    assert "canary: promoted" in proc.stderr and "PASSED http://127.0.0.1" in proc.stdout
+
+
+def test_an_aborted_canary_fails_the_run_and_leaves_the_stable_version(deploy):
+    aborted = _rollout(phase="Degraded", abort=True, stableRS="old",
+                       message="RolloutAborted: Metric \"canary-analysis\" assessed Failed")
+    proc, calls = deploy("deploy", **CANARY, FAKE_ROLLOUT=aborted, FAKE_GOOD_SHA=deploy.good)
+    assert proc.returncode == 1
+    assert "assessed Failed" in proc.stderr and "the stable version keeps serving" in proc.stderr
+    # No smoke test of a release that did not happen, nothing recorded, no second `up`.
+    assert "PASSED" not in proc.stdout and "smoke test" not in proc.stderr
+    assert not any("az storage blob" in c for c in calls)
+    assert sum(c.startswith("pulumi up") for c in calls) == 1
+
+
+def test_the_canary_command_alone_and_a_stack_without_a_rollout(deploy):
+    proc, calls = deploy("canary", **CANARY, FAKE_ROLLOUT=_rollout(phase="Healthy", stableRS="new"))
+    assert proc.returncode == 0, proc.stderr
+    proc, calls = deploy("canary")  # no model deployed yet: nothing to wait for
+    assert proc.returncode == 0 and "no canary to wait for" in proc.stderr
+    assert not any(c.startswith("kubectl") for c in calls)
+
+
+def test_prod_waits_for_its_own_canary_and_an_abort_fails_it(deploy):
+    env = {"PULUMI_STACK": "prod", "RELEASE_DIGEST": DIGEST, "FAKE_OUT_release": RELEASE, **CANARY}
+    proc, calls = deploy("deploy-prod", **env, FAKE_ROLLOUT=_rollout(phase="Healthy", stableRS="new"))
+    assert proc.returncode == 0, proc.stderr
+    up = _index(calls, "pulumi up --yes --non-interactive --policy-pack policy --policy-pack-config ")
+    assert up < _index(calls, "kubectl get rollouts.argoproj.io model-server")
+    assert "PASSED http://127.0.0.1" in proc.stdout
+    proc, calls = deploy("deploy-prod", **env, FAKE_ROLLOUT=_rollout(phase="Degraded", abort=True))
+    assert proc.returncode == 1 and "the stable version keeps serving" in proc.stderr
+    assert "PASSED" not in proc.stdout

@@ -38,6 +38,9 @@ def test_the_jobs_each_trigger_runs(sources: Sources) -> None:
     assert list(_kinds(sources, "azure", "push")) == [
         "Verify.test_preview", "Deploy.deploy", "Prod.deploy_prod"]
     assert list(_kinds(sources, "azure", "failure")) == ["Verify.test_preview", "Deploy.deploy"]
+    # An aborted canary in dev: prod never sees it either.
+    assert list(_kinds(sources, "github", "analysis-failure")) == ["test", "deploy"]
+    assert list(_kinds(sources, "azure", "analysis-failure")) == ["Verify.test_preview", "Deploy.deploy"]
     for pipeline in PIPELINES:
         assert not any("up" in kinds for kinds in _kinds(sources, pipeline, "pull_request").values())
 
@@ -53,9 +56,25 @@ def test_a_failed_smoke_test_rolls_back_and_records_nothing(sources: Sources, pi
     after = deploy[first_smoke + 1:]
     assert "record-good" not in deploy and "handoff" not in deploy
     assert after.index("fetch-model") < after.index("acr-login") < after.index("up") < after.index("smoke")
-    (ok, _prod) = _ups(sources, pipeline, "push")
+    assert after.index("up") < after.index("canary") < after.index("smoke")  # the rollback is a release too
+    (ok, prod) = _ups(sources, pipeline, "push")
     assert ok[-1] == "handoff" and ok.index("smoke") < ok.index("record-good") < ok.index("handoff")
     assert ok.count("up") == 1
+    for release in (ok, prod):  # the smoke test judges the promoted canary, in dev and in prod
+        assert release.index("up") < release.index("canary") < release.index("smoke")
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_an_aborted_canary_fails_the_run_and_leaves_the_stable_version_serving(sources: Sources,
+                                                                              pipeline: str) -> None:
+    """Argo Rollouts has scaled the canary away and kept the stable ReplicaSet: the run must fail
+    there, and neither record the release as good, hand it to prod, nor apply anything else."""
+    (deploy,) = [job for job in walk(sources, pipeline, "analysis-failure")
+                 if "up" in [a.kind for a in job.actions]]
+    kinds = [a.kind for a in deploy.actions]
+    assert deploy.failed
+    assert kinds[-1] == "canary" and kinds.count("up") == 1
+    assert not {"smoke", "record-good", "handoff"} & set(kinds)
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -146,6 +165,20 @@ BLOCKERS = [
     ("dev up without the virtualenv on PATH (the container test)", "github",
      '          echo "$PWD/.venv/bin" >> "$GITHUB_PATH"\n', "", "github", "push",
      "before the project's virtualenv is on PATH"),
+    # Issue 13: the run's outcome is the canary's.
+    ("script smokes before the canary", "script", '    canary || die "the canary did not pass (aborted',
+     '    true || die "the canary did not pass (aborted', "azure", "push",
+     "smoke test before the canary finished"),
+    ("prod smokes before its canary", "script", '  canary || die "the canary did not pass in $PULUMI_STACK',
+     '  true || die "the canary did not pass in $PULUMI_STACK', "github", "push",
+     "smoke test before the canary finished"),
+    ("GitHub smokes before the canary", "github", "        run: bash scripts/cloud-deploy.sh canary\n",
+     "        run: 'true'\n", "github", "push", "smoke test before the canary finished"),
+    ("kubectl not installed", "azure", "                - task: KubectlInstaller@0\n",
+     "                - task: PowerShell@2\n", "azure", "push", "canary wait before kubectl"),
+    ("an aborted canary is ignored", "script", '    canary || die "the canary did not pass (aborted',
+     '    canary || say "the canary did not pass (aborted', "azure", "analysis-failure",
+     "the run goes on after an aborted canary (smoke, record-good"),
 ]
 
 

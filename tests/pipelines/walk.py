@@ -1,7 +1,8 @@
 """A model of the two pipelines, walked per trigger, checking every step's preconditions.
 
 ``walk(sources, pipeline, trigger)`` returns the jobs that run for ``trigger`` (``pull_request``,
-``push`` to main, or ``failure``: a push whose smoke test fails) with the actions each performs in
+``push`` to main, ``failure``: a push whose smoke test fails, or ``analysis-failure``: a push whose
+canary Argo Rollouts aborts) with the actions each performs in
 order, and ``violations(...)`` lists every precondition a step would find unmet on a real runner:
 
 * Azure sign-in before anything that talks to Azure, presenting an identity the docs tell users to
@@ -19,6 +20,9 @@ order, and ``violations(...)`` lists every precondition a step would find unmet 
   the approval of its environment, the release config and the policy pack configured with the
   verified digest, and an earlier job of the same run that deployed dev, smoke-tested it and
   handed over the digest;
+* after every ``pulumi up``, the canary wait (kubectl installed, signed in) before the smoke test:
+  the smoke test must judge the promoted release, not a mix of canary and stable pods; an aborted
+  canary fails the run there, with nothing recorded, rolled back or deployed after it;
 * Azure Pipelines environment names as template expressions, not macros.
 
 ``scripts/cloud-deploy.sh`` is read, not assumed: each command's actions come from its case branch
@@ -36,7 +40,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER_REPO = "OWNER/REPO"
-TRIGGERS = ("pull_request", "push", "failure")
+TRIGGERS = ("pull_request", "push", "failure", "analysis-failure")
 
 
 @dataclasses.dataclass
@@ -72,9 +76,9 @@ class Sources:
 @dataclasses.dataclass
 class Action:
     kind: str
-    """checkout, make-test, pulumi-cli, kubelogin, azure-login, backend-login, fetch-model, builder,
-    acr-login, venv-path, preview, up, smoke, record-good, handoff (the verified digest to the next
-    job), read-release, release-config, policy-config, approval."""
+    """checkout, make-test, pulumi-cli, kubelogin, kubectl, azure-login, backend-login, fetch-model,
+    builder, acr-login, venv-path, preview, up, canary, smoke, record-good, handoff (the verified
+    digest to the next job), read-release, release-config, policy-config, approval."""
     step: str
     policy: bool = False
     subject: str = ""
@@ -94,6 +98,8 @@ class Job:
     after: set[str] = dataclasses.field(default_factory=set)
     """Jobs that finished before this one starts (GitHub ``needs``, Azure stage ``dependsOn``,
     transitively); the others may run at the same time."""
+    failed: bool = False
+    """The job ends in failure (the trigger's failure happened in it)."""
 
 
 # --- scripts/cloud-deploy.sh -------------------------------------------------------------------
@@ -106,6 +112,7 @@ _LINE_ACTIONS = (
     (r"-m delivery\.smoke", "smoke"),
     (r"mark_blob upload", "record-good"),
     (r"-m preflight", "doctor"),
+    (r"-m delivery\.argo_status", "canary"),
     (r"pulumi stack output release", "read-release"),
     (r"pulumi config set release ", "release-config"),
     (r"prod-only-dev-verified-digests", "policy-config"),
@@ -127,9 +134,18 @@ def _branches(script: str) -> dict[str, list[str]]:
             for m in re.finditer(r"^  ([\w-]+)\)\n(.*?)\n    ;;", case, re.M | re.S)}
 
 
+class _Stopped(Exception):
+    """The script exits here (a failed canary under ``|| die``)."""
+
+    def __init__(self, actions: list[Action]) -> None:
+        self.actions = actions
+
+
 def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = False,
-                   stack: str = "dev") -> list[Action]:
-    """The actions ``cloud-deploy.sh <command>`` performs, in order."""
+                   analysis_fails: bool = False, stack: str = "dev",
+                   outcome: dict[str, bool] | None = None) -> list[Action]:
+    """The actions ``cloud-deploy.sh <command>`` performs, in order. ``outcome["failed"]`` is set
+    when the command exits non-zero for this trigger."""
     functions = _functions(script)
     branches = _branches(script)
     if command not in branches:
@@ -145,6 +161,8 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
             if line.startswith("if smoke; then"):
                 out.append(Action("smoke", step))
                 skipping = smoke_fails
+                if smoke_fails and depth == 0 and outcome is not None:
+                    outcome["failed"] = True  # its else branch ends in `die`
                 continue
             if line == "else" and depth == 0:
                 skipping = not smoke_fails
@@ -154,7 +172,16 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
                 continue
             if skipping:
                 continue
-            out.extend(_line_actions(line, depth))
+            try:
+                found = _line_actions(line, depth)
+            except _Stopped as stop:
+                raise _Stopped(out + stop.actions) from None
+            out.extend(found)
+            # An aborted canary: the `canary` function returns non-zero, and its caller (`canary || die`,
+            # or the `canary` command itself) ends the script there.
+            if analysis_fails and any(a.kind == "canary" for a in found) and \
+                    ("|| die" in line or line == "canary"):
+                raise _Stopped(out)
         return out
 
     def _line_actions(line: str, depth: int) -> list[Action]:
@@ -179,7 +206,12 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
                                     policy_config="--policy-pack-config" in line))
         return found
 
-    actions = expand(branches[command])
+    try:
+        actions = expand(branches[command])
+    except _Stopped as stop:
+        actions = stop.actions
+        if outcome is not None:
+            outcome["failed"] = True
     for action in actions:
         action.stack = stack
     return actions
@@ -215,7 +247,8 @@ def github_subject(job: dict[str, Any], event: str, ref: str) -> str:
 
 
 def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str, Any],
-                  subject: str, smoke_fails: bool, stack: str = "dev") -> list[Action]:
+                  subject: str, smoke_fails: bool, stack: str = "dev",
+                  analysis_fails: bool = False) -> list[Action]:
     actions: list[Action] = []
     env = job.get("environment")
     if env:
@@ -235,6 +268,8 @@ def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str
             actions.append(Action("azure-login", label, subject=subject))
         elif uses == "azure/use-kubelogin":
             actions.append(Action("kubelogin", label))
+        elif uses == "azure/setup-kubectl":
+            actions.append(Action("kubectl", label))
         elif uses == "pulumi/actions":
             actions.append(Action("pulumi-cli", label))
             if with_.get("command") in ("preview", "up"):
@@ -249,12 +284,14 @@ def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str
         command = re.search(r"cloud-deploy\.sh ([\w-]+)", run)
         if command:
             fails_here = smoke_fails and step.get("id") == "smoke"
-            actions.extend(script_actions(script, command.group(1), label, stack=stack))
+            outcome = {"failed": False}
+            actions.extend(script_actions(script, command.group(1), label, stack=stack,
+                                          analysis_fails=analysis_fails, outcome=outcome))
             if command.group(1) == "release" and "$GITHUB_OUTPUT" in run and step.get("id"):
                 actions.append(Action("handoff", label))
-            if fails_here:
+            if fails_here or (outcome["failed"] and not smoke_fails):
                 context["failed"] = True
-                context["outcomes"]["smoke"] = "failure"
+                context["outcomes"][step.get("id") or "smoke"] = "failure"
             elif step.get("id"):
                 context["outcomes"][step["id"]] = "success"
     return actions
@@ -280,10 +317,11 @@ def walk_github(sources: Sources, trigger: str) -> list[Job]:
         subject = github_subject(job, event, ref)
         env = {**doc.get("env", {}), **job.get("env", {})}
         actions = _github_steps(job, name, sources.script, context, subject, smoke_fails=trigger == "failure",
-                                stack=str(env.get("PULUMI_STACK", "dev")))
+                                stack=str(env.get("PULUMI_STACK", "dev")),
+                                analysis_fails=trigger == "analysis-failure")
         ran[name] = not context["failed"]  # a failed job's dependents do not run
         after = set(needs) | {a for n in needs for j in jobs if j.name == n for a in j.after}
-        jobs.append(Job(name, actions, env, after))
+        jobs.append(Job(name, actions, env, after, failed=context["failed"]))
     return jobs
 
 
@@ -352,6 +390,7 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
         for job in stage["jobs"]:
             steps = job["steps"] if "steps" in job else job["strategy"]["runOnce"]["deploy"]["steps"]
             actions: list[Action] = []
+            job_failed = False
             if "environment" in job:
                 # A deployment job waits for its environment's checks (the approval) before any step.
                 environment = re.sub(r"\$\{\{ variables\.(\w+) \}\}",
@@ -372,6 +411,8 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
                     actions.append(Action("venv-path", label))
                 if step.get("task", "").startswith("KubeloginInstaller@"):
                     actions.append(Action("kubelogin", label))
+                if step.get("task", "").startswith("KubectlInstaller@"):
+                    actions.append(Action("kubectl", label))
                 if step.get("task", "").startswith("AzureCLI@"):
                     inputs = step.get("inputs") or {}
                     connection = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)),
@@ -382,16 +423,20 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
                     stack = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)),
                                    str((step.get("env") or {}).get("PULUMI_STACK", "")))
                     if command:
+                        outcome = {"failed": False}
                         found = script_actions(sources.script, command.group(1), label,
-                                               smoke_fails=trigger == "failure", stack=stack)
+                                               smoke_fails=trigger == "failure", stack=stack,
+                                               analysis_fails=trigger == "analysis-failure", outcome=outcome)
                         actions.extend(found)
                         if trigger == "failure" and any(a.kind == "smoke" for a in found):
                             failed = True
+                        if trigger == "analysis-failure" and outcome["failed"]:
+                            failed = job_failed = True
                         if command.group(1) == "release" and "isOutput=true" in inline and step.get("name"):
                             actions.append(Action("handoff", label))
             name = job.get("job") or job.get("deployment")
             after = {j.name for j in jobs if j.name.split(".")[0] in before[stage["stage"]]}
-            jobs.append(Job(f"{stage['stage']}.{name}", actions, {}, after))
+            jobs.append(Job(f"{stage['stage']}.{name}", actions, {}, after, failed=job_failed))
     return jobs
 
 
@@ -436,6 +481,14 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
     """Job -> (kind, stack) of what it did: a promotion needs dev deployed and tested before it."""
     for job in walk(sources, pipeline, trigger):
         earlier = {pair for name in job.after for pair in done.get(name, set())}
+        kinds = [a.kind for a in job.actions]
+        if trigger == "analysis-failure" and "canary" in kinds:
+            after = kinds[kinds.index("canary") + 1:]
+            if not job.failed:
+                found.append(f"{pipeline}/{trigger}/{job.name}: an aborted canary does not fail the run")
+            if after:
+                found.append(f"{pipeline}/{trigger}/{job.name}: the run goes on after an aborted canary "
+                             f"({', '.join(after)}); Argo Rollouts already keeps the stable version serving")
         have: set[str] = set()
         for action in job.actions:
             where = f"{pipeline}/{trigger}/{job.name} step '{action.step}'"
@@ -486,6 +539,15 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
                 for never in ("fetch-model", "builder", "acr-login"):
                     if never in have:
                         found.append(f"{where}: {stack} never builds, yet the job ran {never}")
+            if action.kind == "up":
+                have.discard("canary")  # each up starts a release of its own
+            if action.kind == "canary":
+                for need in ("up", "kubectl", "kubelogin", "azure-login", "pulumi-cli"):
+                    if need not in have:
+                        found.append(f"{where}: canary wait before {need}")
+            if action.kind == "smoke" and "up" in have and "canary" not in have:
+                found.append(f"{where}: smoke test before the canary finished (it would judge a mix of "
+                             "canary and stable pods)")
             have.add(action.kind)
         done[job.name] = {(a.kind, a.stack or "dev") for a in job.actions}
     return found
