@@ -1,4 +1,7 @@
-"""How the store talks to Blob Storage: bounded timeouts and retries, and the SDK's errors mapped to ours.
+"""How the store talks to Blob Storage: the client, bounded timeouts and retries, the SDK's errors mapped.
+
+The client is built from a connection string (the emulator) or an https account URL with an Entra ID
+credential, with the container's name checked before any request.
 
 The SDK's defaults retry an unreachable endpoint for 80 s or more and retry a missing credential as
 if it were a network blip. Here one number, the store timeout ``T`` (``--timeout``,
@@ -39,6 +42,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.blob._shared.policies import StorageRetryPolicy, is_checksum_retry, is_retry
 
 from modelstore.errors import AccessDenied, InvalidInput, ModelStoreError, NotFound
@@ -178,6 +182,60 @@ def client_options(timeout: float) -> dict[str, Any]:
         "connection_timeout": timeout,
         "read_timeout": timeout,
     }
+
+
+EMULATOR_ACCOUNT = "devstoreaccount1"
+"""The Azurite emulator's well-known account name."""
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def service_from_connection_string(connection_string: str, timeout: float) -> BlobServiceClient:
+    """A bounded client from a connection string (the emulator's, or an account key's)."""
+    try:
+        return BlobServiceClient.from_connection_string(connection_string, **client_options(timeout))
+    except ValueError:
+        # Never echo the string: it holds the account key.
+        raise InvalidInput(
+            "AZURE_STORAGE_CONNECTION_STRING is malformed: expected "
+            "'DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=...'"
+        ) from None
+
+
+def service_from_account_url(url: str, credential: Any, timeout: float) -> BlobServiceClient:
+    """A bounded client for ``https://<account>.blob.core.windows.net``; ``credential`` defaults to
+    ``DefaultAzureCredential`` (workload identity, managed identity, ``az login``)."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+        raise InvalidInput(
+            f"account URL {public_url(url or '')!r} is not valid: use "
+            "https://<account>.blob.core.windows.net (no SAS or query string)"
+        )
+    # The SDK sends an Entra ID token over https only; it would refuse plain http at the first
+    # request with a ValueError. Only a key-style credential may talk http to a loopback emulator.
+    token = credential is None or hasattr(credential, "get_token")
+    if parts.scheme == "http" and (token or parts.hostname not in _LOOPBACK):
+        raise InvalidInput(
+            f"account URL {url!r} must use https: Entra ID sign-in is never sent over plain http. "
+            "Use https://<account>.blob.core.windows.net, or AZURE_STORAGE_CONNECTION_STRING "
+            "for the Azurite emulator"
+        )
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    return BlobServiceClient(url, credential=credential, **client_options(timeout))
+
+
+def container_client(service: BlobServiceClient, container: str) -> ContainerClient:
+    """The client of ``container``, whose name is checked first (Azure's rule, named in the error)."""
+    # Container names: 3-63 lowercase letters, digits and single hyphens.
+    if not (3 <= len(container) <= 63) or not all(c.islower() or c.isdigit() or c == "-" for c in container) \
+            or container.startswith("-") or container.endswith("-") or "--" in container:
+        raise InvalidInput(
+            f"container name {container!r} is not valid: use 3-63 lowercase letters, digits and "
+            "single hyphens, starting and ending with a letter or digit"
+        )
+    return service.get_container_client(container)
 
 
 def public_url(url: str) -> str:

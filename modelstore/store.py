@@ -30,10 +30,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 
 from modelship_contract.manifest import (
     MANIFEST_FILE,
@@ -43,7 +42,8 @@ from modelship_contract.manifest import (
     validate_name,
     validate_version,
 )
-from modelstore.connection import BoundedRetry, ErrorMap, client_options, public_url, resolve_timeout
+from modelstore import connection
+from modelstore.connection import BoundedRetry, ErrorMap, public_url, resolve_timeout
 from modelstore.errors import IntegrityError, InvalidInput, NotFound
 from modelstore.transfer import PROGRESS_THRESHOLD
 
@@ -61,8 +61,6 @@ POINTER_BLOB = "latest.json"
 POINTER_SCHEMA = 1
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "modelship" / "models"
 MiB = 1024 * 1024
-_EMULATOR_ACCOUNT = "devstoreaccount1"
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,17 +134,6 @@ def default_publisher() -> str:
     return who.encode("ascii", "replace").decode("ascii")[:200]
 
 
-def _container_client(service: BlobServiceClient, container: str) -> ContainerClient:
-    # Container names: 3-63 lowercase letters, digits and single hyphens.
-    if not (3 <= len(container) <= 63) or not all(c.islower() or c.isdigit() or c == "-" for c in container) \
-            or container.startswith("-") or container.endswith("-") or "--" in container:
-        raise InvalidInput(
-            f"container name {container!r} is not valid: use 3-63 lowercase letters, digits and "
-            "single hyphens, starting and ending with a letter or digit"
-        )
-    return service.get_container_client(container)
-
-
 class ModelStore:
     """A container of versioned model directories."""
 
@@ -201,18 +188,9 @@ class ModelStore:
         **kwargs: Any,
     ) -> ModelStore:
         """For the emulator and local use; creates a missing container for the emulator only."""
-        options = client_options(resolve_timeout(timeout))
-        try:
-            service = BlobServiceClient.from_connection_string(connection_string, **options)
-        except ValueError:
-            # Never echo the string: it holds the account key.
-            raise InvalidInput(
-                "AZURE_STORAGE_CONNECTION_STRING is malformed: expected "
-                "'DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=...'"
-            ) from None
-        emulator = service.account_name == _EMULATOR_ACCOUNT
-        kwargs.setdefault("create_container", emulator)
-        return cls(_container_client(service, container), account_url=service.url, **kwargs)
+        service = connection.service_from_connection_string(connection_string, resolve_timeout(timeout))
+        kwargs.setdefault("create_container", service.account_name == connection.EMULATOR_ACCOUNT)
+        return cls(connection.container_client(service, container), account_url=service.url, **kwargs)
 
     @classmethod
     def from_account_url(
@@ -221,28 +199,8 @@ class ModelStore:
     ) -> ModelStore:
         """For Azure: ``credential`` defaults to ``DefaultAzureCredential`` (workload identity,
         managed identity, ``az login``); account keys are deliberately not accepted here."""
-        parts = urlsplit(url or "")
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
-            raise InvalidInput(
-                f"account URL {public_url(url or '')!r} is not valid: use "
-                "https://<account>.blob.core.windows.net (no SAS or query string)"
-            )
-        # The SDK sends an Entra ID token over https only; it would refuse plain http at the first
-        # request with a ValueError. Only a key-style credential may talk http to a loopback emulator.
-        token = credential is None or hasattr(credential, "get_token")
-        if parts.scheme == "http" and (token or parts.hostname not in _LOOPBACK):
-            raise InvalidInput(
-                f"account URL {url!r} must use https: Entra ID sign-in is never sent over plain http. "
-                "Use https://<account>.blob.core.windows.net, or AZURE_STORAGE_CONNECTION_STRING "
-                "for the Azurite emulator"
-            )
-        timeout = resolve_timeout(timeout)
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-        service = BlobServiceClient(url, credential=credential, **client_options(timeout))
-        return cls(_container_client(service, container), account_url=url, **kwargs)
+        service = connection.service_from_account_url(url, credential, resolve_timeout(timeout))
+        return cls(connection.container_client(service, container), account_url=url, **kwargs)
 
     @classmethod
     def from_env(
