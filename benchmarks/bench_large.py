@@ -68,9 +68,25 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+class _Stamped(io.StringIO):
+    """Captured output with each line's time since the start (where a release spends its time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.at_line_start = time.monotonic(), True
+
+    def write(self, text: str) -> int:
+        for part in text.splitlines(keepends=True):
+            if self.at_line_start:
+                super().write(f"[{time.monotonic() - self.started:6.1f} s] ")
+            super().write(part)
+            self.at_line_start = part.endswith("\n")
+        return len(text)
+
+
 def timed_up(settings: LocalSettings) -> tuple[float, dict, int]:
     """``up`` with its output captured: seconds, record, bytes of build context sent."""
-    out = io.StringIO()
+    out = _Stamped()
     started = time.monotonic()
     with contextlib.redirect_stdout(out):
         record = cli.up(settings, echo=True)
