@@ -92,7 +92,8 @@ def timed_up(settings: LocalSettings) -> tuple[float, dict, int]:
         record = cli.up(settings, echo=True)
     seconds = time.monotonic() - started
     sys.stderr.write(out.getvalue())  # its step timings, in the run's log
-    sent = sum(float(n) * _UNITS[u] for n, u in _CONTEXT_RE.findall(out.getvalue()))
+    # BuildKit repeats the line as the transfer progresses (cumulative): the last, largest one counts.
+    sent = max((float(n) * _UNITS[u] for n, u in _CONTEXT_RE.findall(out.getvalue())), default=0)
     return seconds, record, int(sent)
 
 
