@@ -175,20 +175,29 @@ def push_image(registry: LocalRegistry, repository: str, ref: str) -> str:
     return digest
 
 
-def push_sbom(settings: LocalSettings, registry: LocalRegistry, pinned: str, digest: str) -> tuple[str, int]:
+def push_sbom(settings: LocalSettings, registry: LocalRegistry, pinned: str, digest: str,
+              base: str) -> tuple[str, int]:
     """CycloneDX SBOM of the pushed image's Python environment, stored beside it, linked to its digest.
 
-    Before the deployment: an image whose SBOM cannot be produced is not run.
+    Before the deployment: an image whose SBOM cannot be produced is not run. An image built from
+    the same environment inputs as one already described (a code-only or model-only release:
+    :func:`delivery.sbom.environment_key`) reuses that SBOM instead of copying ``/opt/venv`` out and
+    running ``cyclonedx-py`` again (measured: 28 s of a 51 s code-only release on a loaded VM).
     """
     from delivery import sbom
 
     out = settings.state_dir / "sbom" / f"{digest.replace(':', '-')}.cdx.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    cached = out.parent / f"env-{sbom.environment_key(settings.context, engine.image_id(base))}.cdx.json"
     try:
-        bom = sbom.generate(pinned, out)
+        if cached.is_file():
+            bom, how = sbom.reuse(cached, pinned, out), "same Python environment as before: reused"
+        else:
+            bom, how = sbom.generate(pinned, out), "generated"
+            shutil.copyfile(out, cached)
         sbom_digest = sbom.push(registry.host, settings.repository, digest, out)
     except sbom.SbomError as exc:
         raise DeliveryError(f"SBOM: {exc}. The running container was not touched.") from exc
-    log(f"SBOM ({len(bom.get('components', []))} Python packages, CycloneDX) pushed as {sbom_digest[:19]}, "
-        f"linked to {digest[:19]}")
+    log(f"SBOM ({len(bom.get('components', []))} Python packages, CycloneDX; {how}) pushed as "
+        f"{sbom_digest[:19]}, linked to {digest[:19]}")
     return sbom_digest, len(bom.get("components", []))

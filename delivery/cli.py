@@ -111,7 +111,7 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     repo = f"{registry.host}/{settings.repository}"
     digest = push_image(registry, settings.repository, ref)
     pinned = f"{repo}@{digest}"
-    sbom_digest, sbom_components = push_sbom(settings, registry, pinned, digest)
+    sbom_digest, sbom_components = push_sbom(settings, registry, pinned, digest, base)
     deploy(settings, pinned, spec)
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,

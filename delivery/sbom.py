@@ -72,6 +72,31 @@ def generate(image: str, out: Path) -> dict:
     return bom
 
 
+def environment_key(context: Path, base_image_id: str) -> str:
+    """A digest of everything the image's ``/opt/venv`` is built from: the Dockerfile, the pinned
+    requirements, the wheelhouse (file names and sizes: a wheel's name carries its version) and the
+    base image. Equal keys build the same environment, so its SBOM can be reused (:func:`reuse`).
+    """
+    context = Path(context)
+    digest = hashlib.sha256()
+    for part in ("Dockerfile", "requirements.txt"):
+        digest.update(f"{part}\0".encode() + (context / part).read_bytes() + b"\0")
+    for wheel in sorted((context / "wheels").glob("*.whl")):
+        digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0".encode())
+    digest.update(base_image_id.encode())
+    return digest.hexdigest()
+
+
+def reuse(cached: Path, image: str, out: Path) -> dict:
+    """Write the SBOM ``cached`` (of an image with the same environment) to ``out`` for ``image``."""
+    bom = json.loads(Path(cached).read_text())
+    properties = bom.setdefault("metadata", {}).setdefault("properties", [])
+    properties[:] = [p for p in properties if p.get("name") != "modelship:image"]
+    properties.append({"name": "modelship:image", "value": image})
+    out.write_text(json.dumps(bom, indent=2, sort_keys=True) + "\n")
+    return bom
+
+
 def _get(url: str, accept: str = _ACCEPT) -> tuple[bytes, str]:
     req = urllib.request.Request(url, headers={"Accept": accept})
     with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
