@@ -27,11 +27,11 @@ from typing import Any
 import pulumi
 from pulumi_command import local
 
+from modelship_contract.manifest import NAME_RE, VERSION_RE
+
 IMAGE_RE = re.compile(r"^(?P<host>[a-z0-9][a-z0-9.-]*(:[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
                       r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?@(?P<digest>sha256:[0-9a-f]{64})$")
 """``host/repository[:tag]@sha256:<64 hex>``."""
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
 IMPORT = 'az acr import --name "$REGISTRY" --source "$SOURCE" --image "$TARGET" --force --output none'
 """Copy by digest into this stack's registry (the values come from the command's environment)."""
 FIELDS = ("image", "digest", "model", "modelVersion", "modelSize")
@@ -58,9 +58,9 @@ class Release:
                              "@sha256:<64 hex>); prod deploys digests, never tags")
         if match.group("digest") != self.digest:
             raise ValueError(f"image {self.image!r} does not carry digest {self.digest!r}")
-        if not _NAME_RE.match(self.model):
+        if not NAME_RE.match(self.model):
             raise ValueError(f"model {self.model!r} is not an RFC 1123 label")
-        if not _VERSION_RE.match(self.model_version):
+        if not VERSION_RE.match(self.model_version):
             raise ValueError(f"modelVersion {self.model_version!r} is not a model version")
         if isinstance(self.model_size, bool) or not isinstance(self.model_size, int) or self.model_size < 1:
             raise ValueError(f"modelSize {self.model_size!r} is not a size in bytes")

@@ -26,6 +26,7 @@ import urllib.request
 from typing import Any
 
 from modelship_contract import image as image_contract
+from modelship_contract.manifest import NAME_RE
 
 DIGIT_ZERO: tuple[float, ...] = (
     0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0,
@@ -38,7 +39,6 @@ EXPECTED_LABEL = 0
 INPUT_NAME = "input"
 LABEL_OUTPUT = "label"
 
-MODEL_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _MAX_REQUEST_S = 10.0
 """Upper bound of one HTTP request, so a hung server cannot outlast ``timeout``."""
 
@@ -67,7 +67,7 @@ class SmokeResult:
 def _validate(url: str, model: str, timeout: float, interval: float) -> str:
     if not re.match(r"^https?://[^/\s]+", url or ""):
         raise ValueError(f"--url must be an http:// or https:// URL with a host, got {url!r}")
-    if not MODEL_NAME_RE.match(model or ""):
+    if not NAME_RE.match(model or ""):
         raise ValueError(f"--model must be a lowercase RFC 1123 label (e.g. digits), got {model!r}")
     if not timeout > 0:
         raise ValueError(f"--timeout must be > 0 seconds, got {timeout}")
