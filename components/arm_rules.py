@@ -26,7 +26,6 @@ SERVICE = "kubernetes:core/v1:Service"
 DCR = "azure-native:monitor:DataCollectionRule"
 DCR_ASSOCIATION = "azure-native:monitor:DataCollectionRuleAssociation"
 FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
-DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 
 _LABEL_NAMED_KINDS = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:Service")
 
@@ -115,9 +114,9 @@ def _names(token: str) -> Rule:
             checks.append(("dnsPrefix", inputs.get("dnsPrefix"), naming.DNS_PREFIX_RE,
                            "1-54 letters, digits and '-', alphanumeric at both ends"))
         elif token == SERVICE:
-            label = _get(inputs, "metadata", "annotations", DNS_LABEL_ANNOTATION)
+            label = _get(inputs, "metadata", "annotations", naming.DNS_LABEL_ANNOTATION)
             if label is not None:
-                checks.append((f"metadata.annotations[{DNS_LABEL_ANNOTATION}]", label,
+                checks.append((f"metadata.annotations[{naming.DNS_LABEL_ANNOTATION}]", label,
                                naming.AZURE_DNS_LABEL_RE,
                                "3-63 lowercase letters, digits and '-', a letter first, alphanumeric last"))
         if token in _LABEL_NAMED_KINDS and _get(inputs, "metadata", "name") is not None:

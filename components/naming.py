@@ -35,3 +35,5 @@ RFC1123_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#dns-label-names)."""
 DNS_ZONE_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 """A lowercase DNS zone name without the trailing dot (``models.example.com``)."""
+DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
+"""The Service annotation the AKS cloud provider reads the public IP's DNS name label from."""

@@ -23,7 +23,7 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import dns
 
 from components import rollout as argo
-from components.naming import AZURE_DNS_LABEL_RE
+from components.naming import AZURE_DNS_LABEL_RE, DNS_LABEL_ANNOTATION
 from components.sizing import PROBE_PERIOD_S, Resources, for_model
 from modelship_contract.canary import DEFAULT as DEFAULT_ANALYSIS
 from modelship_contract.canary import AnalysisDefinition
@@ -33,8 +33,6 @@ from modelship_contract.image import LIVE_PATH, MODEL_DIR_ENV, READY_PATH
 from modelship_contract.image import MODEL_DIR as MODEL_MOUNT
 from modelship_contract.image import PORT as APP_PORT
 from modelship_contract.image import UID as APP_UID
-
-DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 
 
 @dataclass

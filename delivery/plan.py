@@ -244,7 +244,7 @@ def _first(nodes: Iterable[PlanNode], type_token: str) -> PlanNode | None:
 
 def public_dns_name(nodes: Sequence[PlanNode]) -> str:
     """The LoadBalancer Service's public name (``<dnsLabel>.<region>.cloudapp.azure.com``)."""
-    from components.service import DNS_LABEL_ANNOTATION
+    from components.naming import DNS_LABEL_ANNOTATION
 
     svc = _first(nodes, "kubernetes:core/v1:Service")
     rg = _first(nodes, "azure-native:resources:ResourceGroup")
