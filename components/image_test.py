@@ -27,6 +27,8 @@ from pulumi_command import local
 
 VERIFIED_PREFIX = "verified "
 """What the last line of a passing run prints before the image (``delivery.imagetest``)."""
+SIGNER_PREFIX = "signer "
+"""The line before it: who signed the model, as the server reported when it verified it."""
 COMMAND = "python -m delivery.imagetest"
 """The container test; the pipelines put the project's virtualenv first on PATH."""
 
@@ -61,11 +63,21 @@ def verified_image(stdout: str, image: str) -> str:
     return image
 
 
+def signer_of(stdout: str) -> str:
+    """The ``signer`` line of a passing run's output, or ``unknown``."""
+    for line in reversed((stdout or "").splitlines()):
+        if line.startswith(SIGNER_PREFIX):
+            return line[len(SIGNER_PREFIX):].strip() or "unknown"
+    return "unknown"
+
+
 class ImageTest(pulumi.ComponentResource):
     """The container test of one image digest; ``verified_ref`` exists only if it passed."""
 
     verified_ref: pulumi.Output[str]
     """The image reference, once the test passed (the workload's only source of its image)."""
+    signer: pulumi.Output[str]
+    """Who signed the model in the tested image (the server verified it at start-up)."""
 
     def __init__(self, name: str, args: ImageTestArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelship:image:ImageTest", name, None, opts)
@@ -83,4 +95,5 @@ class ImageTest(pulumi.ComponentResource):
         )
         self.verified_ref = pulumi.Output.all(self.command.stdout, args.image).apply(
             lambda parts: verified_image(parts[0], parts[1]))
-        self.register_outputs({"verifiedRef": self.verified_ref})
+        self.signer = self.command.stdout.apply(signer_of)
+        self.register_outputs({"verifiedRef": self.verified_ref, "signer": self.signer})

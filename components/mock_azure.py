@@ -133,7 +133,7 @@ def _fabricate_other(typ: str, name: str, inputs: dict[str, Any],
     if typ == "command:local:Command":
         # The command "runs" and succeeds: a container test prints what delivery.imagetest prints.
         image = (inputs.get("environment") or {}).get("MODELSHIP_IMAGE", "")
-        out["stdout"] = f"verified {image}" if image else ""
+        out["stdout"] = f"signer ecdsa-p256:0123456789abcdef\nverified {image}" if image else ""
         out["stderr"] = ""
         return f"{name}-id", out
     if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):

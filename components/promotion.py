@@ -36,6 +36,8 @@ IMPORT = 'az acr import --name "$REGISTRY" --source "$SOURCE" --image "$TARGET" 
 """Copy by digest into this stack's registry (the values come from the command's environment)."""
 FIELDS = ("image", "digest", "model", "modelVersion", "modelSize")
 """The keys of a release (the dev stack's ``release`` output)."""
+OPTIONAL = ("modelSigner",)
+"""Keys a release may also carry (a release recorded before they existed lacks them)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Release:
     model_version: str
     model_size: int
     """Model file size in bytes: the pods' memory and start-up budget follow it."""
+    model_signer: str = "unknown"
+    """Who signed the model, as the verifying stack's container test saw it."""
 
     def __post_init__(self) -> None:
         match = IMAGE_RE.match(self.image)
@@ -84,7 +88,8 @@ class Release:
     def to_output(self) -> dict[str, Any]:
         """The ``release`` stack output (camelCase), what :meth:`from_json` reads back."""
         return {"image": self.image, "digest": self.digest, "model": self.model,
-                "modelVersion": self.model_version, "modelSize": self.model_size}
+                "modelVersion": self.model_version, "modelSize": self.model_size,
+                "modelSigner": self.model_signer}
 
     @classmethod
     def from_mapping(cls, value: Any) -> Release:
@@ -92,7 +97,7 @@ class Release:
             raise ValueError(f"a release is a JSON object with {', '.join(FIELDS)}; "
                              f"got {type(value).__name__}")
         missing = [k for k in FIELDS if k not in value]
-        extra = sorted(set(value) - set(FIELDS))
+        extra = sorted(set(value) - set(FIELDS) - set(OPTIONAL))
         if missing or extra:
             raise ValueError(f"a release has exactly the keys {', '.join(FIELDS)}; missing: "
                              f"{', '.join(missing) or 'none'}, unknown: {', '.join(extra) or 'none'}")
@@ -101,7 +106,8 @@ class Release:
         if isinstance(size, float) and size.is_integer():
             size = int(size)
         return cls(image=value["image"], digest=value["digest"], model=value["model"],
-                   model_version=value["modelVersion"], model_size=size)
+                   model_version=value["modelVersion"], model_size=size,
+                   model_signer=str(value.get("modelSigner") or "unknown"))
 
     @classmethod
     def from_json(cls, text: str) -> Release:
@@ -175,7 +181,10 @@ def checked_image(promote_from: str, image_ref: pulumi.Output[str], release: Rel
     return pulumi.Output.all(dev.get_output("release"), image_ref).apply(check)
 
 
-def release_of(verified_ref: pulumi.Output[str], model: str, version: str, size: int) -> pulumi.Output[dict]:
+def release_of(verified_ref: pulumi.Output[str], signer: pulumi.Input[str], model: str, version: str,
+               size: int) -> pulumi.Output[dict]:
     """The ``release`` output of a stack that tested ``verified_ref``."""
-    return verified_ref.apply(
-        lambda ref: Release(ref, ref.rsplit("@", 1)[1], model, version, size).to_output())
+    def release(parts: list[str]) -> dict:
+        return Release(parts[0], parts[0].rsplit("@", 1)[1], model, version, size, parts[1]).to_output()
+
+    return pulumi.Output.all(verified_ref, signer).apply(release)

@@ -220,7 +220,9 @@ class ModelshipStack(pulumi.ComponentResource):
         verified = self.image_test.verified_ref
         self._serve(name, settings, verified, manifest.name, manifest.version, manifest.size)
         # What a promoting stack (prod) deploys: exists only once the container test passed.
-        self.outputs["release"] = release_of(verified, manifest.name, manifest.version, manifest.size)
+        self.outputs["release"] = release_of(verified, self.image_test.signer, manifest.name,
+                                             manifest.version, manifest.size)
+        self.outputs["modelSigner"] = self.image_test.signer
 
     def _promote(self, name: str, settings: Settings, release: Release) -> None:
         """Deploy ``release`` (verified by ``promoteFrom``): no build and no test here, by design."""
@@ -231,7 +233,8 @@ class ModelshipStack(pulumi.ComponentResource):
         image = checked_image(settings.promote_from, self.imported.image_ref, release,
                               opts=pulumi.ResourceOptions(parent=self))
         self._serve(name, settings, image, release.model, release.model_version, release.model_size)
-        self.outputs.update({"release": release.to_output(), "promotedFrom": settings.promote_from})
+        self.outputs.update({"release": release.to_output(), "promotedFrom": settings.promote_from,
+                             "modelSigner": release.model_signer})
 
     def _serve(self, name: str, settings: Settings, image: pulumi.Output[str], model: str, version: str,
                size: int) -> None:

@@ -14,7 +14,8 @@ verifies the signature before it opens a socket).
   ``pulumi up``; the Deployment takes its image only from that resource's output, which exists only
   when this command printed ``verified <image>`` and exited 0.
 
-Exit codes: 0 passed (last stdout line ``verified <image>``), 1 the image failed (the message
+Exit codes: 0 passed (stdout: ``signer <who signed the model>``, then ``verified <image>`` last),
+1 the image failed (the message
 names the check), 2 bad arguments.
 """
 
@@ -28,7 +29,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 
-from components.image_test import VERIFIED_PREFIX
+from components.image_test import SIGNER_PREFIX, VERIFIED_PREFIX
 from delivery import engine
 from delivery.processes import free_port
 from delivery.smoke import SmokeError, SmokeResult, run_smoke
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log(f"passed: ready after {verified.smoke.ready_after_s:.1f} s, label {verified.smoke.label}, "
         f"{args.model}@{verified.smoke.version}, model signed by {verified.signer}")
+    print(f"{SIGNER_PREFIX}{verified.signer}")
     print(f"{VERIFIED_PREFIX}{args.image}")
     return 0
 

@@ -41,6 +41,9 @@ def test_the_workload_runs_the_image_the_test_verified(run: StackRun) -> None:
     assert _container(run)["image"] == pushed
     assert run.outputs["imageRef"] == pushed
     assert run.outputs["verifiedDigest"] == image.outputs["digest"]
+    # Who signed the model, as the container test's server reported it (the mocks' fixed answer).
+    signer = "ecdsa-p256:0123456789abcdef"
+    assert run.outputs["modelSigner"] == signer == run.outputs["release"]["modelSigner"]
     # Created after the push, and the Rollout after the test (its image is the test's output).
     assert image.urn in test.dependencies
     assert test.urn in one(run, ROLLOUT).dependencies

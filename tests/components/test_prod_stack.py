@@ -83,6 +83,7 @@ def test_prod_runs_dev_digest_imported_into_its_own_registry(dev: StackRun, prod
     assert _image(prod) == f"modelshipprodacr01.azurecr.io/modelship/digits:{release.tag}@{release.digest}"
     assert prod.outputs["verifiedDigest"] == release.digest == dev.outputs["verifiedDigest"]
     assert prod.outputs["release"] == dev.outputs["release"] and prod.outputs["promotedFrom"] == DEV
+    assert prod.outputs["modelSigner"] == dev.outputs["modelSigner"]  # what the smoke test shows
     # The Rollout waits for the import (its image is the import's output) and reads dev's state.
     deploy = one(prod, ROLLOUT)
     assert command.urn in deploy.dependencies

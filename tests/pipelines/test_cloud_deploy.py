@@ -170,6 +170,7 @@ def deploy(tmp_path, server):
             "FAKE_OUT_blobEndpoint": "https://modelshipmodels.blob.core.windows.net/",
             "FAKE_OUT_modelContainer": "models", "FAKE_OUT_url": server, "FAKE_OUT_model": "digits@2",
             "FAKE_CFG_registryName": "modelshipdevacr01",
+            "FAKE_OUT_verifiedDigest": DIGEST, "FAKE_OUT_modelSigner": "ecdsa-p256:ab12",
         }
         proc = subprocess.run(["bash", str(root / "scripts" / "cloud-deploy.sh"), command],
                               env={**base, **env}, capture_output=True, text=True, timeout=60)
@@ -201,6 +202,7 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
            f"--overwrite --data {deploy.sha}" in calls[record]
     assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
+    assert f"running {DIGEST}, model signed by ecdsa-p256:ab12" in proc.stderr  # what runs, who signed it
 
 
 def test_failed_smoke_fails_the_deploy_and_tries_the_rollback(deploy):
