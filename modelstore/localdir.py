@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from modelship_contract.manifest import MANIFEST_FILE
 from modelstore.errors import InvalidInput, ModelStoreError
@@ -224,13 +225,46 @@ def _write_stamp(cached: Path, sha256: str) -> None:
         _stamp_path(cached).write_text(json.dumps({"sha256": sha256, **_file_id(cached)}))
 
 
-def _stamp_matches(cached: Path, sha256: str) -> bool:
-    """True when ``cached`` is the very file verified as ``sha256`` and was not written since."""
+def _read_stamp(cached: Path, sha256: str) -> dict[str, Any] | None:
+    """The stamp beside ``cached`` if it names this very file, verified as ``sha256``, unwritten since."""
     try:
         stamp = json.loads(_stamp_path(cached).read_text())
-        return stamp == {"sha256": sha256, **_file_id(cached)}
+        identity = {"sha256": sha256, **_file_id(cached)}
     except (OSError, ValueError):
-        return False
+        return None
+    if not isinstance(stamp, dict) or {k: stamp.get(k) for k in identity} != identity:
+        return None
+    return stamp
+
+
+def _stamp_matches(cached: Path, sha256: str) -> bool:
+    """True when ``cached`` is the very file verified as ``sha256`` and was not written since."""
+    return _read_stamp(cached, sha256) is not None
+
+
+def signature_memo(cached: Path, sha256: str) -> dict[str, Any] | None:
+    """The signature check recorded for this untouched cached file (see :func:`record_signature`)."""
+    stamp = _read_stamp(cached, sha256)
+    memo = stamp.get("signature") if stamp else None
+    return memo if isinstance(memo, dict) else None
+
+
+def record_signature(cached: Path, sha256: str, memo: dict[str, Any]) -> None:
+    """Record beside a stamped cached file that a signature check passed on these exact inputs.
+
+    ``memo`` names the inputs (digests of the signature, the manifest and the trusted keys) and the
+    result (the signer). The model bytes are the stamp's own sha256. A later cache hit with the same
+    inputs has the same result, so it needs no second pass of model-signing over the model file.
+    A failure only costs the next hit a signature check.
+    """
+    stamp = _read_stamp(cached, sha256)
+    if stamp is None:
+        return
+    stamp["signature"] = memo
+    with contextlib.suppress(OSError):
+        tmp = _stamp_path(cached).with_name(f".{cached.name}.verified.{os.getpid()}")
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, _stamp_path(cached))
 
 
 _RENAME_EXCHANGE = 2

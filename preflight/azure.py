@@ -133,8 +133,9 @@ def check_model(ctx: Context) -> list[Result]:
         return []
     if ctx.settings.promote_from and ctx.settings.release is not None:
         # A promoting stack (prod) never builds: it deploys the release, nothing is fetched.
-        return [Result("model", "ok", f"{ctx.settings.release.model}@{ctx.settings.release.model_version} "
-                       f"{ctx.settings.release.digest} from {ctx.settings.promote_from} (no fetch, no build)")]
+        release = ctx.settings.release
+        return [Result("model", "ok", f"{release.model}@{release.model_version} {release.digest} "
+                       f"from {ctx.settings.promote_from} (no fetch, no build)")]
     rc, out, _ = ctx.run(["pulumi", "stack", "output", "blobEndpoint", "--stack", ctx.stack])
     ctx.deployed = rc == 0 and bool(out.strip())
     manifest = ctx.root / ctx.settings.model_dir / "manifest.json"

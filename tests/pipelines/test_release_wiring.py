@@ -38,7 +38,8 @@ def test_github_deploy_job_promotes_before_it_fetches() -> None:
     runs = [s.get("run", "") for s in doc["jobs"]["deploy"]["steps"]]
     promote = runs.index("bash scripts/cloud-deploy.sh promote-candidate")
     assert promote < runs.index("bash scripts/cloud-deploy.sh fetch-model")
-    assert doc["jobs"]["deploy"]["steps"][promote]["env"] == {"MODEL_CANDIDATE": "${{ vars.MODEL_CANDIDATE }}"}
+    candidate = {"MODEL_CANDIDATE": "${{ vars.MODEL_CANDIDATE }}"}
+    assert doc["jobs"]["deploy"]["steps"][promote]["env"] == candidate
     assert not [r for r in runs if "promote-candidate" in r and r is not runs[promote]]
 
 
