@@ -11,6 +11,21 @@ import pytest
 from modelstore import signing
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refresh the contract copy a `make up` staged into app/ (the build context), if there is one.
+
+    Server subprocesses of the tests run with app/ first on their path, as in the image, so a copy
+    left by an older build would shadow the package under test.
+    """
+    from pathlib import Path
+
+    from components.build_spec import CONTRACT_SUBDIR, stage_contract
+
+    app = Path(__file__).resolve().parent.parent / "app"
+    if (app / CONTRACT_SUBDIR).exists():
+        stage_contract(app)
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[object]:
     """One Azurite blob emulator for the whole session, on a free 127.0.0.1 port.
