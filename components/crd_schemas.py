@@ -51,9 +51,8 @@ def strict(schema: Any) -> Any:
 
 
 @functools.cache
-def validator(api_version: str, kind: str) -> Any:
-    """A strict ``jsonschema`` validator for one custom resource kind."""
-    import jsonschema
+def served_version(api_version: str, kind: str) -> dict[str, Any]:
+    """The CRD's entry for ``api_version`` (schema, subresources) from the schema directory."""
     import yaml
 
     name = CRD_FILES.get((api_version, kind))
@@ -72,6 +71,15 @@ def validator(api_version: str, kind: str) -> Any:
     served = next((v for v in crd["spec"]["versions"] if v["name"] == version), None)
     if served is None:
         raise CrdSchemaError(f"{path} serves no version {version}")
+    return served
+
+
+@functools.cache
+def validator(api_version: str, kind: str) -> Any:
+    """A strict ``jsonschema`` validator for one custom resource kind."""
+    import jsonschema
+
+    served = served_version(api_version, kind)
     return jsonschema.Draft7Validator(strict(served["schema"]["openAPIV3Schema"]))
 
 

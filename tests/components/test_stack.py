@@ -311,3 +311,24 @@ def test_mock_kubeconfig_is_what_aks_returns_for_format_exec() -> None:
         testing.LIST_USER_CREDENTIALS, {"format": "exec", "resourceName": "c"}, ""))
     text = base64.b64decode(raw["kubeconfigs"][0]["value"]).decode()
     assert "devicecode" in text
+
+
+def test_the_hpa_scales_the_rollout_without_the_known_argo_rollouts_traps(run: StackRun) -> None:
+    """HPA + Rollout (docs/azure.md, "HPA and the Rollout"): a replica-ratio canary with at most one
+    surge pod, no traffic router, no dynamic stable scale, no canary scale step, no workloadRef, so
+    the pods the HPA averages over are the Rollout's replicas (argo-rollouts#4369, #2857, #3849,
+    #3825); the count is declared for the creation only; the scale subresource exists."""
+    from components import crd_schemas
+
+    rollout = one(run, ROLLOUT)
+    spec = rollout.inputs["spec"]
+    canary = spec["strategy"]["canary"]
+    assert set(canary) == {"maxSurge", "maxUnavailable", "steps"} and canary["maxSurge"] == 1
+    assert "workloadRef" not in spec
+    assert all(set(step) <= {"setWeight", "pause", "analysis"} for step in canary["steps"])
+    hpa = one(run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    assert hpa["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 60
+    assert hpa["minReplicas"] == spec["replicas"]
+    scale = crd_schemas.served_version("argoproj.io/v1alpha1", "Rollout")["subresources"]["scale"]
+    assert scale == {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.HPAReplicas",
+                     "labelSelectorPath": ".status.selector"}
