@@ -163,3 +163,20 @@ def test_runs_locked_down_and_infers(image: str) -> None:
         assert "shutdown complete" in docker("logs", name).stdout
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_the_canary_analysis_job_runs_in_the_released_image(image: str) -> None:
+    """The cloud AnalysisTemplate's Job runs the analysis CLI in this image, as its pod would run
+    (read-only root, uid 10001, no capabilities): the command must start there and fail clearly
+    without the workload-identity environment the AKS webhook injects (exit 4, unreachable)."""
+    from components.rollout import analysis_command
+    from modelship_contract.canary import DEFAULT
+
+    command = [arg.replace("{{args.canary-hash}}", "abc123").replace("{{args.stable-hash}}", "def456")
+               for arg in analysis_command(DEFAULT, "https://amw.westeurope.prometheus.monitor.azure.com")]
+    proc = docker("run", "--rm", "--read-only", "--user", "10001", "--cap-drop", "ALL",
+                  "--security-opt", "no-new-privileges", "--network", "none", "--memory", "128m",
+                  "--entrypoint", command[0], image, *command[1:], check=False, timeout=120)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "workload identity is not set up in this pod" in proc.stderr
+    assert "AZURE_FEDERATED_TOKEN_FILE" in proc.stderr
