@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,14 +41,22 @@ def mocks() -> Iterator[RecordingMocks]:
     assert not installed.rejections, f"the mocks rejected: {installed.rejections}"
 
 
+def make_project(root: Path, *, model: bool = True, dockerignore: bool = False, **model_args: Any) -> Path:
+    """A project at ``root`` with ``app/Dockerfile`` and, unless ``model=False``, a model fetched into
+    ``app/model`` (``model_args`` go to :func:`write_model`)."""
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
+    if dockerignore:
+        (root / "app" / ".dockerignore").write_text("**/__pycache__\n")
+    if model:
+        write_model(root / "app" / "model", **model_args)
+    return root
+
+
 @pytest.fixture
 def empty_project(tmp_path: Path) -> Path:
     """A project with ``app/Dockerfile`` but no model fetched yet."""
-    root = tmp_path / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    (root / "app" / ".dockerignore").write_text("**/__pycache__\n")
-    return root
+    return make_project(tmp_path / "project", model=False, dockerignore=True)
 
 
 @pytest.fixture

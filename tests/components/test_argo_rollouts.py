@@ -12,19 +12,14 @@ from components import argo_rollouts
 from components.argo_rollouts import ArgoRolloutsArgs, chart_values
 from components.crd_schemas import schema_dir, values_errors
 from components.testing import RecordingMocks, StackRun, helm_release_problems, one, run_stack
-from tests.components.conftest import make_settings
+from tests.components.conftest import make_project, make_settings
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
-    from tests.components.conftest import write_model
-
-    root = tmp_path_factory.mktemp("rollouts") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path_factory.mktemp("rollouts") / "project")
     return run_stack(make_settings(), project_root=root)
 
 

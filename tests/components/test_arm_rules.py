@@ -8,19 +8,14 @@ import pytest
 
 from components.arm_rules import RULES, check_resource
 from components.testing import CLIENT_OBJECT_ID, KUBELET_OBJECT_ID, RecordedResource, run_stack
-from tests.components.conftest import make_settings
+from tests.components.conftest import make_project, make_settings
 
 KINDS = {CLIENT_OBJECT_ID: "ServicePrincipal", KUBELET_OBJECT_ID: "ServicePrincipal"}
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> list[RecordedResource]:
-    from tests.components.conftest import write_model
-
-    root = tmp_path_factory.mktemp("arm") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path_factory.mktemp("arm") / "project")
     return [r for r in run_stack(make_settings(), project_root=root) if r.custom]
 
 

@@ -12,7 +12,7 @@ from components import testing
 from components.image_test import COMMAND, ImageTest, ImageTestArgs, verified_image
 from components.stack import build_stack
 from components.testing import RecordingMocks, StackRun, install_mocks, one, run_stack
-from tests.components.conftest import make_settings, write_model
+from tests.components.conftest import make_project, make_settings
 
 COMMAND_TYPE = "command:local:Command"
 
@@ -21,10 +21,7 @@ ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
-    root = tmp_path_factory.mktemp("imagetest") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path_factory.mktemp("imagetest") / "project")
     return run_stack(make_settings(cpuLimit="750m"), project_root=root)
 
 
@@ -82,10 +79,7 @@ class _FailingTest(RecordingMocks):
 
 
 def test_an_image_that_is_not_confirmed_never_reaches_a_workload(tmp_path: Path) -> None:
-    root = tmp_path / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path / "project")
     mocks = install_mocks(_FailingTest())
 
     @pulumi.runtime.test

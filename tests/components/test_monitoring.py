@@ -12,19 +12,14 @@ from components import monitoring
 from components.monitoring import ManagedPrometheusArgs, msprom_name, scrape_config
 from components.testing import StackRun, by_type, one, run_stack
 from modelship_contract.canary import SELECTOR_LABEL
-from tests.components.conftest import make_settings
+from tests.components.conftest import make_project, make_settings
 
 MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
-    from tests.components.conftest import write_model
-
-    root = tmp_path_factory.mktemp("monitoring") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path_factory.mktemp("monitoring") / "project")
     return run_stack(make_settings(), project_root=root)
 
 

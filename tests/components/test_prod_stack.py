@@ -16,7 +16,7 @@ from components.promotion import IMPORT, Release, same_release
 from components.stack import build_stack
 from components.testing import STACK_REFERENCE, StackRun, by_type, install_mocks, one, run_stack
 from settings import Settings, SettingsError, stack_config
-from tests.components.conftest import make_settings, write_model
+from tests.components.conftest import make_project, make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = "organization/modelship/dev"
@@ -30,10 +30,8 @@ def _stack_file(stack: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
-    root = tmp_path_factory.mktemp("dev") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model", version="4.0.0", payload=b"x" * 300_000_000)
+    root = make_project(tmp_path_factory.mktemp("dev") / "project", version="4.0.0",
+                        payload=b"x" * 300_000_000)
     settings = Settings.from_mapping({**_stack_file("dev"), "deployerPrincipalType": "ServicePrincipal"})
     return run_stack(settings, project_root=root)
 

@@ -22,17 +22,14 @@ from components.testing import (
     one,
     run_stack,
 )
-from tests.components.conftest import make_settings, write_model
+from tests.components.conftest import make_project, make_settings, write_model
 
 ACR_PULL = "7f951dca-d4ca-4dab-b8c3-cc6d4bdbe6a4"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
-    root = tmp_path_factory.mktemp("stack") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path_factory.mktemp("stack") / "project")
     return run_stack(make_settings(dnsZoneName="models.example.com", dnsZoneResourceGroup="dns-rg"),
                      project_root=root)
 

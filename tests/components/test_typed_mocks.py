@@ -16,18 +16,12 @@ from pulumi_azure_native import storage
 
 from components.sdk_types import SdkTypeError, args_class, check_inputs
 from components.testing import MockRejectedError, RecordingMocks, run_stack
-from tests.components.conftest import make_settings
+from tests.components.conftest import make_project, make_settings
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> list:
-    from tests.components.conftest import write_model
-
-    root = tmp_path_factory.mktemp("typed") / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "Dockerfile").write_text("FROM scratch\n")
-    (root / "app" / ".dockerignore").write_text("**/__pycache__\n")
-    write_model(root / "app" / "model")
+    root = make_project(tmp_path_factory.mktemp("typed") / "project", dockerignore=True)
     return [r for r in run_stack(make_settings(), project_root=root) if r.custom]
 
 
