@@ -20,18 +20,15 @@ Standard library and Pulumi only: settings validate ``release`` with :meth:`Rele
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi_command import local
 
+from modelship_contract.image import DIGEST_REF_RE
 from modelship_contract.manifest import NAME_RE, VERSION_RE
 
-IMAGE_RE = re.compile(r"^(?P<host>[a-z0-9][a-z0-9.-]*(:[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
-                      r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?@(?P<digest>sha256:[0-9a-f]{64})$")
-"""``host/repository[:tag]@sha256:<64 hex>``."""
 IMPORT = 'az acr import --name "$REGISTRY" --source "$SOURCE" --image "$TARGET" --force --output none'
 """Copy by digest into this stack's registry (the values come from the command's environment)."""
 FIELDS = ("image", "digest", "model", "modelVersion", "modelSize")
@@ -56,7 +53,7 @@ class Release:
     """Who signed the model, as the verifying stack's container test saw it."""
 
     def __post_init__(self) -> None:
-        match = IMAGE_RE.match(self.image)
+        match = DIGEST_REF_RE.match(self.image)
         if not match:
             raise ValueError(f"image {self.image!r} is not pinned by digest (registry/repository[:tag]"
                              "@sha256:<64 hex>); prod deploys digests, never tags")
@@ -71,18 +68,18 @@ class Release:
 
     @property
     def repository(self) -> str:
-        return IMAGE_RE.match(self.image).group("repo")  # type: ignore[union-attr]
+        return DIGEST_REF_RE.match(self.image).group("repo")  # type: ignore[union-attr]
 
     @property
     def tag(self) -> str:
         """The source tag, or one made from the digest when the image has none."""
-        tag = IMAGE_RE.match(self.image).group("tag")  # type: ignore[union-attr]
+        tag = DIGEST_REF_RE.match(self.image).group("tag")  # type: ignore[union-attr]
         return tag or f"sha256-{self.digest.split(':', 1)[1][:12]}"
 
     @property
     def source(self) -> str:
         """``registry/repository@sha256:...``: what ``az acr import`` copies (by digest, not tag)."""
-        match = IMAGE_RE.match(self.image)
+        match = DIGEST_REF_RE.match(self.image)
         return f"{match.group('host')}/{match.group('repo')}@{self.digest}"  # type: ignore[union-attr]
 
     def to_output(self) -> dict[str, Any]:

@@ -139,10 +139,8 @@ def down(settings: LocalSettings, purge: bool = False, build_cache: bool = False
     """Stop everything ``up`` started: containers, front door, registry, Azurite, and dockerd if
     bootstrap started it; empty ``app/model``. ``purge``: also remove the stored data
     (:mod:`delivery.hygiene`)."""
-    if engine.engine_available():
-        for name in engine.containers_with_label(settings.label):
-            engine.remove_container(name)
-            log(f"removed container {name}")
+    for name in engine.remove_containers_with_label(settings.label):
+        log(f"removed container {name}")
     if frontdoor(settings).stop():
         log("stopped the front door")
     if LocalRegistry(settings.state_dir, settings.registry_port).stop():

@@ -223,6 +223,17 @@ def remove_container(name: str) -> None:
     docker("rm", "-f", name, check=False)
 
 
+def remove_containers_with_label(label: str) -> list[str]:
+    """Remove every container carrying ``label`` (a stage's containers); return their names.
+    Nothing to do, and no error, when no Docker Engine answers."""
+    if not engine_available():
+        return []
+    names = containers_with_label(label)
+    for name in names:
+        remove_container(name)
+    return names
+
+
 def logs_tail(name: str, lines: int = 20) -> str:
     proc = docker("logs", "--tail", str(lines), name, check=False)
     return (proc.stdout + proc.stderr).strip()

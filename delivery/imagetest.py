@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -35,8 +34,6 @@ from delivery.processes import free_port
 from delivery.smoke import SmokeError, SmokeResult, run_smoke
 from modelship_contract import image as image_contract
 
-DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")
-"""``registry/repository[:tag]@sha256:<64 hex>``: only a reference pinned by digest is tested."""
 PULL_TIMEOUT_S = 600.0
 
 
@@ -116,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the pod's start-up budget: how long the server may take to answer ready")
     args = parser.parse_args(argv)
     try:
-        if not DIGEST_REF_RE.match(args.image):
-            raise ValueError(f"--image {args.image!r} is not pinned by digest (REPO[:TAG]@sha256:<64 hex>)")
+        if not image_contract.DIGEST_REF_RE.match(args.image):
+            raise ValueError(f"--image {args.image!r} is not pinned by digest "
+                             "(REGISTRY/REPO[:TAG]@sha256:<64 hex>)")
         if not 1 <= args.startup_seconds <= 3600:
             raise ValueError(f"--startup-seconds {args.startup_seconds}: use 1-3600")
         options = engine.RunOptions(

@@ -105,10 +105,8 @@ def promote(dev: LocalSettings, prod: LocalSettings | None = None) -> dict:
 def down_prod(dev: LocalSettings) -> None:
     """Stop the prod stage: its containers and front door (``make down`` runs this first)."""
     prod = prod_settings(dev)
-    if engine.engine_available():
-        for name in engine.containers_with_label(prod.label):
-            engine.remove_container(name)
-            log(f"removed container {name}")
+    for name in engine.remove_containers_with_label(prod.label):
+        log(f"removed container {name}")
     if frontdoor(prod).stop():
         log("stopped the prod front door")
     prod.record_file.unlink(missing_ok=True)

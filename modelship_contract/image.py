@@ -8,6 +8,8 @@ test and the front door) imports them from here.
 
 from __future__ import annotations
 
+import re
+
 from .signature import IMAGE_TRUST_DIR, TRUST_DIR_ENV
 
 PORT = 8080
@@ -39,3 +41,8 @@ PORT_ENV = "MODELSHIP_PORT"
 """The server's setting for its port (the image sets it to ``PORT``)."""
 __all__ = ["APP_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV", "READY_PATH",
            "REQUEST_MEMORY_MIB", "TRUST_DIR", "TRUST_DIR_ENV", "UID", "USER", "WORKERS"]
+
+DIGEST_REF_RE = re.compile(r"^(?P<host>[a-z0-9][a-z0-9.-]*(:[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
+                           r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?@(?P<digest>sha256:[0-9a-f]{64})$")
+"""An image reference pinned by digest, ``host/repository[:tag]@sha256:<64 hex>``: the only kind
+that is tested, promoted or deployed."""

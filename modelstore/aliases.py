@@ -22,16 +22,13 @@ import base64
 import dataclasses
 import json
 import logging
-import random
-import time
 from collections.abc import Callable
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
+from azure.core.exceptions import ResourceNotFoundError
 
 from modelship_contract.manifest import is_alias_name
+from modelstore.connection import backoff, write_json_if_unchanged
 from modelstore.errors import IntegrityError, InvalidInput, ModelStoreError, NotFound
 from modelstore.store import ModelStore, _now, default_publisher
 
@@ -222,7 +219,6 @@ class Aliases:
             )
         who = who or signed_in_identity(store)
         blob = store._container.get_blob_client(alias_blob_name(name, alias))
-        settings = ContentSettings(content_type="application/json")
         with store._azure_errors():
             for attempt in range(store.max_pointer_attempts):
                 doc, etag = self.read(name, alias)
@@ -245,17 +241,9 @@ class Aliases:
                 doc = doc or {"schema": ALIAS_SCHEMA, "name": name, "alias": alias, "moves": []}
                 doc["moves"].append(record)
                 doc["current"] = record
-                data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-                try:
-                    if etag is None:
-                        blob.upload_blob(data, overwrite=False, content_settings=settings)
-                    else:
-                        blob.upload_blob(data, overwrite=True, etag=etag,
-                                         match_condition=MatchConditions.IfNotModified,
-                                         content_settings=settings)
-                except (ResourceModifiedError, ResourceExistsError):
+                if not write_json_if_unchanged(blob, doc, etag):
                     log.debug("alias %s@%s moved concurrently (attempt %d)", name, alias, attempt + 1)
-                    time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))
+                    backoff(attempt)
                     continue
                 log.info("%s@%s: %s -> %s by %s", name, alias, record["from"], version, who)
                 return record

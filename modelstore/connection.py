@@ -22,6 +22,7 @@ message or a log.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -33,16 +34,19 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     IncompleteReadError,
+    ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.blob._shared.policies import StorageRetryPolicy, is_checksum_retry, is_retry
 
 from modelstore.errors import AccessDenied, InvalidInput, ModelStoreError, NotFound
@@ -355,3 +359,28 @@ class _QuietIncompleteDownload(logging.Filter):
 
 for _name in ("azure.core.pipeline.transport._requests_basic",):
     logging.getLogger(_name).addFilter(_QuietIncompleteDownload())
+
+
+def write_json_if_unchanged(blob: Any, doc: dict[str, Any], etag: str | None) -> bool:
+    """Write ``doc`` as JSON to ``blob`` only if the blob is still what was read.
+
+    ``etag`` is the read's ETag, or None when the blob did not exist (then only create it). Returns
+    False when another writer got there first: the caller re-reads, re-applies its change and calls
+    again after :func:`backoff`. This is how every pointer and alias record is moved.
+    """
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    settings = ContentSettings(content_type="application/json")
+    try:
+        if etag is None:
+            blob.upload_blob(data, overwrite=False, content_settings=settings)
+        else:
+            blob.upload_blob(data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified,
+                             content_settings=settings)
+    except (ResourceModifiedError, ResourceExistsError):
+        return False
+    return True
+
+
+def backoff(attempt: int) -> None:
+    """Randomised exponential pause before retrying a conditional write that lost a race."""
+    time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))

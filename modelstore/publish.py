@@ -18,9 +18,7 @@ re-read on conflict, so concurrent publishers of different versions cannot lose 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,6 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.storage.blob import ContentSettings
@@ -42,6 +39,7 @@ from modelship_contract.manifest import (
     load_model_dir,
 )
 from modelstore import transfer
+from modelstore.connection import backoff, write_json_if_unchanged
 from modelstore.errors import AlreadyExists, Busy, IntegrityError, InvalidInput, ModelStoreError
 from modelstore.store import (
     POINTER_BLOB,
@@ -252,20 +250,11 @@ def _move_latest(store: ModelStore, name: str, record: dict[str, Any]) -> None:
             doc["history"].append(record)
         doc["latest"] = record
         doc["updated_at"] = _now()
-        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-        settings = ContentSettings(content_type="application/json")
-        try:
-            if etag is None:
-                blob.upload_blob(data, overwrite=False, content_settings=settings)
-            else:
-                blob.upload_blob(data, overwrite=True, etag=etag,
-                                 match_condition=MatchConditions.IfNotModified,
-                                 content_settings=settings)
+        if write_json_if_unchanged(blob, doc, etag):
             return
-        except (ResourceModifiedError, ResourceExistsError):
-            # Another publisher moved the pointer between our read and write: re-read, re-apply.
-            log.debug("latest pointer of %s changed concurrently (attempt %d)", name, attempt + 1)
-            time.sleep(random.uniform(0, min(0.02 * 2**attempt, 0.5)))
+        # Another publisher moved the pointer between our read and write: re-read, re-apply.
+        log.debug("latest pointer of %s changed concurrently (attempt %d)", name, attempt + 1)
+        backoff(attempt)
     raise ModelStoreError(
         f"{name}@{record['version']} is published, but the latest pointer could not be moved after "
         f"{store.max_pointer_attempts} concurrent updates; publish again to retry moving it"

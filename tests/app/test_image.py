@@ -5,7 +5,6 @@ MODELSHIP_REQUIRE_DOCKER is set; then it fails instead."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -20,6 +19,7 @@ from components.build_spec import stage_contract
 from modelship_contract.signature import sign
 from modelstore.signing import export_trusted_keys
 from tests.app.modelserver_process import REPO, free_port
+from tests.needs import unavailable
 from training.train_digits import train
 
 pytestmark = pytest.mark.docker
@@ -37,10 +37,7 @@ def engine() -> str:
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     if not ok:
-        message = f"no Docker engine reachable with {DOCKER}"
-        if os.environ.get("CI") or os.environ.get("MODELSHIP_REQUIRE_DOCKER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no Docker engine reachable with {DOCKER}")
     return DOCKER
 
 

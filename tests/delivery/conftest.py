@@ -19,10 +19,7 @@ from delivery import engine
 from delivery.cli import down
 from delivery.services import free_port
 from delivery.settings import ROOT, LocalSettings
-
-
-def docker_required() -> bool:
-    return bool(os.environ.get("CI") or os.environ.get("MODELSHIP_REQUIRE_DOCKER"))
+from tests.needs import unavailable
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +27,7 @@ def docker_engine() -> None:
     """Skip without a Docker Engine, except where CI or MODELSHIP_REQUIRE_DOCKER make it mandatory."""
     if engine.engine_available():
         return
-    message = f"no Docker Engine answers ({engine.DOCKER} info failed); run scripts/bootstrap.sh"
-    if docker_required():
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"no Docker Engine answers ({engine.DOCKER} info failed); run scripts/bootstrap.sh")
 
 
 def copy_context(dest: Path) -> Path:

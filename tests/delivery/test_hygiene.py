@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from delivery import engine, hygiene
-from tests.delivery.conftest import docker_required
+from tests.needs import unavailable
 
 
 def test_down_empties_the_fetched_model_but_nothing_else(tmp_path: Path) -> None:
@@ -56,9 +56,7 @@ def test_keep_from_the_environment() -> None:
 @pytest.fixture()
 def images():
     if not engine.engine_available():
-        if docker_required():
-            pytest.fail("no Docker Engine")
-        pytest.skip("no Docker Engine")
+        unavailable(f"no Docker Engine answers ({engine.DOCKER} info failed)")
     repo = f"mst-{uuid.uuid4().hex[:8]}/hygiene"
     ids = []
     for i in range(4):  # four distinct tiny images, oldest first (import stamps them "now", to the ns)

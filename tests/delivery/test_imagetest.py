@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from delivery.imagetest import DIGEST_REF_RE, main, signer_from_logs
+from delivery.imagetest import main, signer_from_logs
 from delivery.settings import ROOT
+from modelship_contract.image import DIGEST_REF_RE
 
 DIGEST = "sha256:" + "c" * 64
 GOOD = ["--model", "digits", "--version", "1.0.0", "--memory", "640Mi", "--cpu", "1",

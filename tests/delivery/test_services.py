@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import urllib.request
@@ -11,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from delivery.services import REGISTRY_BIN, LocalRegistry, ServiceError, free_port, read_pid, stop_pid
+from tests.needs import mandatory
 
 needs_registry = pytest.mark.skipif(
-    not REGISTRY_BIN.exists() and not (os.environ.get("CI") or os.environ.get("MODELSHIP_REQUIRE_DOCKER")),
+    not REGISTRY_BIN.exists() and not mandatory(),
     reason="docker-registry is not installed (scripts/bootstrap.sh installs it)",
 )
 
