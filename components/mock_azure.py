@@ -131,9 +131,13 @@ def _fabricate_other(typ: str, name: str, inputs: dict[str, Any],
         out["ref"] = f"{tags[0]}@{digest}" if tags else ""
         return f"{name}-id", out
     if typ == "command:local:Command":
-        # The command "runs" and succeeds: a container test prints what delivery.imagetest prints.
+        # The command "runs" and succeeds: a container test prints what delivery.imagetest prints,
+        # the SBOM step what delivery.sbom push prints (a digest made from the image's).
         image = (inputs.get("environment") or {}).get("MODELSHIP_IMAGE", "")
-        out["stdout"] = f"signer ecdsa-p256:0123456789abcdef\nverified {image}" if image else ""
+        if str(inputs.get("create", "")).startswith("python -m delivery.sbom push"):
+            out["stdout"] = f"sbom sha256:{_digest('sbom', image)}" if image else ""
+        else:
+            out["stdout"] = f"signer ecdsa-p256:0123456789abcdef\nverified {image}" if image else ""
         out["stderr"] = ""
         return f"{name}-id", out
     if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):

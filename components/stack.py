@@ -23,6 +23,7 @@ from components.build_spec import BuildSpec, make_build_spec
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
+from components.image_sbom import ImageSbom, ImageSbomArgs
 from components.image_test import ImageTest, ImageTestArgs
 from components.monitoring import ManagedPrometheus, ManagedPrometheusArgs
 from components.promotion import ImportedImage, ImportedImageArgs, Release, checked_image, release_of
@@ -184,6 +185,7 @@ class ModelshipStack(pulumi.ComponentResource):
         }
         self.image: ModelImage | None = None
         self.image_test: ImageTest | None = None
+        self.image_sbom: ImageSbom | None = None
         self.service: ModelService | None = None
         self.imported: ImportedImage | None = None
         if release is not None:
@@ -217,12 +219,17 @@ class ModelshipStack(pulumi.ComponentResource):
             memory_limit=sized.memory_limit, cpu_limit=settings.cpu_limit,
             startup_seconds=sized.startup_seconds,
         ), opts=pulumi.ResourceOptions(parent=self))
-        verified = self.image_test.verified_ref
+        # Its SBOM, stored beside it in ACR, only once it passed; the workload waits for it.
+        self.image_sbom = ImageSbom(f"{name}-sbom", ImageSbomArgs(
+            image=self.image_test.verified_ref, registry_name=settings.registry_name,
+        ), opts=pulumi.ResourceOptions(parent=self))
+        verified = self.image_sbom.image_ref
         self._serve(name, settings, verified, manifest.name, manifest.version, manifest.size)
         # What a promoting stack (prod) deploys: exists only once the container test passed.
         self.outputs["release"] = release_of(verified, self.image_test.signer, manifest.name,
                                              manifest.version, manifest.size)
         self.outputs["modelSigner"] = self.image_test.signer
+        self.outputs["sbomDigest"] = self.image_sbom.digest
 
     def _promote(self, name: str, settings: Settings, release: Release) -> None:
         """Deploy ``release`` (verified by ``promoteFrom``): no build and no test here, by design."""

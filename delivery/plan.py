@@ -191,7 +191,7 @@ def _icon(type_token: str):
         "azure-native:managedidentity:FederatedIdentityCredential": identity.ManagedIdentities,
         "azure-native:authorization:RoleAssignment": identity.AzureADRolesAndAdministrators,
         "docker-build:index:Image": Docker,
-        "command:local:Command": Inspection,  # the container test by digest (components/image_test.py)
+        "command:local:Command": Inspection,  # the container test by digest, the SBOM step (components/)
         "kubernetes:core/v1:Namespace": group.NS,
         ROLLOUT: k8s_compute.Deploy,
         "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate": k8s_compute.Job,  # runs the analysis Job
@@ -316,10 +316,19 @@ def draw(nodes: Sequence[PlanNode], out_base: Path, title: str = "modelship on A
                 scientist >> Edge(label="publish model", **MODEL_PATH) >> blobs
                 if image is not None:
                     blobs >> Edge(label="fetched into the build", **MODEL_PATH) >> image
-            test = find("command:local:Command")
+            commands = [n for n in nodes if n.type == "command:local:Command"]
+
+            def command(module: str, commands: list[PlanNode] = commands) -> Any:
+                found = next((n for n in commands if f"-m {module} " in str(n.inputs.get("create"))), None)
+                return drawn.get(found.urn) if found else None
+
+            test, stored = command("delivery.imagetest"), command("delivery.sbom")
             if image is not None and test is not None:
                 image >> Edge(label="container test by digest", **MODEL_PATH) >> test
                 image = test  # the Rollout takes its image from the test's output only
+            if image is not None and stored is not None:
+                image >> Edge(label="SBOM stored beside it", **MODEL_PATH) >> stored
+                image = stored  # ... once its SBOM is in the registry
             if image is not None and deploy is not None:
                 image >> Edge(label="run by digest", **MODEL_PATH) >> deploy
 

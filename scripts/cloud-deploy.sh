@@ -158,9 +158,9 @@ smoke() {  # the stack's url must serve exactly the model@version the stack says
   say "smoke test $model at $url"
   (cd "$ROOT" && "$PYTHON" -m delivery.smoke --url "$url" --model "${model%@*}" \
     --expect-version "${model#*@}" --timeout "$SMOKE_TIMEOUT" --interval 5) || return 1
-  # What runs: the digest its container test verified and who signed its model (the server
-  # checked the signature when that test started it). The cloud path pushes no SBOM yet.
-  say "running $(pulumi stack output verifiedDigest 2>/dev/null || echo 'an unknown digest'), model signed by $(pulumi stack output modelSigner 2>/dev/null || echo unknown); SBOM: none in the cloud path (docs/supply-chain.md)"
+  # What runs: the digest its container test verified, who signed its model (the server checked
+  # the signature when that test started it) and its SBOM beside it in ACR (ImageSbom).
+  say "running $(pulumi stack output verifiedDigest 2>/dev/null || echo 'an unknown digest'), model signed by $(pulumi stack output modelSigner 2>/dev/null || echo unknown), SBOM $(pulumi stack output sbomDigest 2>/dev/null || echo 'none recorded') (python -m delivery.sbom pull --image <ref> --acr <registry>)"
 }
 
 canary() {  # wait for Argo Rollouts: every canary step's analysis passed (promoted), or it aborted

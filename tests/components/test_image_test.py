@@ -25,13 +25,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> StackRun:
     return run_stack(make_settings(cpuLimit="750m"), project_root=root)
 
 
+def _test_command(run: StackRun):
+    (test,) = [r for r in testing.by_type(run, COMMAND_TYPE) if r.inputs["create"].startswith(COMMAND)]
+    return test
+
+
 def _container(run: StackRun) -> dict:
     return one(run, ROLLOUT).inputs["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_the_workload_runs_the_image_the_test_verified(run: StackRun) -> None:
     image = one(run, "docker-build:index:Image")
-    test = one(run, COMMAND_TYPE)
+    test = _test_command(run)
     pushed = image.outputs["ref"]
     assert test.inputs["environment"] == {"MODELSHIP_IMAGE": pushed}
     assert test.inputs["triggers"] == [pushed]  # a new digest replaces the test: it runs again
@@ -47,7 +52,7 @@ def test_the_workload_runs_the_image_the_test_verified(run: StackRun) -> None:
 
 
 def test_the_test_runs_the_pod_limits_and_checks_the_model(run: StackRun) -> None:
-    create = one(run, COMMAND_TYPE).inputs["create"]
+    create = _test_command(run).inputs["create"]
     argv = shlex.split(create)
     assert create.startswith(f'{COMMAND} --image "$MODELSHIP_IMAGE" ')
     limits = _container(run)["resources"]["limits"]

@@ -171,6 +171,7 @@ def deploy(tmp_path, server):
             "FAKE_OUT_modelContainer": "models", "FAKE_OUT_url": server, "FAKE_OUT_model": "digits@2",
             "FAKE_CFG_registryName": "modelshipdevacr01",
             "FAKE_OUT_verifiedDigest": DIGEST, "FAKE_OUT_modelSigner": "ecdsa-p256:ab12",
+            "FAKE_OUT_sbomDigest": SBOM_DIGEST,
         }
         proc = subprocess.run(["bash", str(root / "scripts" / "cloud-deploy.sh"), command],
                               env={**base, **env}, capture_output=True, text=True, timeout=60)
@@ -202,7 +203,8 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     assert f"--account-name modelshipstate --container-name pulumi-state --name modelship-last-good/dev " \
            f"--overwrite --data {deploy.sha}" in calls[record]
     assert "PASSED http://127.0.0.1" in proc.stdout and "digits@2" in proc.stdout
-    assert f"running {DIGEST}, model signed by ecdsa-p256:ab12" in proc.stderr  # what runs, who signed it
+    # What runs, who signed its model, and its SBOM in the registry.
+    assert f"running {DIGEST}, model signed by ecdsa-p256:ab12, SBOM {SBOM_DIGEST} " in proc.stderr
 
 
 def test_failed_smoke_fails_the_deploy_and_tries_the_rollback(deploy):
@@ -352,6 +354,7 @@ def test_a_new_alias_is_judged_on_the_candidate_alone(deploy):
 # -- dev -> prod: the same digest (issue 14) ----------------------------------------------------
 
 DIGEST = "sha256:" + "d" * 64
+SBOM_DIGEST = "sha256:" + "5" * 64
 RELEASE = json.dumps({"image": f"modelshipdevacr01.azurecr.io/modelship/digits:r-digits-2@{DIGEST}",
                       "digest": DIGEST, "model": "digits", "modelVersion": "2", "modelSize": 1000}, indent=2)
 
