@@ -278,8 +278,8 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               stack_outputs: dict[str, dict[str, Any]] | None = None,
               stack: str = "dev") -> StackRun:
     """Run the whole program as stack ``stack`` under ``mocks`` (fresh :class:`OfflineMocks` by
-    default); see the module docstring. ``deployer_principal_type`` stands in for ``auto``: offline, nothing can
-    ask the directory what the identity running the program is."""
+    default); see the module docstring. ``deployer_principal_type`` stands in for ``auto``:
+    offline, nothing can ask the directory what the identity running the program is."""
     from components.deployer import DeployerPrincipalType
     from components.stack import build_stack
 
