@@ -134,8 +134,9 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
         if settings.alias is None:
             raise DeliveryError(f"{exc}\nno alias released {spec.manifest.ref} (MODEL named a version): "
                                 "no alias was moved") from exc
+        started = time.monotonic()
         moved = move_alias_back(store, spec.manifest.name, settings.alias, exc.record, exc.reason)
-        log(moved)
+        log(f"{moved} ({time.monotonic() - started:.2f} s)")
         raise DeliveryError(f"{exc}\n{moved}") from exc
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,

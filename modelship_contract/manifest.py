@@ -34,6 +34,11 @@ FIELDS = ("schema", "name", "version", "model_file", "sha256", "size", "framewor
 """Every field of schema 1, in ``to_dict`` order: any other field is refused."""
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 """Alias names (``production``): the model store resolves ``NAME@ALIAS`` to the version it names."""
+ALIAS_DIR = "_aliases"
+"""The model store keeps alias ``A`` of model ``N`` in the blob ``N/_aliases/A.json`` (``modelstore.aliases``;
+the stack's release trigger filters on it and its role condition lets the pipeline write it)."""
+EVALUATIONS_DIR = "evaluations"
+"""Evaluation reports of ``N@V`` are the blobs ``N/V/evaluations/*.json`` (``modelstore.reports``)."""
 
 
 class ManifestError(ValueError):

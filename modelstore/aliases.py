@@ -38,14 +38,13 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from modelship_contract.manifest import is_alias_name
+from modelship_contract.manifest import ALIAS_DIR, is_alias_name
 from modelstore.connection import backoff, write_json_if_unchanged
 from modelstore.errors import GateRefused, IntegrityError, InvalidInput, ModelStoreError, NotFound
 from modelstore.store import ModelStore, _now, default_publisher
 
 log = logging.getLogger(__name__)
 
-ALIAS_DIR = "_aliases"
 ALIAS_SCHEMA = 1
 MAX_REASON = 1000
 MAX_EVIDENCE = 16_000
