@@ -248,16 +248,16 @@ class _WarningHandler(logging.Handler):
 
 
 def install_mocks(mocks: OfflineMocks, *, preview: bool = False,
-                  logger: logging.Logger | None = None) -> OfflineMocks:
-    """Install ``mocks`` for the current process (project ``modelship``, stack ``dev``)."""
+                  logger: logging.Logger | None = None, stack: str = "dev") -> OfflineMocks:
+    """Install ``mocks`` for the current process (project ``modelship``, stack ``stack``)."""
     # set_mocks registers the root stack on the current event loop; an earlier asyncio.run() in
     # the same process (a test, a tool) leaves the main thread with none.
     try:
         asyncio.get_event_loop()
     except RuntimeError:
         asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.set_mocks(mocks, project="modelship", stack="dev", preview=preview,
-                             monitor=RecordingMonitor(mocks), logger=logger)
+    pulumi.runtime.set_mocks(mocks, project="modelship", stack=stack, preview=preview,
+                             organization="organization", monitor=RecordingMonitor(mocks), logger=logger)
     return mocks
 
 
@@ -275,10 +275,11 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
               preview: bool = False, mocks: OfflineMocks | None = None,
               deployer_principal_type: str = "ServicePrincipal",
-              stack_outputs: dict[str, dict[str, Any]] | None = None) -> StackRun:
-    """Run the whole program under ``mocks`` (fresh :class:`OfflineMocks` by default); see the
-    module docstring. ``deployer_principal_type`` stands in for ``auto``: offline, nothing can
-    ask the directory what the identity running the program is."""
+              stack_outputs: dict[str, dict[str, Any]] | None = None,
+              stack: str = "dev") -> StackRun:
+    """Run the whole program as stack ``stack`` under ``mocks`` (fresh :class:`OfflineMocks` by
+    default); see the module docstring. ``deployer_principal_type`` stands in for ``auto``:
+    offline, nothing can ask the directory what the identity running the program is."""
     from components.deployer import DeployerPrincipalType
     from components.stack import build_stack
 
@@ -291,7 +292,7 @@ def run_stack(settings: Settings, *, project_root: Path | str | None = None,
     logger.propagate = False
     logger.addHandler(handler)
     mocks = install_mocks(mocks if mocks is not None else OfflineMocks(stack_outputs), preview=preview,
-                          logger=logger)
+                          logger=logger, stack=stack)
     result: dict[str, Any] = {}
 
     def program(project: Path) -> pulumi.Output[Any]:

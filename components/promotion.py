@@ -14,6 +14,12 @@ declares no image build and no test; it:
    same digest (:func:`same_release`); the workload's image is the result of that check, so a
    digest dev did not verify never reaches a Deployment, whatever the config says.
 
+One exception, the rollback: a release equal to this stack's own ``previousRelease`` output (what
+it ran before its last promotion, verified by dev then) is deployed too, read through a
+StackReference to this very stack (pulumi/pulumi#3722: a stack may read its own last outputs).
+``scripts/cloud-deploy.sh deploy-prod`` uses it when prod's smoke test fails after a promotion
+(:func:`release_kind`, :func:`previous_release`).
+
 Standard library and Pulumi only: settings validate ``release`` with :meth:`Release.from_json`.
 """
 
@@ -116,6 +122,51 @@ class Release:
         return cls.from_mapping(value)
 
 
+PROMOTION = "promotion"
+ROLLBACK = "rollback"
+RERUN = "rerun"
+
+
+def _own(value: Any) -> Release | None:
+    """This stack's own earlier ``release``/``previousRelease`` output, if it has a usable one."""
+    try:
+        return Release.from_mapping(dict(value)) if value else None
+    except ValueError:
+        return None
+
+
+def release_kind(promoted_from: str, dev: Any, own_release: Any, own_previous: Any,
+                 release: Release) -> str:
+    """:data:`PROMOTION` if dev verified and runs ``release``; else :data:`RERUN` if this stack
+    already runs it (``own_release``: a retried run), :data:`ROLLBACK` if it is the release this
+    stack ran before its last promotion (``own_previous``); raise otherwise."""
+    verified, current, previous = _own(dev), _own(own_release), _own(own_previous)
+    if verified is None or verified.digest != release.digest:
+        if current is not None and current.digest == release.digest:
+            return RERUN
+        if previous is not None and previous.digest == release.digest:
+            return ROLLBACK
+    same_release(promoted_from, dev, release)
+    return PROMOTION
+
+
+def previous_release(kind: str, own_release: Any, own_previous: Any, release: Release) -> dict | None:
+    """The ``previousRelease`` output after deploying ``release``: what a rollback would go back to.
+
+    A promotion remembers the release it replaces (a re-run of the same release keeps the earlier
+    one); a rollback leaves nothing further back, so a second rollback cannot return to the release
+    that just failed."""
+    if kind == ROLLBACK:
+        return None
+    current = _own(own_release)
+    if current is None:
+        return None
+    if current.digest == release.digest:
+        previous = _own(own_previous)
+        return previous.to_output() if previous is not None else None
+    return current.to_output()
+
+
 def same_release(promoted_from: str, dev: Any, release: Release) -> None:
     """Raise unless ``dev`` (the verifying stack's current ``release`` output) is ``release``'s digest."""
     if not dev:
@@ -166,16 +217,28 @@ class ImportedImage(pulumi.ComponentResource):
         self.register_outputs({"imageRef": self.image_ref})
 
 
+@dataclass
+class CheckedImage:
+    image: pulumi.Output[str]
+    """``image_ref``, once :func:`release_kind` accepted the release."""
+    previous_release: pulumi.Output[Any]
+    """The ``previousRelease`` output (:func:`previous_release`)."""
+
+
 def checked_image(promote_from: str, image_ref: pulumi.Output[str], release: Release,
-                  opts: pulumi.ResourceOptions | None = None) -> pulumi.Output[str]:
-    """``image_ref``, once the StackReference to ``promote_from`` confirmed ``release``'s digest."""
+                  opts: pulumi.ResourceOptions | None = None) -> CheckedImage:
+    """``image_ref``, once the StackReference to ``promote_from`` confirmed ``release``'s digest
+    (or this stack's own ``previousRelease`` output names it: a rollback)."""
     dev = pulumi.StackReference(promote_from, opts=opts)
-
-    def check(parts: list[Any]) -> str:
-        same_release(promote_from, parts[0], release)
-        return parts[1]
-
-    return pulumi.Output.all(dev.get_output("release"), image_ref).apply(check)
+    own_name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    own = pulumi.StackReference(f"{pulumi.get_stack()}-own-outputs", stack_name=own_name, opts=opts)
+    parts = pulumi.Output.all(dev.get_output("release"), own.get_output("release"),
+                              own.get_output("previousRelease"), image_ref)
+    kind = parts.apply(lambda p: release_kind(promote_from, p[0], p[1], p[2], release))
+    image = pulumi.Output.all(kind, image_ref).apply(lambda p: p[1])
+    previous = pulumi.Output.all(kind, parts).apply(
+        lambda p: previous_release(p[0], p[1][1], p[1][2], release))
+    return CheckedImage(image, previous)
 
 
 def release_of(verified_ref: pulumi.Output[str], signer: pulumi.Input[str], model: str, version: str,

@@ -23,12 +23,10 @@ from urllib.parse import parse_qsl, urlsplit
 import pulumi
 from pulumi_azure_native import eventgrid
 
-from modelship_contract.manifest import is_alias_name, validate_name
+from modelship_contract.manifest import ALIAS_DIR, is_alias_name, validate_name
 
 STORAGE_TOPIC_TYPE = "Microsoft.Storage.StorageAccounts"
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
-ALIAS_DIR = "_aliases"
-"""Must equal modelstore.aliases.ALIAS_DIR (components may not import the store; a test ties them)."""
 # ARM's limits on an event subscription's retry policy (Microsoft.EventGrid, RetryPolicy:
 # maxDeliveryAttempts 1-30, eventTimeToLiveInMinutes 1-1440;
 # https://learn.microsoft.com/azure/event-grid/delivery-and-retry).

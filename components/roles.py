@@ -21,6 +21,7 @@ class BuiltinRole(StrEnum):
     ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
     AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
     MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"
+    STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
     STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 
 
@@ -52,14 +53,17 @@ def assign_role(
     principal_id: pulumi.Input[str],
     scope: pulumi.Input[str],
     principal_type: PrincipalType | str | None,
+    condition: str | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> authorization.RoleAssignment:
-    """Grant ``role`` to ``principal_id`` (a ``principal_type``) on ``scope``."""
+    """Grant ``role`` to ``principal_id`` (a ``principal_type``) on ``scope``, limited by an Azure ABAC
+    ``condition`` when one is given (condition syntax version 2.0)."""
     return authorization.RoleAssignment(
         name,
         principal_id=principal_id,
         principal_type=choice(PrincipalType, principal_type, "principal_type"),
         role_definition_id=config.subscription_id.apply(lambda sub: role_definition_id(sub, role)),
         scope=scope,
+        **({"condition": condition, "condition_version": "2.0"} if condition else {}),
         opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=parent), opts),
     )

@@ -237,11 +237,12 @@ class ModelshipStack(pulumi.ComponentResource):
         self.imported = ImportedImage(f"{name}-import", ImportedImageArgs(
             release=release, registry_name=settings.registry_name, login_server=self.registry.login_server,
         ), opts=pulumi.ResourceOptions(parent=self, depends_on=[self.registry.registry]))
-        image = checked_image(settings.promote_from, self.imported.image_ref, release,
-                              opts=pulumi.ResourceOptions(parent=self))
-        self._serve(name, settings, image, release.model, release.model_version, release.model_size)
+        checked = checked_image(settings.promote_from, self.imported.image_ref, release,
+                                opts=pulumi.ResourceOptions(parent=self))
+        self._serve(name, settings, checked.image, release.model, release.model_version, release.model_size)
         self.outputs.update({"release": release.to_output(), "promotedFrom": settings.promote_from,
-                             "modelSigner": release.model_signer})
+                             "modelSigner": release.model_signer,
+                             "previousRelease": checked.previous_release})
 
     def _serve(self, name: str, settings: Settings, image: pulumi.Output[str], model: str, version: str,
                size: int) -> None:

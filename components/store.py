@@ -6,7 +6,12 @@ workload identity) and no account key or SAS exists to leak. Versioning and soft
 overwritten or deleted model recoverable.
 
 The identity running ``pulumi up`` gets *Storage Blob Data Reader* on the model container, so the
-same pipeline identity can ``modelship-models fetch`` the model before every preview and up.
+same pipeline identity can ``modelship-models fetch`` the model before every preview and up. It also
+gets *Storage Blob Data Contributor* there under a role-assignment condition (Azure ABAC) that allows
+writing only the release records: the alias records (``N/_aliases/A.json``: ``promote``, and the
+move back after an aborted canary, ``modelship-models rollback``) and the evaluation reports
+(``N/V/evaluations/*.json``). It cannot write or replace a model, a manifest or the latest pointer,
+nor delete any blob.
 """
 
 from __future__ import annotations
@@ -19,6 +24,26 @@ from pulumi_azure_native import storage
 
 from components.choices import choice
 from components.roles import BuiltinRole, PrincipalType, assign_role, client_config
+from modelship_contract.manifest import ALIAS_DIR, EVALUATIONS_DIR
+
+_BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+RELEASE_RECORD_PATHS = (f"*/{ALIAS_DIR}/*.json", f"*/*/{EVALUATIONS_DIR}/*.json")
+"""Blob paths (``StringLike``) the deploying identity may write: the release records, nothing else."""
+
+
+def release_records_condition(container: str) -> str:
+    """The ABAC condition of the deployer's write access: blob writes and creations (``write``,
+    ``add/action``) only on :data:`RELEASE_RECORD_PATHS`; deletions never (the scope is this container,
+    so "a container with another name" is always false). Syntax and actions:
+    https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-examples ("Write blobs in named
+    containers with a path"), https://learn.microsoft.com/azure/role-based-access-control/conditions-format.
+    """
+    writes = " AND ".join(f"!(ActionMatches{{'{_BLOBS}/{action}'}})" for action in ("write", "add/action"))
+    paths = " OR ".join(f"@Resource[{_BLOBS}:path] StringLike '{path}'" for path in RELEASE_RECORD_PATHS)
+    never = (f"@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] "
+             f"StringNotEquals '{container}'")
+    return (f"(({writes}) OR ({paths})) AND "
+            f"((!(ActionMatches{{'{_BLOBS}/delete'}})) OR ({never}))")
 
 
 class StorageSku(StrEnum):
@@ -47,7 +72,9 @@ class ModelStoreArgs:
     retention_days: int = 7
     """Soft-delete retention for blobs and containers."""
     grant_read_to_deployer: bool = True
-    """Assign Storage Blob Data Reader on the container to the identity running ``pulumi up``."""
+    """Assign Storage Blob Data Reader on the container to the identity running ``pulumi up``, and
+    Storage Blob Data Contributor limited to the release records (:func:`release_records_condition`):
+    the pipeline evaluates, promotes and moves an alias back after an aborted canary."""
     deployer_principal_type: PrincipalType | None = None
     """``User`` or ``ServicePrincipal`` (required with ``grant_read_to_deployer``)."""
 
@@ -111,12 +138,19 @@ class ModelStore(pulumi.ComponentResource):
             opts=child,
         )
         self.read_assignment: pulumi.Resource | None = None
+        self.records_assignment: pulumi.Resource | None = None
         if args.grant_read_to_deployer:
             config = client_config(self)
             self.read_assignment = assign_role(
                 f"{name}-read", parent=self, config=config, role=BuiltinRole.STORAGE_BLOB_DATA_READER,
                 principal_id=config.object_id, principal_type=args.deployer_principal_type,
                 scope=self.container.id,
+            )
+            self.records_assignment = assign_role(
+                f"{name}-release-records", parent=self, config=config,
+                role=BuiltinRole.STORAGE_BLOB_DATA_CONTRIBUTOR, principal_id=config.object_id,
+                principal_type=args.deployer_principal_type, scope=self.container.id,
+                condition=release_records_condition(args.container_name),
             )
 
         self.account_name = self.account.name

@@ -164,11 +164,12 @@ def helm_release_problems(name: str, inputs: dict[str, Any]) -> list[str]:
 def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
                   logger: logging.Logger | None = None,
                   deployer_principal_type: str = "ServicePrincipal",
-                  stack_outputs: dict[str, dict[str, Any]] | None = None) -> RecordingMocks:
-    """Install recording mocks for the current process (project ``modelship``, stack ``dev``)."""
+                  stack_outputs: dict[str, dict[str, Any]] | None = None,
+                  stack: str = "dev") -> RecordingMocks:
+    """Install recording mocks for the current process (project ``modelship``, stack ``stack``)."""
     mocks = mocks or RecordingMocks(deployer_principal_type, stack_outputs)
     installed = offline.install_mocks(mocks, preview=preview,
-                                      logger=logger)
+                                      logger=logger, stack=stack)
     assert isinstance(installed, RecordingMocks)
     return installed
 
@@ -176,13 +177,14 @@ def install_mocks(mocks: RecordingMocks | None = None, *, preview: bool = False,
 def run_stack(settings: Settings, *, project_root: Path | str | None = None,
               model_dir: Path | str | None = None, revision: str | None = "0123456789ab",
               preview: bool = False, deployer_principal_type: str = "ServicePrincipal",
-              stack_outputs: dict[str, dict[str, Any]] | None = None) -> StackRun:
-    """Run the whole program under fresh :class:`RecordingMocks`; see the module docstring.
+              stack_outputs: dict[str, dict[str, Any]] | None = None,
+              stack: str = "dev") -> StackRun:
+    """Run the whole program as stack ``stack`` under fresh :class:`RecordingMocks`; see the module docstring.
     ``stack_outputs``: the outputs of each stack a ``StackReference`` may read, by name (the prod
     stack reads dev's ``release``); a reference to any other stack is rejected."""
     return offline.run_stack(settings, project_root=project_root, model_dir=model_dir, revision=revision,
                              preview=preview, mocks=RecordingMocks(deployer_principal_type, stack_outputs),
-                             deployer_principal_type=deployer_principal_type)
+                             deployer_principal_type=deployer_principal_type, stack=stack)
 
 
 def by_type(resources: Iterable[RecordedResource], type_token: str) -> list[RecordedResource]:

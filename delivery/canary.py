@@ -85,6 +85,8 @@ class Side:
     tag: str
     """Its pod-template-hash stand-in (Prometheus label), e.g. the image id's first 12 hex digits."""
     version: str
+    sha256: str = ""
+    """Its model's sha256 (the container's label), so a rollback can check what kept serving."""
 
 
 @dataclasses.dataclass
@@ -232,7 +234,12 @@ def run_canary(door: TrafficSplitter, prometheus, stable: Side, canary: Side, de
 
 
 class CanaryFailed(RuntimeError):
-    """The canary was rolled back; the message has the step, the failing rules and the figures."""
+    """The canary was rolled back; the message has the step, the failing rules and the figures, and
+    ``record`` the whole record (also in ``<state_dir>/canary-<instance>.json``)."""
+
+    def __init__(self, message: str, record: dict):
+        super().__init__(message)
+        self.record = record
 
 
 def release(settings, door, live: str, nxt: str, port: int, model: str, version: str) -> CanaryResult | None:
@@ -260,9 +267,12 @@ def release(settings, door, live: str, nxt: str, port: int, model: str, version:
              "canaries code-only releases too)")
         return None
     container_port = settings.run_options.container_port
+    labels, new_labels = state["Config"]["Labels"], engine.container_state(nxt)["Config"]["Labels"]
     stable = Side(engine.published_port(live, container_port), state["Id"][:12],
-                  state["Config"]["Labels"].get("io.modelship.model.version", "stable"))
-    canary = Side(port, engine.container_state(nxt)["Id"][:12], version)
+                  labels.get("io.modelship.model.version", "stable"),
+                  labels.get("io.modelship.model.sha256", ""))
+    canary = Side(port, engine.container_state(nxt)["Id"][:12], version,
+                  new_labels.get("io.modelship.model.sha256", ""))
     prometheus = LocalPrometheus(settings.state_dir, config.prometheus_port)
     prometheus.ensure()
     log = _log
@@ -279,11 +289,13 @@ def release(settings, door, live: str, nxt: str, port: int, model: str, version:
         "steps": [{"weight": s.weight, "seconds": round(s.seconds, 1), **s.verdict.to_dict()}
                   for s in result.steps],
     }
-    (settings.state_dir / f"canary-{settings.instance}.json").write_text(json.dumps(record, indent=2) + "\n")
+    path = settings.state_dir / f"canary-{settings.instance}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
     if not result.promoted:
         raise CanaryFailed(
             f"canary rolled back at {result.steps[-1].weight}%: {result.reason} "
-            f"({describe(result.steps[-1].verdict)}); clients: {traffic.summary()}"
+            f"({describe(result.steps[-1].verdict)}); clients: {traffic.summary()}",
+            {**record, "path": str(path)},
         )
     return result
 

@@ -29,6 +29,7 @@ The steps live by job: :mod:`delivery.settings`, :mod:`delivery.model` (store, f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -46,9 +47,24 @@ from delivery.build import (
     push_image,
     push_sbom,
 )
-from delivery.model import ensure_azurite, ensure_demo_model, fetch_model, prepare_trust, publish
+from delivery.model import (
+    ensure_azurite,
+    ensure_demo_model,
+    fetch_model,
+    move_alias_back,
+    prepare_trust,
+    publish,
+)
 from delivery.prometheus import LocalPrometheus
-from delivery.rollout import deploy, ensure_frontdoor, frontdoor, live_image_id, read_record, repair
+from delivery.rollout import (
+    CanaryRolledBack,
+    deploy,
+    ensure_frontdoor,
+    frontdoor,
+    live_image_id,
+    read_record,
+    repair,
+)
 from delivery.services import LocalRegistry, ServiceError, stop_pid
 from delivery.settings import DeliveryError, LocalSettings, log
 
@@ -112,7 +128,16 @@ def _up(settings: LocalSettings, echo: bool, store) -> dict:
     digest = push_image(registry, settings.repository, ref)
     pinned = f"{repo}@{digest}"
     sbom_digest, sbom_components = push_sbom(settings, registry, pinned, digest, base)
-    deploy(settings, pinned, spec)
+    try:
+        deploy(settings, pinned, spec)
+    except CanaryRolledBack as exc:
+        if settings.alias is None:
+            raise DeliveryError(f"{exc}\nno alias released {spec.manifest.ref} (MODEL named a version): "
+                                "no alias was moved") from exc
+        started = time.monotonic()
+        moved = move_alias_back(store, spec.manifest.name, settings.alias, exc.record, exc.reason)
+        log(f"{moved} ({time.monotonic() - started:.2f} s)")
+        raise DeliveryError(f"{exc}\n{moved}") from exc
     record = {
         "image": pinned, "tag": ref, "image_id": iid, "digest": digest,
         "model": spec.manifest.name, "model_version": spec.manifest.version,
@@ -188,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-cache", action="store_true", help="down --purge: prune the build cache too")
     parser.add_argument("--model", metavar="NAME[@VERSION]",
                         help="up: the model version to deploy (default: MODELSHIP_MODEL, else digits@latest)")
+    parser.add_argument("--from-alias", metavar="ALIAS",
+                        help="up: the alias whose move released --model (make watch passes it); if the "
+                             "canary rolls the release back, the alias moves back to the serving version")
     parser.add_argument("--model-dir", type=Path, help="publish: the model directory to publish")
     parser.add_argument("--train", metavar="VERSION", help="publish: train the demo model as VERSION")
     args = parser.parse_args(argv)
@@ -196,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             env["MODELSHIP_MODEL"] = args.model
         settings = LocalSettings.from_env(env)
+        if args.from_alias:
+            settings = dataclasses.replace(settings, release_alias=args.from_alias)
         canary.CanarySettings.from_env(env)  # a bad canary setting fails before anything starts
         if args.command == "up":
             up(settings, echo=args.verbose and not args.quiet_build)

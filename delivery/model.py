@@ -83,6 +83,40 @@ def ensure_golden_set(store, manifest) -> None:
         "for the evaluation gate")
 
 
+LOCAL_CANARY = "canary:local"
+"""Who a local canary's rollback move names (with the identity that wrote it)."""
+
+
+def move_alias_back(store, name: str, alias: str, record: dict, reason: str) -> str:
+    """After the local canary rolled ``record["canary"]`` back: move ``name@alias`` back to the
+    version that kept serving (:meth:`modelstore.aliases.Aliases.roll_back`, the same code as
+    ``modelship-models rollback`` in the pipelines). Returns what was done, in one line; never
+    raises (the release has failed already, and the stable version serves either way)."""
+    from modelstore.aliases import Aliases
+    from modelstore.errors import ModelStoreError
+    from modelstore.release_cli import describe_rollback
+
+    stable, canary = record["stable"], record["canary"]
+    last = record["steps"][-1] if record.get("steps") else {}
+    evidence = {
+        "kind": "canary", "engine": "local", "verdict": last.get("status", "fail"),
+        "step_weight": last.get("weight"), "reason": record.get("reason"),
+        "canary": {"version": canary["version"], "sha256": canary.get("sha256")},
+        "stable": {"version": stable["version"], "sha256": stable.get("sha256")},
+        "checks": last.get("checks"), "canary_figures": last.get("canary"),
+        "stable_figures": last.get("stable"),
+        "clients": record.get("clients"), "record": record.get("path"),
+    }
+    try:
+        done = Aliases(store).roll_back(name, alias, canary["version"], stable["version"], reason,
+                                        by=LOCAL_CANARY, evidence=evidence,
+                                        serving_sha256=stable.get("sha256") or None)
+    except ModelStoreError as exc:
+        return (f"{name}@{alias} was NOT moved back ({exc}); it may still name the rejected "
+                f"{canary['version']}: move it by hand (docs/release.md)")
+    return describe_rollback(name, alias, canary["version"], done)
+
+
 def fetch_model(store, ref: str, context: Path, cache_dir: Path):
     """Fetch ``NAME@VERSION`` (or ``NAME@latest``) into ``<context>/model``; the store leaves it
     untouched on failure."""

@@ -18,6 +18,17 @@ from delivery.frontdoor import FrontDoor
 from delivery.services import ServiceError
 from delivery.settings import DeliveryError, LocalSettings, log
 
+
+class CanaryRolledBack(DeliveryError):
+    """The canary rejected the new version; the old one never stopped serving. ``record``: the
+    canary's record (:func:`delivery.canary.release`), ``reason``: its one-line verdict."""
+
+    def __init__(self, message: str, record: dict, reason: str):
+        super().__init__(message)
+        self.record = record
+        self.reason = reason
+
+
 STOP_TIMEOUT = 30
 """Seconds ``docker stop`` waits before SIGKILL; above the server's 20 s graceful timeout."""
 
@@ -144,6 +155,9 @@ def deploy(settings: LocalSettings, pinned: str, spec: BuildSpec) -> None:
         engine.remove_container(nxt)
         if not isinstance(exc, Exception):
             raise
+        if isinstance(exc, canary.CanaryFailed):
+            raise CanaryRolledBack(f"the new container failed on {url}: {exc}. The running container was "
+                                   "not touched.", exc.record, str(exc)) from exc
         raise DeliveryError(f"the new container failed on {url}: {exc}. The running container was "
                             f"not touched.\ncontainer log:\n{logs}") from exc
     door.switch(port, engine.container_state(nxt)["Id"])

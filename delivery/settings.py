@@ -17,6 +17,7 @@ from pathlib import Path
 from components import sizing
 from delivery import budget, engine, hygiene
 from modelship_contract import image as image_contract
+from modelship_contract.manifest import is_alias_name
 
 ROOT = Path(__file__).resolve().parent.parent
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -99,6 +100,10 @@ class LocalSettings:
     model_version: str = "latest"
     """Version to deploy: ``latest`` follows the store's pointer; a version pins it (a rollback is
     ``make up MODEL=digits@1.0.0``)."""
+    release_alias: str | None = None
+    """The alias whose move released this version (``make watch`` passes it; ``MODEL=digits@production``
+    implies it): if the canary rolls the release back, that alias is moved back to the version that
+    kept serving (:func:`delivery.model.move_alias_back`)."""
     store_container: str = "models"
     """Blob container of the model store (``MODELSHIP_STORE_CONTAINER``)."""
     repository: str = "modelship/digits"
@@ -137,6 +142,9 @@ class LocalSettings:
                 f"MODELSHIP_CPUS {self.cpus!r} is not allowed: use a positive number like 1 or 0.5"
             )
         parse_model_ref(self.model_ref)
+        if self.release_alias is not None and not is_alias_name(self.release_alias):
+            raise ValueError(f"--from-alias {self.release_alias!r} is not an alias name "
+                             "(for example production)")
         if not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", self.repository):
             raise ValueError(f"MODELSHIP_REPOSITORY {self.repository!r} is not a repository name")
 
@@ -197,6 +205,13 @@ class LocalSettings:
     def model_ref(self) -> str:
         """``NAME@VERSION`` or ``NAME@latest``: what ``up`` fetches from the store."""
         return f"{self.model}@{self.model_version}"
+
+    @property
+    def alias(self) -> str | None:
+        """The alias a canary rollback moves back: :attr:`release_alias`, else the alias ``MODEL`` names."""
+        if self.release_alias:
+            return self.release_alias
+        return self.model_version if is_alias_name(self.model_version) else None
 
     @property
     def log_dir(self) -> Path:

@@ -10,7 +10,9 @@ It converges rather than replays: at start, and after each move, it releases the
 unless the running deployment already serves it. A move is released once; if its release fails
 (say the canary rolled it back), the loop waits for the next move instead of retrying forever. A
 move that carries neither a passing evaluation report nor a recorded ``--force`` was not written by
-``promote`` and is refused.
+``promote`` and is refused, and so is a move to a version a canary rejected for this alias (unless
+forced). A canary's rollback move (``kind: rollback``, written by the release that was rolled back)
+names the version that kept serving: it is "already running" here, or released like a forced move.
 
     python -m delivery.watch [--model digits@production] [--interval 5] [--once]
 """
@@ -54,7 +56,7 @@ class Watcher:
 
     def step(self) -> str | None:
         """Check the alias once; release if it moved. Returns what was done (for logs and tests)."""
-        from modelstore.aliases import Aliases
+        from modelstore.aliases import ROLLBACK, Aliases
 
         doc, _ = Aliases(self.store).read(self.name, self.alias)
         if doc is None:
@@ -65,7 +67,15 @@ class Watcher:
             return None
         ref = f"{self.name}@{move['to']}"
         report = move.get("report") or {}
-        if report.get("verdict") != "pass" and not move.get("forced"):
+        rejection = (doc.get("rejected") or {}).get(move["to"])
+        rollback = move.get("kind") == ROLLBACK
+        if rejection and not move.get("forced") and not rollback:
+            self._remember(move, "refused")
+            log(f"{self.name}@{self.alias} move {move['seq']} -> {move['to']}: its canary rejected it on "
+                f"{rejection['when']} ({rejection['why']}); not released again without "
+                "`modelship-models promote --force --reason`")
+            return "refused"
+        if report.get("verdict") != "pass" and not move.get("forced") and not rollback:
             self._remember(move, "refused")
             log(f"{self.name}@{self.alias} move {move['seq']} -> {move['to']} has no passing evaluation "
                 "report and was not forced: not released (promote with modelship-models promote)")
@@ -147,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def release(ref: str) -> bool:
         # A separate process: the same `make up` a person runs, with its own lock, logs and exit code.
+        # --from-alias: a canary rollback moves the alias back to the version that kept serving.
         return subprocess.run([sys.executable, "-m", "delivery.cli", "up", "--quiet-build",
-                               "--model", ref], check=False).returncode == 0
+                               "--model", ref, "--from-alias", alias], check=False).returncode == 0
 
     watcher = Watcher(store, name, alias, release, lambda: served_version(settings),
                       settings.state_dir / f"watch-{name}-{alias}.json", args.interval)

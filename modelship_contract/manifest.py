@@ -34,6 +34,11 @@ FIELDS = ("schema", "name", "version", "model_file", "sha256", "size", "framewor
 """Every field of schema 1, in ``to_dict`` order: any other field is refused."""
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 """Alias names (``production``): the model store resolves ``NAME@ALIAS`` to the version it names."""
+ALIAS_DIR = "_aliases"
+"""The model store keeps alias ``A`` of model ``N`` in the blob ``N/_aliases/A.json`` (``modelstore.aliases``;
+the stack's release trigger filters on it and its role condition lets the pipeline write it)."""
+EVALUATIONS_DIR = "evaluations"
+"""Evaluation reports of ``N@V`` are the blobs ``N/V/evaluations/*.json`` (``modelstore.reports``)."""
 
 
 class ManifestError(ValueError):
@@ -347,18 +352,35 @@ def check_model_file(manifest: ModelManifest, fh: BinaryIO, where: Path | str) -
     size = os.fstat(fh.fileno()).st_size
     if size != manifest.size:
         raise ManifestError(f"{where} is {size} bytes but {MANIFEST_FILE} says {manifest.size}")
-    actual = _sha256_stream(fh)
-    if actual != manifest.sha256:
+    check_model_digest(manifest, size, _sha256_stream(fh), where)
+
+
+def hash_model_file(fh: BinaryIO) -> str:
+    """Hex sha256 of the open file ``fh``, read once from where it stands (its start, when just opened)."""
+    return _sha256_stream(fh)
+
+
+def check_model_digest(manifest: ModelManifest, size: int, sha256: str, where: Path | str) -> None:
+    """Check a model file's size and sha256, computed by the caller, against the manifest."""
+    if size != manifest.size:
+        raise ManifestError(f"{where} is {size} bytes but {MANIFEST_FILE} says {manifest.size}")
+    if sha256 != manifest.sha256:
         raise ManifestError(
-            f"sha256 mismatch for {where}: file has {actual}, {MANIFEST_FILE} says {manifest.sha256}"
+            f"sha256 mismatch for {where}: file has {sha256}, {MANIFEST_FILE} says {manifest.sha256}"
         )
 
 
 def read_manifest(model_dir: Path | str) -> ModelManifest:
     """Parse ``manifest.json`` in ``model_dir`` without touching the model file."""
+    return read_manifest_bytes(model_dir)[0]
+
+
+def read_manifest_bytes(model_dir: Path | str) -> tuple[ModelManifest, bytes]:
+    """``manifest.json`` in ``model_dir``, parsed, and the very bytes parsed (to hash what was read)."""
     path = Path(model_dir) / MANIFEST_FILE
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(f"no {MANIFEST_FILE} in {model_dir}") from None
     except IsADirectoryError:
@@ -368,10 +390,10 @@ def read_manifest(model_dir: Path | str) -> ModelManifest:
     except OSError as exc:  # a symlink loop, no permission, an I/O error
         raise ManifestError(f"{path} cannot be read: {exc.strerror or exc}") from None
     try:
-        data = json.loads(raw)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path} is not valid JSON: {exc}") from None
-    return ModelManifest.from_dict(data)
+    return ModelManifest.from_dict(data), raw
 
 
 def load_model_dir(model_dir: Path | str) -> ModelManifest:

@@ -29,9 +29,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 SIGNATURE_FILE = "model.sig"
 """The signature bundle, beside the model file and ``manifest.json`` (excluded from what it signs)."""
@@ -130,7 +131,21 @@ def bundle_key_hint(signature_file: Path) -> str:
 
 
 def verify(model_dir: Path | str, trusted: Path | str | Iterable[Path]) -> Signer:
-    """Verify ``model_dir`` against the trusted keys; return the signer or raise :class:`SignatureError`."""
+    """Verify ``model_dir`` against the trusted keys; return the signer or raise :class:`SignatureError`.
+
+    model-signing checks the bundle's signature, then reads every file of the directory to compare
+    it with what was signed. A caller that has already read the model file (the server, the model
+    store) uses :func:`open_signature` and :meth:`SignedModel.check` with its own digests instead.
+    """
+    return open_signature(model_dir, trusted).check()
+
+
+def open_signature(model_dir: Path | str, trusted: Path | str | Iterable[Path]) -> SignedModel:
+    """The signature of ``model_dir``, verified under a trusted key; no model file read yet.
+
+    Raises :class:`SignatureError` (``no-trusted-key``, ``unsigned``, ``unreadable``, ``unknown-key``,
+    ``bad-signature``) before any model byte is read; the files are compared by :meth:`SignedModel.check`.
+    """
     model_dir = Path(model_dir)
     if isinstance(trusted, (str, Path)):
         where = str(trusted)
@@ -166,12 +181,23 @@ def verify(model_dir: Path | str, trusted: Path | str | Iterable[Path]) -> Signe
             f"{sig} was signed by key sha256:{hint[:16]}, which is not trusted here (trusted: "
             + ", ".join(f"sha256:{k[:16]}" for k in sorted(known)) + f" from {where})",
         )
+    from model_signing._signing import sign_ec_key, sign_sigstore_pb
+
+    # What model-signing's verifying.Config.verify does first (use_elliptic_key_verifier): read the
+    # bundle, check its DSSE signature with the key and decode the signed manifest from its payload.
+    with _signature_errors(sig, hint):
+        signed = sign_ec_key.Verifier(key).verify(sign_sigstore_pb.Signature.read(sig))
+    return SignedModel(model_dir, sig, key, Signer(fingerprint=hint, key_file=str(key)), signed)
+
+
+@contextlib.contextmanager
+def _signature_errors(sig: Path, hint: str) -> Iterator[None]:
+    """model-signing's failures, named as the check that failed (its progress output silenced)."""
     from cryptography.exceptions import InvalidSignature
-    from model_signing import verifying
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            verifying.Config().use_elliptic_key_verifier(public_key=key).verify(model_dir, sig)
+            yield
     except InvalidSignature:
         raise SignatureError(
             Check.BAD_SIGNATURE,
@@ -181,10 +207,78 @@ def verify(model_dir: Path | str, trusted: Path | str | Iterable[Path]) -> Signe
         text = str(exc)
         if text.startswith("Signature mismatch"):
             raise SignatureError(
-                Check.TAMPERED, f"{model_dir} differs from what was signed: {_short_diff(text)}"
-            ) from None
+                Check.TAMPERED, f"{sig.parent} differs from what was signed: {_short_diff(text)}") from None
         raise SignatureError(Check.UNREADABLE, f"{sig}: {text}") from None
-    return Signer(fingerprint=hint, key_file=str(key))
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedModel:
+    """A model directory's signature, verified under a trusted key: what was signed, and by whom."""
+
+    model_dir: Path
+    signature_file: Path
+    key: Path
+    signer: Signer
+    signed: Any
+    """model-signing's manifest decoded from the verified bundle (``model_signing.manifest.Manifest``)."""
+
+    @property
+    def reuses_sha256(self) -> bool:
+        """Whether the signature digests each whole file with sha256 (what :func:`sign` writes), so a
+        file's sha256 computed by the caller is the digest it signed."""
+        params = self.signed.serialization_type
+        return params.get("method") == "files" and params.get("hash_type") == "sha256"
+
+    def check(self, sha256: Mapping[str, str] | None = None) -> Signer:
+        """Compare the directory's files with what was signed; return the signer or raise ``tampered``.
+
+        ``sha256``: hex sha256 of files the caller has already read, by path relative to the
+        directory (the server passes the model file's, computed while it reads the descriptor it
+        loads from, and the manifest's). Those files are not read again: their digests stand in
+        model-signing's manifest of the directory, every other file is hashed by model-signing, and
+        model-signing's manifest comparison decides. Without ``sha256``, or for a signature that does
+        not digest whole files with sha256, model-signing reads every file itself.
+        """
+        from model_signing import hashing, verifying
+
+        if not sha256 or not self.reuses_sha256:
+            with _signature_errors(self.signature_file, self.signer.fingerprint):
+                verifying.Config().use_elliptic_key_verifier(public_key=self.key).verify(
+                    self.model_dir, self.signature_file)
+            return self.signer
+        from model_signing import manifest
+        from model_signing._hashing.hashing import Digest
+
+        params = self.signed.serialization_type
+        given = [manifest.FileManifestItem(path=PurePosixPath(name),
+                                           digest=Digest("sha256", bytes.fromhex(hexdigest)))
+                 for name, hexdigest in sha256.items()]
+        with _signature_errors(self.signature_file, self.signer.fingerprint):
+            # The files the caller read are left out of model-signing's pass (it still refuses them
+            # if they are symlinks or special files); everything else it hashes as verify() would.
+            config = hashing.Config().use_file_serialization(
+                hashing_algorithm="sha256", allow_symlinks=params["allow_symlinks"],
+            ).set_ignored_paths(paths=[*params.get("ignore_paths", ()), *sha256])
+            rest = config.hash(self.model_dir)
+            items = [*given, *(manifest.FileManifestItem(path=PurePosixPath(r.identifier), digest=r.digest)
+                               for r in rest.resource_descriptors())]
+            actual = manifest.Manifest(rest.model_name, items, manifest.SerializationType.from_args(params))
+        if actual != self.signed:  # model-signing's comparison: every file, by name and digest
+            raise SignatureError(Check.TAMPERED, f"{self.model_dir} differs from what was signed: "
+                                                 f"{_differences(actual, self.signed)}")
+        return self.signer
+
+
+def _differences(actual: Any, signed: Any) -> str:
+    """The files that differ between two model-signing manifests, named as :func:`_short_diff` names them."""
+    have = {r.identifier: r.digest for r in actual.resource_descriptors()}
+    want = {r.identifier: r.digest for r in signed.resource_descriptors()}
+    found = [f"{name} changed" for name in sorted(have.keys() & want.keys()) if have[name] != want[name]]
+    if extra := sorted(have.keys() - want.keys()):
+        found.append(f"files not signed: {', '.join(extra)}")
+    if missing := sorted(want.keys() - have.keys()):
+        found.append(f"signed files missing: {', '.join(missing)}")
+    return "; ".join(found)
 
 
 def _short_diff(text: str) -> str:

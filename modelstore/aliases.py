@@ -14,6 +14,17 @@ reader can check the chain is unbroken.
 A move records who (the signed-in identity), when, why, whether it was forced, and the evaluation
 report it relied on (blob name and sha256), so ``history --alias`` answers "why does production run
 this model" without another system.
+
+**Rollback moves.** When a canary rejects the version an alias released (the local canary of
+``make up``, or Argo Rollouts aborting the cloud canary), :meth:`Aliases.roll_back` moves the alias
+back to the version that kept serving, in the same conditional write, only if the alias still names
+the rejected version (someone who moved it meanwhile made a newer decision: it is left alone). The
+move has ``kind: rollback``, ``who`` is the canary (and the identity that wrote the record), ``why``
+the verdict with its figures, and ``report`` the canary's evidence. The document also marks the
+version ``rejected`` for this alias: ``promote`` refuses to move the alias to it again, and ``make
+watch`` will not release a move to it, unless the move is ``--force --reason`` (which clears the
+mark and records the rejection it overrode). A new evaluation does not clear it: the gate scored
+the same bytes on the same golden rows before, and the canary judged them on live traffic since.
 """
 
 from __future__ import annotations
@@ -27,16 +38,19 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from modelship_contract.manifest import is_alias_name
+from modelship_contract.manifest import ALIAS_DIR, is_alias_name
 from modelstore.connection import backoff, write_json_if_unchanged
-from modelstore.errors import IntegrityError, InvalidInput, ModelStoreError, NotFound
+from modelstore.errors import GateRefused, IntegrityError, InvalidInput, ModelStoreError, NotFound
 from modelstore.store import ModelStore, _now, default_publisher
 
 log = logging.getLogger(__name__)
 
-ALIAS_DIR = "_aliases"
 ALIAS_SCHEMA = 1
 MAX_REASON = 1000
+MAX_EVIDENCE = 16_000
+"""Characters of a canary's evidence a rollback move may carry (the whole record stays where it was)."""
+ROLLBACK = "rollback"
+"""``kind`` of a move a canary made (a promotion's move has no ``kind``)."""
 
 Gate = Callable[[dict[str, Any] | None], dict[str, Any] | None]
 """Called with the alias's current move (None for a new alias) right before each write attempt;
@@ -68,6 +82,8 @@ class AliasInfo:
     moved_by: str
     moves: int
     """How many moves the alias has had (the ``seq`` of the current one)."""
+    rejected: tuple[str, ...] = ()
+    """Versions a canary rolled back from this alias (not released again without ``--force``)."""
 
     @property
     def ref(self) -> str:
@@ -200,57 +216,174 @@ class Aliases:
 
         ``gate`` runs against the alias's current move before every write attempt, so a move that
         lost a race is judged again against whatever the winner left (a report against the old
-        model no longer counts). Moving an alias to the version it already names is refused.
+        model no longer counts). Moving an alias to the version it already names is refused, and so
+        is moving it to a version a canary rejected for it, unless ``forced``.
         """
         validate_alias(alias)
-        reason = (reason or "").strip()
-        if not reason:
-            raise InvalidInput("a move needs a reason: pass --reason \"why this version\"")
-        if len(reason) > MAX_REASON:
-            raise InvalidInput(f"the reason is {len(reason)} characters; keep it under {MAX_REASON}")
-        store = self.store
-        manifest, _ = store.resolve(f"{name}@{version}")
+        reason = _reason(reason)
+        manifest = self._version(name, alias, version)
+        who = who or signed_in_identity(self.store)
+
+        def change(doc: dict[str, Any] | None) -> dict[str, Any]:
+            current = doc["current"] if doc else None
+            if current is not None and current["to"] == version:
+                raise InvalidInput(f"{name}@{alias} already names {version}; nothing to move")
+            rejection = _rejected(doc).get(version)
+            if rejection is not None and not forced:
+                raise GateRefused(
+                    f"refusing to move {name}@{alias} to {version}: its canary rejected it on "
+                    f"{rejection['when']} ({rejection['why']}). A new evaluation cannot undo a verdict on "
+                    "live traffic; to release it again anyway, promote with --force --reason \"why\" "
+                    "(recorded in the alias history)"
+                )
+            report = gate(current) if gate is not None else None
+            record = _record(current, version, manifest.sha256, who, reason, forced, report)
+            if rejection is not None:
+                record["overrides_rejection"] = rejection
+                del doc["rejected"][version]
+            return record
+
+        record = self._write(name, alias, change)
+        log.info("%s@%s: %s -> %s by %s", name, alias, record["from"], version, who)
+        return record
+
+    def roll_back(
+        self,
+        name: str,
+        alias: str,
+        rejected: str,
+        to: str,
+        reason: str,
+        *,
+        by: str,
+        evidence: dict[str, Any],
+        serving_sha256: str | None = None,
+    ) -> RollBack:
+        """After a canary rejected ``name@rejected``: move ``alias`` back to ``to`` (the version that
+        kept serving) and mark ``rejected``, only if the alias still names ``rejected``.
+
+        ``by`` names the canary (``canary:local``, ``canary:argo-rollouts``); the record's ``who`` is
+        it and the identity that wrote the record. ``evidence`` (the verdict, its figures, where the
+        whole record is) becomes the move's ``report``. ``serving_sha256``: the bytes that serve, as
+        the deployment reports them; if they are not ``name@to``'s, nothing is written.
+        """
+        validate_alias(alias)
+        reason = _reason(reason)
+        if rejected == to:
+            raise InvalidInput(f"the rejected version and the serving one are both {to!r}: "
+                               "nothing to roll back")
+        if not isinstance(evidence, dict) or len(json.dumps(evidence)) > MAX_EVIDENCE:
+            raise InvalidInput(f"the canary's evidence must be a JSON object under {MAX_EVIDENCE} characters")
+        manifest = self._version(name, alias, to)
+        if serving_sha256 is not None and serving_sha256 != manifest.sha256:
+            raise IntegrityError(
+                f"the serving model's sha256 {serving_sha256[:12]} is not {name}@{to}'s "
+                f"({manifest.sha256[:12]}): "
+                f"{name}@{alias} was not moved; move it by hand to the version that serves"
+            )
+        who = f"{by} via {signed_in_identity(self.store)}"
+        left: list[dict[str, Any] | None] = []
+
+        def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            current = doc["current"] if doc else None
+            if current is None or current["to"] != rejected:
+                left.append(current)
+                return None  # someone moved it meanwhile: theirs is the newer decision
+            record = _record(current, to, manifest.sha256, who, reason, False, evidence)
+            record["kind"] = ROLLBACK
+            doc.setdefault("rejected", {})[rejected] = {
+                "sha256": current["to_sha256"], "seq": record["seq"], "when": record["when"],
+                "who": who, "why": reason,
+            }
+            return record
+
+        record = self._write(name, alias, change)
+        if record is None:
+            current = left[-1]
+            log.warning("%s@%s no longer names %s: left as it is", name, alias, rejected)
+            return RollBack(False, None, current)
+        log.info("%s@%s: rolled back %s -> %s by %s", name, alias, rejected, to, who)
+        return RollBack(True, record, record)
+
+    # -- the one conditional write ----------------------------------------------------------------
+
+    def _version(self, name: str, alias: str, version: str) -> Any:
+        """The manifest of ``name@version``; refuses another alias, and an alias named like a version."""
+        manifest, _ = self.store.resolve(f"{name}@{version}")
         if manifest.version != version:
             raise InvalidInput(f"{name}@{version} is not a version; promote a version, not another alias")
-        names = {v.version for v in store.versions(name)}
-        if alias in names:
+        if alias in {v.version for v in self.store.versions(name)}:
             raise InvalidInput(
                 f"alias {alias!r} is also a version of '{name}'; pick an alias name that is not a version"
             )
-        who = who or signed_in_identity(store)
+        return manifest
+
+    def _write(self, name: str, alias: str,
+               change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> dict[str, Any] | None:
+        """Read the alias document, let ``change`` build the next move (appended here), write it back
+        only if the document is unchanged; on a lost race re-read and ``change`` again. ``change``
+        returns None to write nothing (then None is returned) or raises to refuse."""
+        store = self.store
         blob = store._container.get_blob_client(alias_blob_name(name, alias))
         with store._azure_errors():
             for attempt in range(store.max_pointer_attempts):
                 doc, etag = self.read(name, alias)
-                current = doc["current"] if doc else None
-                if current is not None and current["to"] == version:
-                    raise InvalidInput(f"{name}@{alias} already names {version}; nothing to move")
-                report = gate(current) if gate is not None else None
-                record = {
-                    "seq": (current["seq"] + 1) if current else 1,
-                    "from": current["to"] if current else None,
-                    "from_sha256": current["to_sha256"] if current else None,
-                    "to": version,
-                    "to_sha256": manifest.sha256,
-                    "who": who,
-                    "when": _now(),
-                    "why": reason,
-                    "forced": forced,
-                    "report": report,
-                }
+                record = change(doc)
                 doc = doc or {"schema": ALIAS_SCHEMA, "name": name, "alias": alias, "moves": []}
+                if record is None:
+                    return None
                 doc["moves"].append(record)
                 doc["current"] = record
-                if not write_json_if_unchanged(blob, doc, etag):
-                    log.debug("alias %s@%s moved concurrently (attempt %d)", name, alias, attempt + 1)
-                    backoff(attempt)
-                    continue
-                log.info("%s@%s: %s -> %s by %s", name, alias, record["from"], version, who)
-                return record
+                if write_json_if_unchanged(blob, doc, etag):
+                    return record
+                log.debug("alias %s@%s moved concurrently (attempt %d)", name, alias, attempt + 1)
+                backoff(attempt)
         raise ModelStoreError(
             f"{name}@{alias} could not be moved after {store.max_pointer_attempts} concurrent updates; "
-            "nothing was recorded: run the promotion again"
+            "nothing was recorded: run the command again"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class RollBack:
+    """What :meth:`Aliases.roll_back` did."""
+
+    moved: bool
+    record: dict[str, Any] | None
+    """The rollback move, when it was written."""
+    current: dict[str, Any] | None
+    """The alias's current move afterwards (someone else's, when ``moved`` is False)."""
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a move needs a reason: pass --reason \"why this version\"")
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(f"the reason is {len(reason)} characters; keep it under {MAX_REASON}")
+    return reason
+
+
+def _rejected(doc: dict[str, Any] | None) -> dict[str, Any]:
+    rejected = (doc or {}).get("rejected")
+    return rejected if isinstance(rejected, dict) else {}
+
+
+def _record(current: dict[str, Any] | None, version: str, sha256: str, who: str, reason: str, forced: bool,
+            report: dict[str, Any] | None) -> dict[str, Any]:
+    """The next move after ``current`` (None: the alias is new)."""
+    return {
+        "seq": (current["seq"] + 1) if current else 1,
+        "from": current["to"] if current else None,
+        "from_sha256": current["to_sha256"] if current else None,
+        "to": version,
+        "to_sha256": sha256,
+        "who": who,
+        "when": _now(),
+        "why": reason,
+        "forced": forced,
+        "report": report,
+    }
 
 
 def check_chain(moves: list[dict[str, Any]]) -> None:
@@ -268,5 +401,6 @@ def check_chain(moves: list[dict[str, Any]]) -> None:
 def _info(name: str, alias: str, doc: dict[str, Any]) -> AliasInfo:
     cur = doc["current"]
     return AliasInfo(name=name, alias=alias, version=cur["to"], sha256=cur["to_sha256"],
-                     moved_at=cur["when"], moved_by=cur["who"], moves=cur["seq"])
+                     moved_at=cur["when"], moved_by=cur["who"], moves=cur["seq"],
+                     rejected=tuple(sorted(_rejected(doc))))
 

@@ -242,31 +242,6 @@ def _stamp_matches(cached: Path, sha256: str) -> bool:
     return _read_stamp(cached, sha256) is not None
 
 
-def signature_memo(cached: Path, sha256: str) -> dict[str, Any] | None:
-    """The signature check recorded for this untouched cached file (see :func:`record_signature`)."""
-    stamp = _read_stamp(cached, sha256)
-    memo = stamp.get("signature") if stamp else None
-    return memo if isinstance(memo, dict) else None
-
-
-def record_signature(cached: Path, sha256: str, memo: dict[str, Any]) -> None:
-    """Record beside a stamped cached file that a signature check passed on these exact inputs.
-
-    ``memo`` names the inputs (digests of the signature, the manifest and the trusted keys) and the
-    result (the signer). The model bytes are the stamp's own sha256. A later cache hit with the same
-    inputs has the same result, so it needs no second pass of model-signing over the model file.
-    A failure only costs the next hit a signature check.
-    """
-    stamp = _read_stamp(cached, sha256)
-    if stamp is None:
-        return
-    stamp["signature"] = memo
-    with contextlib.suppress(OSError):
-        tmp = _stamp_path(cached).with_name(f".{cached.name}.verified.{os.getpid()}")
-        tmp.write_text(json.dumps(stamp))
-        os.replace(tmp, _stamp_path(cached))
-
-
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 

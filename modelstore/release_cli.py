@@ -1,4 +1,5 @@
-"""The release sub-commands of ``modelship-models``: evaluate, dataset, promote, aliases, history.
+"""The release sub-commands of ``modelship-models``: evaluate, dataset, promote, rollback, aliases,
+history.
 
 They live here, not in :mod:`modelstore.cli`, so the publish/fetch CLI stays one job; ``cli`` adds
 them to its parser with :func:`add_commands` and dispatches through :data:`COMMANDS`.
@@ -7,6 +8,7 @@ them to its parser with :func:`add_commands` and dispatches through :data:`COMMA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelstore.aliases import Aliases, check_chain, validate_alias
+from modelstore.aliases import ROLLBACK, Aliases, RollBack, check_chain, validate_alias
 from modelstore.datasets import Datasets
 from modelstore.errors import GateRefused, InvalidInput
 from modelstore.reports import promotion_gate
@@ -30,6 +32,22 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="move without a passing evaluation report (recorded as forced)")
     p.add_argument("--json", action="store_true", help="print the recorded move as JSON")
+
+    p = sub.add_parser("rollback", parents=[common],
+                       help="after a canary rejected NAME@VERSION: move the alias back to the version that "
+                            "kept serving (only if it still names the rejected one) and mark it rejected")
+    p.add_argument("ref", metavar="NAME@VERSION", help="the rejected version")
+    p.add_argument("--alias", required=True, help="the alias that released it, e.g. production")
+    p.add_argument("--to", required=True, metavar="VERSION", help="the version that kept serving")
+    p.add_argument("--reason", required=True, help="the canary's verdict with its figures (recorded)")
+    p.add_argument("--by", required=True, metavar="CANARY",
+                   help="who rolled it back, e.g. canary:argo-rollouts "
+                        "(recorded with the signed-in identity)")
+    p.add_argument("--evidence", type=Path, metavar="FILE.json",
+                   help="the canary's evidence (a JSON object), recorded as the move's report")
+    p.add_argument("--serving-sha256", metavar="SHA256",
+                   help="the serving model's sha256: nothing is moved unless it is VERSION's")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON")
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="score a candidate and the alias's current model on a golden data set; "
@@ -75,6 +93,35 @@ def _promote(store: ModelStore, args: argparse.Namespace) -> int:
         print(f"{name}@{args.alias}: {move['from'] or '(new)'} -> {move['to']} "
               f"(move {move['seq']}, by {move['who']}; {how})")
     return 0
+
+
+def _rollback(store: ModelStore, args: argparse.Namespace) -> int:
+    name, rejected = parse_ref(args.ref)
+    if "@" not in args.ref:
+        raise InvalidInput(f"rollback needs NAME@VERSION (the rejected version), got {args.ref!r}")
+    evidence: dict[str, Any] = {}
+    if args.evidence is not None:
+        try:
+            evidence = json.loads(args.evidence.read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"--evidence {args.evidence}: not a readable JSON file ({exc})") from None
+    done = Aliases(store).roll_back(name, args.alias, rejected, args.to, args.reason, by=args.by,
+                                    evidence=evidence, serving_sha256=args.serving_sha256)
+    print(describe_rollback(name, args.alias, rejected, done) if not args.json else
+          json.dumps(dataclasses.asdict(done), indent=2, sort_keys=True))
+    return 0
+
+
+def describe_rollback(name: str, alias: str, rejected: str, done: RollBack) -> str:
+    """One line saying what :meth:`Aliases.roll_back` did (the CLI's and ``make up``'s)."""
+    if done.moved:
+        m = done.record
+        return (f"{name}@{alias}: {m['from']} -> {m['to']} (move {m['seq']}, rollback by {m['who']}); "
+                f"{rejected} is marked rejected: not released again without --force")
+    cur = done.current
+    now = f"{cur['to']} (move {cur['seq']} by {cur['who']} at {cur['when']})" if cur else "nothing"
+    return (f"{name}@{alias} was left as it is: it names {now}, not the rejected {rejected}; "
+            "whoever moved it made the newer decision")
 
 
 def _evaluate(store: ModelStore, args: argparse.Namespace) -> int:
@@ -126,8 +173,9 @@ def _aliases(store: ModelStore, args: argparse.Namespace) -> int:
         print(f"model '{name}' has no aliases: `modelship-models promote {name}@VERSION --alias NAME "
               "--reason WHY` creates one", file=sys.stderr)
         return 0
-    _table([("ALIAS", "VERSION", "SHA256", "MOVED", "BY", "MOVES")] +
-           [(a.alias, a.version, a.sha256[:12], a.moved_at, a.moved_by, str(a.moves)) for a in rows])
+    _table([("ALIAS", "VERSION", "SHA256", "MOVED", "BY", "MOVES", "REJECTED")] +
+           [(a.alias, a.version, a.sha256[:12], a.moved_at, a.moved_by, str(a.moves),
+             ", ".join(a.rejected) or "-") for a in rows])
     return 0
 
 
@@ -140,10 +188,8 @@ def _history(store: ModelStore, args: argparse.Namespace) -> int:
             _print_json(moves)
             return 0
         _table([("SEQ", "WHEN", "FROM", "TO", "WHO", "REPORT", "WHY")] + [
-            (str(m["seq"]), m["when"], m["from"] or "-", m["to"], m["who"],
-             ("FORCED" if m.get("forced") else "") + (f" {m['report']['verdict']} vs {m['report']['against']}"
-                                                       if m.get("report") else ""),
-             m["why"]) for m in moves])
+            (str(m["seq"]), m["when"], m["from"] or "-", m["to"], m["who"], _report_cell(m), m["why"])
+            for m in moves])
         return 0
     entries = store.history(name)
     if not entries:
@@ -157,14 +203,26 @@ def _history(store: ModelStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_cell(move: dict[str, Any]) -> str:
+    report = move.get("report") or {}
+    if move.get("kind") == ROLLBACK:
+        return f"ROLLBACK {report.get('kind', 'canary')} {report.get('verdict', 'fail')}"
+    text = "FORCED" if move.get("forced") else ""
+    if move.get("overrides_rejection"):
+        text += " over rejection"
+    if report:
+        text += f" {report.get('verdict')} vs {report.get('against')}"
+    return text.strip()
+
+
 def aliases_naming(store: ModelStore, manifest: Any) -> list[str]:
     """The aliases that name ``manifest``'s version now (for ``show``)."""
     return [a.alias for a in Aliases(store).list(manifest.name) if a.version == manifest.version]
 
 
 COMMANDS: dict[str, Callable[[ModelStore, argparse.Namespace], int]] = {
-    "promote": _promote, "evaluate": _evaluate, "dataset": _dataset, "aliases": _aliases,
-    "history": _history,
+    "promote": _promote, "rollback": _rollback, "evaluate": _evaluate, "dataset": _dataset,
+    "aliases": _aliases, "history": _history,
 }
 
 

@@ -23,13 +23,13 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContentSettings
 
-from modelship_contract.manifest import ModelManifest
+from modelship_contract.manifest import EVALUATIONS_DIR, ModelManifest
 from modelstore.errors import GateRefused, IntegrityError
 from modelstore.store import ModelStore, _now
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "evaluations"
+REPORT_DIR = EVALUATIONS_DIR
 REPORT_SCHEMA = 1
 REPORT_KIND = "modelship-evaluation"
 PASS = "pass"

@@ -29,8 +29,8 @@ from modelship_contract.signature import (
     SignatureError,
     Signer,
     fingerprint,
+    open_signature,
     trusted_key_files,
-    verify,
 )
 from modelstore.errors import InvalidInput, ModelStoreError
 
@@ -179,11 +179,16 @@ def sign_for_publish(model_dir: Path, model_file: str, key: Path | None = None) 
         return out.read_bytes(), fp
 
 
-def verify_fetched(model_dir: Path, ref: str, where: str, trusted: Path | None = None) -> Signer:
-    """Verify a fetched (staged) model directory; raise :class:`SignatureRefused` naming the check."""
+def verify_fetched(model_dir: Path, ref: str, where: str, trusted: Path | None = None,
+                   sha256: Mapping[str, str] | None = None) -> Signer:
+    """Verify a fetched (staged) model directory; raise :class:`SignatureRefused` naming the check.
+
+    ``sha256``: the digests of files the fetch has already verified (by relative path), which
+    model-signing then takes instead of reading those files again (see ``SignedModel.check``).
+    """
     trusted = Path(trusted) if trusted is not None else trusted_keys_path()
     try:
-        return verify(model_dir, trusted)
+        return open_signature(model_dir, trusted).check(sha256)
     except SignatureError as exc:
         raise SignatureRefused(
             f"refusing {ref} from {where}: {exc}. The destination was left unchanged.", exc.check

@@ -27,8 +27,11 @@
 #                                      dev's release (DEV_STACK, default dev), refuse unless it is that
 #                                      digest, set it as prod's `release` config, pulumi up with the
 #                                      policy pack configured to allow only that digest, the canary,
-#                                      smoke test.
+#                                      smoke test; a failed smoke test rolls back (rollback-prod).
 #                                      Nothing is built or fetched: prod imports dev's digest.
+#   scripts/cloud-deploy.sh rollback-prod
+#                                      with PULUMI_STACK=prod: redeploy the release prod ran before
+#                                      its last promotion (its previousRelease output), canary, smoke
 #
 # Every command first checks that the stack's secrets provider can be used without a prompt
 # (Pulumi.<stack>.yaml names a cloud secretsprovider, or PULUMI_CONFIG_PASSPHRASE[_FILE] is set).
@@ -258,8 +261,20 @@ release_digest() {  # the digest this stack's container test verified and runs (
   "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["digest"])' <<<"$release"
 }
 
+prod_up() {  # pulumi up of a promoting stack: release $1 (JSON) as its config, only digest $2 allowed
+  local policy
+  pulumi config set release "$1"
+  # CrossGuard's prod rule (policy/rules.py) allows exactly that digest.
+  policy="$(mktemp)"
+  "$PYTHON" -c 'import json,sys; print(json.dumps({"prod-only-dev-verified-digests": {"stage": "prod", "verifiedDigests": [sys.argv[1]]}}))' "$2" >"$policy"
+  doctor up
+  say "pulumi up"
+  pulumi up --yes --non-interactive --policy-pack policy --policy-pack-config "$policy" --message "$3"
+  rm -f "$policy"
+}
+
 deploy_prod() {  # prod never builds: it deploys the release dev verified, by digest
-  local dev="${DEV_STACK:-dev}" release digest policy
+  local dev="${DEV_STACK:-dev}" release digest
   [ -n "${RELEASE_DIGEST:-}" ] || die "RELEASE_DIGEST is not set (the digest dev verified in this run: scripts/cloud-deploy.sh release)"
   [[ "$RELEASE_DIGEST" =~ ^sha256:[0-9a-f]{64}$ ]] || die "RELEASE_DIGEST '$RELEASE_DIGEST' is not a sha256 digest"
   release="$(pulumi stack output release --json --stack "$dev" 2>/dev/null)" || die "stack $dev has no release output: deploy dev first"
@@ -268,16 +283,32 @@ deploy_prod() {  # prod never builds: it deploys the release dev verified, by di
   # The approval was for this run's digest; if dev has moved on since, this run promotes nothing.
   [ "$digest" = "$RELEASE_DIGEST" ] || die "stack $dev now runs $digest, not $RELEASE_DIGEST that this run verified: nothing promoted; the run that deployed $digest promotes it"
   say "promote $digest from $dev to $PULUMI_STACK (no build: az acr import by digest)"
-  pulumi config set release "$release"
-  # CrossGuard's prod rule (policy/rules.py) allows exactly the digest dev verified.
-  policy="$(mktemp)"
-  "$PYTHON" -c 'import json,sys; print(json.dumps({"prod-only-dev-verified-digests": {"stage": "prod", "verifiedDigests": [sys.argv[1]]}}))' "$digest" >"$policy"
-  doctor up
-  say "pulumi up"
-  pulumi up --yes --non-interactive --policy-pack policy --policy-pack-config "$policy"
-  rm -f "$policy"
+  prod_up "$release" "$digest" "promote $digest from $dev"
   canary || die "the canary did not pass in $PULUMI_STACK (aborted, or not finished in time): the stable version keeps serving"
+  if smoke; then
+    say "$PULUMI_STACK serves $digest"
+  else
+    say "smoke test FAILED in $PULUMI_STACK"
+    if [ "${MODELSHIP_ROLLBACK:-1}" != 0 ]; then
+      # A child process, so that `set -e` holds inside the rollback (it does not under `||`).
+      bash "$ROOT/scripts/cloud-deploy.sh" rollback-prod || say "ROLLBACK FAILED: see docs/pipelines.md (manual rollback)"
+    fi
+    die "$PULUMI_STACK failed its smoke test with $digest"
+  fi
+}
+
+rollback_prod() {  # back to the release prod ran before its last promotion (its previousRelease output)
+  local previous digest
+  previous="$(pulumi stack output previousRelease --json 2>/dev/null)" || previous=null
+  previous="$("$PYTHON" -c 'import json,sys; v=json.load(sys.stdin); print(json.dumps(v, separators=(",", ":")) if v else "")' <<<"${previous:-null}")"
+  [ -n "$previous" ] || die "$PULUMI_STACK has no previous release (its first promotion, or already rolled back): nothing to roll back to"
+  digest="$("$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["digest"])' <<<"$previous")"
+  say "roll back $PULUMI_STACK to $digest"
+  # The program accepts it only as this stack's own previousRelease (components/promotion.py).
+  prod_up "$previous" "$digest" "rollback to $digest"
+  canary || die "the rollback's canary did not pass: see docs/release.md (roll back by hand)"
   smoke
+  say "rolled back: $PULUMI_STACK serves $digest again"
 }
 
 cd "$ROOT"
@@ -318,6 +349,11 @@ case "$cmd" in
     login
     rollback
     ;;
+  rollback-prod)
+    login
+    policy_venv "$ROOT"
+    rollback_prod
+    ;;
   fetch-model)
     login
     fetch_model "$ROOT"
@@ -355,6 +391,6 @@ case "$cmd" in
     deploy_prod
     ;;
   *)
-    die "unknown command '${cmd}': use preview, deploy, rollback, doctor, fetch-model, promote-candidate, prepare-push, canary, smoke, record-good, release or deploy-prod"
+    die "unknown command '${cmd}': use preview, deploy, rollback, rollback-prod, doctor, fetch-model, promote-candidate, prepare-push, canary, smoke, record-good, release or deploy-prod"
     ;;
 esac

@@ -83,17 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     from . import logs
 
     logs.configure(settings.log_level)
-    signer = "unchecked (MODELSHIP_TRUST_DIR unset)"
-    if settings.trust_dir is not None:
-        from modelship_contract.signature import SignatureError, verify
-
-        try:
-            signer = verify(settings.model_dir, settings.trust_dir).short
-        except SignatureError as exc:
-            log.error("refusing to start: the model's signature failed verification",
-                      extra={"error": str(exc), "check": exc.check.value})
-            print(f"modelserver: refusing to start: {exc}", file=sys.stderr)
-            return 2
     import uvicorn
 
     common = {
@@ -105,26 +94,37 @@ def main(argv: list[str] | None = None) -> int:
         "server_header": False,
         "timeout_graceful_shutdown": settings.graceful_timeout,
     }
-    if settings.workers > 1:
-        # Before prometheus_client is imported (by .http): it picks multi-process mode at import.
-        metrics_dir = tempfile.mkdtemp(prefix="modelship-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    from .http import create_app
+    from modelship_contract.signature import SignatureError
+
     from .predictor import Predictor
 
-    # Verified (size, sha256) and loaded once, here, before any socket opens or any worker exists.
-    predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib)
+    # Verified (signature, size, sha256: one read of the model's bytes) and loaded once, here, before
+    # any socket opens or any worker exists.
+    predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib,
+                          trust_dir=settings.trust_dir)
     try:
         manifest = predictor.load()
+    except SignatureError as exc:
+        log.error("refusing to start: the model's signature failed verification",
+                  extra={"error": str(exc), "check": exc.check.value})
+        print(f"modelserver: refusing to start: {exc}", file=sys.stderr)
+        return 2
     except (ManifestError, OSError) as exc:
         log.error("refusing to start: the model failed verification or does not load",
                   extra={"error": str(exc)})
         print(f"modelserver: refusing to start: {exc}", file=sys.stderr)
         return 2
+    signer = predictor.signer.short if predictor.signer else "unchecked (MODELSHIP_TRUST_DIR unset)"
     log.info("model verified and loaded", extra={
         "model": manifest.ref, "sha256": manifest.sha256, "signer": signer, "workers": settings.workers,
         "load_seconds": round(predictor.load_seconds or 0, 3),
     })
+    if settings.workers > 1:
+        # Before prometheus_client is imported (by .http): it picks multi-process mode at import.
+        metrics_dir = tempfile.mkdtemp(prefix="modelship-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from .http import create_app
+
     if settings.workers == 1:
         uvicorn.run(create_app(settings, predictor), **common)
         return 0

@@ -18,6 +18,7 @@ idle worker goes back to holding no request memory at all.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import threading
@@ -35,9 +36,11 @@ from modelship_contract.manifest import (
     ManifestError,
     ModelManifest,
     TensorSpec,
-    check_model_file,
-    read_manifest,
+    check_model_digest,
+    hash_model_file,
+    read_manifest_bytes,
 )
+from modelship_contract.signature import Signer, open_signature
 
 from .errors import InvalidInput, NotReady, RequestMemoryExceeded
 from .settings import REQUEST_MEMORY_MIB
@@ -221,8 +224,12 @@ class Predictor:
     """One model, loaded once per process; ``predict`` is safe to call from several threads."""
 
     def __init__(self, model_dir: Path | str, intra_op_threads: int = 1,
-                 request_memory_mib: int = REQUEST_MEMORY_MIB) -> None:
+                 request_memory_mib: int = REQUEST_MEMORY_MIB, trust_dir: Path | str | None = None) -> None:
         self.model_dir = Path(model_dir)
+        self.trust_dir = Path(trust_dir) if trust_dir is not None else None
+        """Public keys the model must be signed by (``MODELSHIP_TRUST_DIR``); None: not checked."""
+        self.signer: Signer | None = None
+        """Who signed the loaded model (set at load when ``trust_dir`` is set)."""
         self.intra_op_threads = intra_op_threads
         self.request_memory_mib = request_memory_mib
         """Cap on what one inference may allocate (intermediate tensors), in MiB."""
@@ -241,28 +248,37 @@ class Predictor:
         return self._session is not None
 
     def load(self) -> ModelManifest:
-        """Verify the model file and open the session on the very file verified.
+        """Verify the model directory and open the session on the very file verified.
 
-        Raises ``ManifestError`` on any mismatch. The file is opened once and its size and sha256 are
-        checked through that descriptor; ONNX Runtime then maps the weights from the path (it
-        resolves external data paths itself, so it cannot be handed the descriptor). The load is kept
-        only if the path still names the very file checked and that file was not written to (same
-        device and inode, size and mtime) once the session exists: a file renamed in or written to
-        meanwhile refuses the load. Not from the file's bytes read into memory: ONNX Runtime keeps the
-        bytes it is given for the session's life (``benchmarks/README.md``, "Model load memory").
+        One read of the model's bytes serves every check: the file is opened once and hashed once
+        through that descriptor; that sha256 is both what the manifest must say and, with
+        ``trust_dir``, the digest model-signing compares with the signed one (the signature itself
+        is checked first, before any model byte is read; ``manifest.json`` is hashed from the bytes
+        parsed). Raises ``SignatureError`` naming the failed signature check, then ``ManifestError``
+        on any other mismatch. ONNX Runtime then maps the weights from the path (it resolves
+        external data paths itself, so it cannot be handed the descriptor). The load is kept only if
+        the path still names the very file checked and that file was not written to (same device
+        and inode, size and mtime) once the session exists: a file renamed in or written to
+        meanwhile refuses the load. Not from the file's bytes read into memory: ONNX Runtime keeps
+        the bytes it is given for the session's life (``benchmarks/README.md``, "Model load memory").
         """
         with self._lock:
             if self._session is not None:
                 assert self.manifest is not None
                 return self.manifest
             start = time.perf_counter()
-            manifest = read_manifest(self.model_dir)
+            signed = open_signature(self.model_dir, self.trust_dir) if self.trust_dir is not None else None
+            manifest, raw_manifest = read_manifest_bytes(self.model_dir)
             if manifest.framework != "onnx":
                 raise ManifestError(f"framework {manifest.framework!r} is not served: only 'onnx'")
             path = self.model_dir / manifest.model_file
             with _open_model_file(path) as fh:
                 verified = _identity(fh)
-                check_model_file(manifest, fh, path)
+                sha256 = hash_model_file(fh)  # the one pass over the model's bytes
+                if signed is not None:
+                    self.signer = signed.check({manifest.model_file: sha256,
+                                                MANIFEST_FILE: hashlib.sha256(raw_manifest).hexdigest()})
+                check_model_digest(manifest, verified[2], sha256, path)
                 session, mapped = self._open_session(manifest, path)
                 if _identity(fh) != verified or _path_identity(path) != verified[:2]:
                     raise ManifestError(f"{path} was replaced or written to while it was verified and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from modelserver.errors import InvalidInput, NotReady
 from modelserver.predictor import Predictor, Signature
 from modelserver.protocol import decode_infer_request
 from modelship_contract.manifest import MANIFEST_FILE, Datatype, ManifestError, TensorSpec
+from modelship_contract.signature import Check, SignatureError, sign
 from training.large_model import inflate
 
 
@@ -80,6 +82,58 @@ def test_tampered_model_is_refused(model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(ManifestError, match="sha256 mismatch"):
         Predictor(tmp_path).load()
+
+
+@pytest.fixture
+def signed_model(model_dir: Path, tmp_path: Path, signing_keys) -> Path:
+    out = tmp_path / "signed"
+    shutil.copytree(model_dir, out)
+    sign(out, signing_keys.private_key)
+    return out
+
+
+def test_a_signed_model_is_read_once_at_load(signed_model: Path, signing_keys,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pass over the model's bytes serves the signature and the manifest's sha256."""
+    from model_signing._hashing import io
+
+    from modelserver import predictor as module
+
+    passes: list[str] = []
+    real_hash, real_compute = module.hash_model_file, io.SimpleFileHasher.compute
+    monkeypatch.setattr(module, "hash_model_file", lambda fh: passes.append(fh.name) or real_hash(fh))
+    monkeypatch.setattr(io.SimpleFileHasher, "compute",
+                        lambda self: passes.append(f"model-signing read {self._file}") or real_compute(self))
+    loaded = Predictor(signed_model, trust_dir=signing_keys.trusted_dir)
+    loaded.load()
+    assert passes == [str(signed_model / "model.onnx")]
+    assert loaded.signer is not None and loaded.signer.short == signing_keys.short
+
+
+def test_a_model_changed_with_its_manifest_is_refused_by_the_signature(signed_model: Path,
+                                                                        signing_keys) -> None:
+    """The manifest's sha256 agrees with the changed file: only the signed digest tells (same pass)."""
+    model = signed_model / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+    doc = json.loads((signed_model / MANIFEST_FILE).read_text())
+    doc["sha256"] = hashlib.sha256(data).hexdigest()
+    (signed_model / MANIFEST_FILE).write_text(json.dumps(doc))
+    loaded = Predictor(signed_model, trust_dir=signing_keys.trusted_dir)
+    refused = r"\(tampered\).*manifest\.json changed; model\.onnx changed"
+    with pytest.raises(SignatureError, match=refused) as info:
+        loaded.load()
+    assert info.value.check is Check.TAMPERED and not loaded.ready
+
+
+def test_an_unsigned_model_is_refused_before_its_bytes_are_read(model_dir: Path, signing_keys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelserver import predictor as module
+
+    monkeypatch.setattr(module, "hash_model_file", lambda fh: pytest.fail("the model was read"))
+    with pytest.raises(SignatureError, match=r"\(unsigned\)"):
+        Predictor(model_dir, trust_dir=signing_keys.trusted_dir).load()
 
 
 def _during_load(monkeypatch: pytest.MonkeyPatch, action) -> None:

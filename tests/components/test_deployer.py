@@ -52,7 +52,8 @@ def test_every_assignment_to_the_deployer_carries_its_type(project: Path, kind: 
                     deployer_principal_type=kind)
     assignments = by_type(run, "azure-native:authorization:RoleAssignment")
     to_deployer = [a for a in assignments if a.inputs["principalId"] == CLIENT_OBJECT_ID]
-    assert len(to_deployer) == 3  # AcrPush, AKS RBAC Cluster Admin, Storage Blob Data Reader
+    # AcrPush, AKS RBAC Cluster Admin, Storage Blob Data Reader, Contributor on the release records
+    assert len(to_deployer) == 4
     assert {a.inputs["principalType"] for a in to_deployer} == {kind}
 
 

@@ -12,7 +12,16 @@ import pulumi
 import pytest
 import yaml
 
-from components.promotion import IMPORT, Release, same_release
+from components.promotion import (
+    IMPORT,
+    PROMOTION,
+    RERUN,
+    ROLLBACK,
+    Release,
+    previous_release,
+    release_kind,
+    same_release,
+)
 from components.stack import build_stack
 from components.testing import STACK_REFERENCE, StackRun, by_type, install_mocks, one, run_stack
 from settings import Settings, SettingsError, stack_config
@@ -20,6 +29,7 @@ from tests.components.conftest import make_project, make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = "organization/modelship/dev"
+PROD = "organization/modelship/prod"
 
 ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
@@ -46,7 +56,7 @@ def prod(dev: StackRun, tmp_path_factory: pytest.TempPathFactory) -> StackRun:
     empty = tmp_path_factory.mktemp("prod") / "project"  # no app/model: prod fetches nothing
     (empty / "app").mkdir(parents=True)
     return run_stack(_prod_settings(dev.outputs["release"]), project_root=empty,
-                     stack_outputs={DEV: {"release": dev.outputs["release"]}})
+                     stack_outputs={DEV: {"release": dev.outputs["release"]}, PROD: {}}, stack="prod")
 
 
 def _container(run: StackRun) -> dict:
@@ -85,7 +95,7 @@ def test_prod_runs_dev_digest_imported_into_its_own_registry(dev: StackRun, prod
     # The Rollout waits for the import (its image is the import's output) and reads dev's state.
     deploy = one(prod, ROLLOUT)
     assert command.urn in deploy.dependencies
-    assert one(prod, STACK_REFERENCE).inputs["name"] == DEV
+    assert sorted(r.inputs["name"] for r in by_type(prod, STACK_REFERENCE)) == [DEV, PROD]
 
 
 def test_prod_pods_are_sized_for_dev_model_like_dev(dev: StackRun, prod: StackRun) -> None:
@@ -98,7 +108,7 @@ def test_prod_refuses_a_digest_dev_does_not_run(dev: StackRun, tmp_path: Path) -
     verified = dev.outputs["release"]
     other = dict(verified, digest="sha256:" + "1" * 64,
                  image=verified["image"].split("@")[0] + "@sha256:" + "1" * 64)
-    mocks = install_mocks(stack_outputs={DEV: {"release": verified}})
+    mocks = install_mocks(stack_outputs={DEV: {"release": verified}, PROD: {}}, stack="prod")
 
     @pulumi.runtime.test
     def program():
@@ -146,3 +156,47 @@ def test_prod_stack_file_differs_from_dev_only_where_it_must() -> None:
     unique = ("storageAccountName", "registryName", "dnsLabel", "resourceGroupName", "clusterName")
     assert all(dev[k] != prod[k] for k in unique)
     assert dataclasses.fields(Settings)  # every key above is a Settings field (from_mapping checks)
+
+
+def _release(n: int) -> dict:
+    digest = "sha256:" + str(n) * 64
+    return Release(f"modelshipdevacr01.azurecr.io/modelship/digits:r{n}@{digest}", digest, "digits",
+                   f"{n}.0.0", 1000).to_output()
+
+
+A, B, C = _release(6), _release(7), _release(8)
+
+
+@pytest.mark.parametrize(("dev_release", "own", "release", "kind", "previous"), [
+    (A, {}, A, PROMOTION, None),                                        # the first promotion
+    (B, {"release": A}, B, PROMOTION, A),                               # remembers what it replaces
+    (B, {"release": B, "previousRelease": A}, B, PROMOTION, A),         # a re-run keeps it
+    (B, {"release": B, "previousRelease": A}, A, ROLLBACK, None),       # back to A, nothing further
+    (B, {"release": A}, A, RERUN, None),                                # a retried rollback run
+    (B, {"release": A, "previousRelease": None}, C, None, None),        # neither dev's nor prod's
+    (B, {"release": B, "previousRelease": A}, C, None, None),
+])
+def test_prod_deploys_dev_release_or_rolls_back_to_its_own_previous(
+        dev_release: dict, own: dict, release: dict, kind: str | None, previous: dict | None,
+        tmp_path: Path) -> None:
+    """Under mocks, the whole prod program: the StackReferences to dev and to prod itself decide."""
+    (tmp_path / "app").mkdir()
+    outputs = {DEV: {"release": dev_release}, PROD: own}
+    if kind is None:
+        with pytest.raises(Exception, match=f"verified and runs {dev_release['digest']}"):
+            run_stack(_prod_settings(release), project_root=tmp_path, stack_outputs=outputs, stack="prod")
+        return
+    run = run_stack(_prod_settings(release), project_root=tmp_path, stack_outputs=outputs, stack="prod")
+    assert _image(run).endswith("@" + release["digest"])
+    assert run.outputs["release"] == release
+    assert run.outputs.get("previousRelease") == previous
+    assert release_kind(DEV, dev_release, own.get("release"), own.get("previousRelease"),
+                        Release.from_mapping(release)) == kind
+
+
+def test_a_rollback_needs_the_release_prod_ran_before() -> None:
+    """Without a previous release (first promotion, or right after a rollback) there is nothing to
+    roll back to: dev's other digest is refused."""
+    with pytest.raises(ValueError, match="verified and runs"):
+        release_kind(DEV, B, A, None, Release.from_mapping(C))
+    assert previous_release(ROLLBACK, B, A, Release.from_mapping(A)) is None

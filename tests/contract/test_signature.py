@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from modelship_contract.manifest import MANIFEST_FILE, read_manifest
-from modelship_contract.signature import SIGNATURE_FILE, Check, SignatureError, sign, verify
+from modelship_contract.signature import SIGNATURE_FILE, Check, SignatureError, open_signature, sign, verify
 from modelstore.signing import KeyPair, ensure_key
 from tests.app.modelserver_process import REPO, start_server, stop_server
 
@@ -98,6 +99,41 @@ def test_unreadable_signature_and_missing_trust_are_named(signed: Path, keys: Ke
     assert check_of(signed, tmp_path / "no-keys") is Check.NO_TRUSTED_KEY
     (signed / SIGNATURE_FILE).write_text("{not json")
     assert check_of(signed, keys.trusted_dir) is Check.UNREADABLE
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_digests_the_caller_computed_stand_in_for_the_files(signed: Path, keys: KeyPair) -> None:
+    """The server and the store hash the model once and hand model-signing that digest: it is compared."""
+    model = read_manifest(signed).model_file
+    given = {model: sha256_of(signed / model), MANIFEST_FILE: sha256_of(signed / MANIFEST_FILE)}
+    checked = open_signature(signed, keys.trusted_dir)
+    assert checked.reuses_sha256  # what sign() writes: whole files, sha256
+    assert checked.check(given) == verify(signed, keys.trusted_dir)
+    # The file on disk is intact: only the digest handed in differs, and model-signing refuses it.
+    with pytest.raises(SignatureError, match=r"\(tampered\).*model\.onnx changed") as info:
+        checked.check({**given, model: "0" * 64})
+    assert info.value.check is Check.TAMPERED
+
+
+def test_files_not_handed_in_are_still_hashed_and_compared(signed: Path, keys: KeyPair) -> None:
+    model = read_manifest(signed).model_file
+    given = {model: sha256_of(signed / model), MANIFEST_FILE: sha256_of(signed / MANIFEST_FILE)}
+    (signed / "extra.onnx").write_bytes(b"not signed")
+    with pytest.raises(SignatureError, match=r"\(tampered\).*files not signed: extra\.onnx"):
+        open_signature(signed, keys.trusted_dir).check(given)
+    (signed / "extra.onnx").unlink()
+    (signed / MANIFEST_FILE).unlink()
+    with pytest.raises(SignatureError, match=r"\(tampered\).*signed files missing: manifest\.json"):
+        open_signature(signed, keys.trusted_dir).check({model: given[model]})
+
+
+def test_the_signature_is_refused_before_any_file_is_read(signed: Path, other_keys: KeyPair) -> None:
+    (signed / read_manifest(signed).model_file).unlink()  # nothing to read: the key decides first
+    with pytest.raises(SignatureError, match=r"\(unknown-key\)"):
+        open_signature(signed, other_keys.trusted_dir)
 
 
 def test_script_the_image_build_runs_exits_7_naming_the_check(signed: Path, other_keys: KeyPair,

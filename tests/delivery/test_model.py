@@ -95,3 +95,48 @@ def test_an_unreadable_store_is_an_error_and_nothing_is_published() -> None:
     with pytest.raises(DeliveryError, match=r"^cannot read the model store: 403 from the account$"):
         ensure_demo_model(denied, "digits")
     assert denied.published == []
+
+
+def _canary_record(stable, canary) -> dict:
+    """What delivery.canary.release records for a rollback (figures as the analysis reports them)."""
+    checks = [{"name": "error_rate", "status": "pass", "value": 0.0, "threshold": 0.01},
+              {"name": "prediction_drift", "status": "fail", "value": 2.87, "threshold": 0.2}]
+    return {
+        "stable": {"port": 1, "tag": "aaa", "version": stable.version, "sha256": stable.sha256},
+        "canary": {"port": 2, "tag": "bbb", "version": canary.version, "sha256": canary.sha256},
+        "promoted": False, "reason": "prediction_drift fail (2.87)", "seconds": 31.7,
+        "clients": {"ok": 1627, "failed": 0, "failures": []},
+        "steps": [{"weight": 10, "seconds": 31.0, "status": "fail", "checks": checks,
+                   "canary": {"requests": 149.0}, "stable": {"requests": 1456.0}}],
+        "path": "/state/canary-x.json",
+    }
+
+
+def test_a_local_canary_rollback_moves_the_alias_back_with_its_figures(store, tmp_path: Path) -> None:
+    from delivery.model import move_alias_back
+    from modelstore.aliases import Aliases
+
+    manifests = {}
+    for v in ("1.0.0", "1.1.0"):
+        manifests[v] = train(tmp_path / v, "digits", v, source_revision="test")
+        store.publish(tmp_path / v)
+    aliases = Aliases(store)
+    aliases.move("digits", "production", "1.0.0", "first", forced=True)
+    aliases.move("digits", "production", "1.1.0", "second", forced=True)
+    record = _canary_record(manifests["1.0.0"], manifests["1.1.0"])
+    said = move_alias_back(store, "digits", "production", record, "canary rolled back at 10%: drift")
+    assert said.startswith("digits@production: 1.1.0 -> 1.0.0 (move 3, rollback by canary:local via ")
+    last = aliases.history("digits", "production")[-1]
+    assert last["kind"] == "rollback" and last["why"] == "canary rolled back at 10%: drift"
+    evidence = last["report"]
+    assert (evidence["engine"], evidence["verdict"], evidence["step_weight"]) == ("local", "fail", 10)
+    assert evidence["checks"][1]["value"] == 2.87 and evidence["record"] == "/state/canary-x.json"
+    assert evidence["clients"]["failed"] == 0
+    # Again (the alias names 1.0.0 now): left alone, and said so.
+    assert "was left as it is: it names 1.0.0" in move_alias_back(store, "digits", "production", record, "x")
+    # The serving bytes are not the version's: nothing moves, the release's error says to move it by hand.
+    aliases.move("digits", "production", "1.1.0", "third", forced=True)
+    record["stable"]["sha256"] = "0" * 64
+    said = move_alias_back(store, "digits", "production", record, "x")
+    assert said.startswith("digits@production was NOT moved back") and "move it by hand" in said
+    assert aliases.get("digits", "production").version == "1.1.0"

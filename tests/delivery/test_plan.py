@@ -1,4 +1,5 @@
-"""The offline plan: tree text and diagram generated from recorded resources."""
+"""The offline plan: the tree text generated from recorded resources; the diagram is
+tests/delivery/test_diagram.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from delivery.plan import ROOT, PlanNode, _walk_dependencies, draw, ordered_children, render_tree
+from delivery.diagram import draw
+from delivery.plan import ROOT, PlanNode, ordered_children, render_tree, walk_dependencies
 
 
 def _nodes() -> list[PlanNode]:
@@ -14,7 +16,7 @@ def _nodes() -> list[PlanNode]:
         return PlanNode(urn=urn, type=typ, name=urn, parent=parent, dependencies=list(deps),
                         inputs=inputs or {}, custom=custom)
 
-    return _walk_dependencies([
+    return walk_dependencies([
         n("platform", "modelship:index:Platform", custom=False),
         n("rg", "azure-native:resources:ResourceGroup", "platform", inputs={"location": "westeurope"}),
         n("acr", "azure-native:containerregistry:Registry", "platform", ["rg"],
@@ -48,17 +50,6 @@ def test_dependencies_on_a_component_point_at_its_resources() -> None:
     assert svc_deps["acr"] == ["rg"]
 
 
-def test_diagram_files_are_written_from_the_nodes(tmp_path: Path) -> None:
-    written = draw(_nodes(), tmp_path / "arch", formats=("png", "dot"))
-    assert [p.name for p in written] == ["arch.png", "arch.dot"]
-    svg = (tmp_path / "arch.dot").read_text()
-    # Every custom resource but the provider is a node; the component is a cluster.
-    for label in ("rg", "acr", "deploy", "svc (ModelService)"):
-        assert label in svg
-    assert "provider" not in svg
-    assert (tmp_path / "arch.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_plan_of_the_real_program_under_mocks(tmp_path: Path) -> None:
     import hashlib
     import json
@@ -76,7 +67,7 @@ def test_plan_of_the_real_program_under_mocks(tmp_path: Path) -> None:
         "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}],
         "created_at": "2026-11-23T00:00:00Z", "source_revision": "r1",
     }))
-    nodes = _walk_dependencies(record_stack("dev", model_dir=model))
+    nodes = walk_dependencies(record_stack("dev", model_dir=model))
     types = {n.type for n in nodes}
     for expected in ("azure-native:containerservice:ManagedCluster",
                      "azure-native:containerregistry:Registry", "azure-native:storage:StorageAccount",
@@ -131,21 +122,3 @@ def test_siblings_come_in_dependency_order_then_by_name() -> None:
     # rg has no dependency, acr needs rg, the service needs acr: created-first comes first.
     assert order(nodes)["platform"] == ["provider", "rg", "acr", "svc"]
     assert render_tree(nodes) == render_tree(shuffled)
-
-
-def test_the_diagram_shows_both_paths_a_legend_and_the_right_icons(tmp_path: Path) -> None:
-    from delivery.plan import record_stack
-
-    nodes = _walk_dependencies(record_stack("dev"))
-    dot = draw(nodes, tmp_path / "arch", formats=("dot",))[0].read_text()
-    # The user's path and the model's path, each in its own colour, and the legend for them.
-    for label in ("1. resolve", "2. HTTP :80 (load balancer)", "3. pods :8080", "publish model",
-                  "fetched into the build", "run by digest", "Legend", "depends on (created first)",
-                  "a user's request", "the model's bytes", ".westeurope.cloudapp.azure.com"):
-        assert label in dot, f"{label!r} missing from the diagram"
-    assert dot.count('color="#1f6feb"') >= 4 and dot.count('color="#d9730d"') >= 4
-    # PodDisruptionBudget: not the LimitRange ("limits") icon.
-    import re
-
-    pdb = re.search(r'\[[^\[\]]*PodDisruptionBudget[^\[\]]*\]', dot).group(0)
-    assert "limits.png" not in pdb and pdb.count("k8s.png") == 1, pdb

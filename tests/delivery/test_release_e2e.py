@@ -13,8 +13,10 @@ sends requests through the front door and counts every answer that is not a 200.
    10 % -> 50 % and rolled out to 100 %.
 4. ``1.3.0`` learnt the golden set by heart (:func:`training.drifted.write_golden_memoriser`): 100 %
    at the gate, so it is promoted, but on live traffic it answers 0 for nearly everything; the canary
-   sees the drift at 10 % and rolls it back, 1.2.0 keeps serving, no client request fails. Moving the
-   alias back by hand (``--force``) then finds 1.2.0 already running.
+   sees the drift at 10 % and rolls it back, 1.2.0 keeps serving, no client request fails. The
+   release moves ``production`` back to 1.2.0 itself (a ``rollback`` move by the canary, with the
+   verdict's figures) and marks 1.3.0 rejected: the watcher finds 1.2.0 already running, and
+   promoting 1.3.0 again is refused without ``--force``.
 
 Every verdict holds by construction, not by chance or speed: the models are deterministic, the gate
 scores all 450 golden rows, and every canary request carries the same 50 images, so each side's
@@ -77,6 +79,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return dirs
 
 
+def _utc(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def batch_labels(model_dir: Path) -> dict[str, float]:
     """Label counts of one canary request (the fixed batch) as the model answers it."""
     predictor = Predictor(model_dir)
@@ -136,7 +144,9 @@ def chain(deployment, models, azurite, tmp_path_factory) -> Chain:
         def release(ref: str) -> bool:
             # What `make watch` runs (`make up --model digits@VERSION`), in process on the test's store.
             try:
-                up(dataclasses.replace(settings, model_version=ref.split("@", 1)[1]), echo=False, store=store)
+                # --from-alias production, as the watcher passes it.
+                up(dataclasses.replace(settings, model_version=ref.split("@", 1)[1],
+                                       release_alias="production"), echo=False, store=store)
                 return True
             except DeliveryError as exc:
                 failures.append(str(exc))
@@ -198,14 +208,27 @@ def test_release_chain_gate_canary_rollout_and_rollback(chain: Chain, models) ->
     drift = next(x for x in canary["steps"][-1]["checks"] if x["name"] == "prediction_drift")
     assert drift["status"] == "fail" and drift["value"] > DEFINITION.drift_threshold * 10
     c.timings["  canary step 1 (10 %) to rollback"] = canary["steps"][-1]["seconds"]
-    assert c.watcher.step() is None, "a failed release was retried"
 
-    # Rolling back by hand (docs/release.md): move the alias back; the running version already is it.
-    assert c.cli("promote", "digits@1.2.0", "--alias", "production", "--force",
-                 "--reason", "1.3.0 rolled back by its canary") == 0
-    assert c.watcher.step() == "already running"
-    assert [m["to"] for m in Aliases(c.store).history("digits", "production")] == \
-        ["1.0.0", "1.2.0", "1.3.0", "1.2.0"]
+    # The release moved the alias back to the version that kept serving, with the canary's record.
+    moves = Aliases(c.store).history("digits", "production")
+    assert [m["to"] for m in moves] == ["1.0.0", "1.2.0", "1.3.0", "1.2.0"]
+    back = moves[-1]
+    assert (back["kind"], back["from"], back["forced"]) == ("rollback", "1.3.0", False)
+    assert back["who"].startswith("canary:local via ")
+    assert "canary rolled back at 10%: prediction_drift fail" in back["why"]
+    assert back["report"]["verdict"] == "fail" and back["report"]["record"].endswith(
+        f"canary-{settings.instance}.json")
+    assert next(x for x in back["report"]["checks"] if x["name"] == "prediction_drift")["value"] == \
+        drift["value"]
+    assert "digits@production: 1.3.0 -> 1.2.0 (move 4, rollback by canary:local" in failure, failure
+    assert Aliases(c.store).get("digits", "production").rejected == ("1.3.0",)
+    c.timings["  promotion of 1.3.0 to the alias back on 1.2.0 (record times)"] = round(
+        (_utc(back["when"]) - _utc(moves[-2]["when"])), 1)
+    assert c.watcher.step() == "already running", "the rollback move was taken for a new release"
+    assert c.watcher.step() is None, "a failed release was retried"
+    # The rejected version is not promoted (nor released) again without --force.
+    assert c.cli("promote", "digits@1.3.0", "--alias", "production", "--reason", "again") == 7
+    assert c.production() == "1.2.0" and c.watcher.step() is None
 
     (settings.state_dir / "release-e2e-timings.json").write_text(json.dumps(c.timings, indent=2) + "\n")
     print("\nrelease chain phases (s):\n" + "\n".join(f"  {k}: {v}" for k, v in c.timings.items()))

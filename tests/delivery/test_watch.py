@@ -134,3 +134,49 @@ def test_watch_follows_aliases_only():
     for bad in ("digits", "digits@1.2.0", "digits@latest", "@production"):
         with pytest.raises(ValueError, match="is not NAME@ALIAS"):
             parse_alias_ref(bad)
+
+
+def _append_raw_move(store: ModelStore, **change) -> None:
+    """A move written by something other than promote (an old client, a hand edit)."""
+    blob = store._container.get_blob_client(alias_blob_name("digits", "production"))
+    doc = json.loads(blob.download_blob().readall())
+    move = {**doc["current"], "seq": doc["current"]["seq"] + 1, "from": doc["current"]["to"], **change}
+    doc["moves"].append(move)
+    doc["current"] = move
+    blob.upload_blob(json.dumps(doc).encode(), overwrite=True)
+
+
+def test_a_canary_rollback_is_not_a_release_and_the_rejected_version_is_not_rereleased(store, tmp_path):
+    release = FakeRelease()
+    watcher = _watcher(store, tmp_path, release)
+    _promote(store, "1", None)
+    assert watcher.step() == "released"
+    _promote(store, "2", "1")
+    release.fail = True  # the canary of 2 fails: 1 keeps serving, and the release moves the alias back
+    assert watcher.step() == "failed"
+    release.fail = False
+    assert Aliases(store).roll_back("digits", "production", "2", "1", "canary: drift", by="canary:test",
+                                    evidence={"verdict": "fail"}).moved
+    # The rollback move names what serves: nothing to release, and it is not "refused" as unreported.
+    assert watcher.step() == "already running" and release.calls == ["digits@1", "digits@2"]
+    # A move back to the rejected version that promote did not write (it would refuse without --force):
+    # not released, even with its old passing report.
+    report = Aliases(store).history("digits", "production")[1]["report"]
+    _append_raw_move(store, to="2", forced=False, report=report, kind=None)
+    assert watcher.step() == "refused" and release.calls == ["digits@1", "digits@2"]
+    # --force --reason is the way back, and it is released.
+    Aliases(store).move("digits", "production", "1", "back to 1", forced=True)
+    Aliases(store).move("digits", "production", "2", "the drift was our test traffic", forced=True)
+    assert watcher.step() == "released" and release.calls == ["digits@1", "digits@2", "digits@2"]
+
+
+def test_a_rollback_move_is_released_where_its_version_does_not_run(store, tmp_path):
+    # The cloud pipeline moved the alias back; a local watcher that runs something else converges on it.
+    release = FakeRelease()
+    release.serving = "3"
+    watcher = _watcher(store, tmp_path, release)
+    Aliases(store).move("digits", "production", "1", "first", forced=True)
+    Aliases(store).move("digits", "production", "2", "second", forced=True)
+    Aliases(store).roll_back("digits", "production", "2", "1", "canary: errors", by="canary:argo-rollouts",
+                             evidence={"verdict": "fail"})
+    assert watcher.step() == "released" and release.calls == ["digits@1"]

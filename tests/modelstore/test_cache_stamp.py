@@ -48,38 +48,59 @@ def test_a_verified_cache_hit_is_not_hashed_again_and_costs_no_copy(store, make_
     assert again.cache_hit and hashed, "a cached file changed since its check must be hashed again"
 
 
-def test_a_cache_hit_reuses_the_signature_check_made_on_the_same_inputs(
-        store, make_model, tmp_path, monkeypatch):
-    """model-signing reads every byte of the model: a hit on unchanged inputs reuses its verdict."""
-    from modelstore import signing
+@pytest.fixture
+def hashed_by_model_signing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files model-signing reads to hash them, from now on."""
+    from model_signing._hashing import io
 
-    src, _ = make_model("digits", "1", size=2 * 1024 * 1024 + 5)
+    names: list[str] = []
+    real = io.SimpleFileHasher.compute
+
+    def compute(self):
+        names.append(Path(self._file).name)
+        return real(self)
+
+    monkeypatch.setattr(io.SimpleFileHasher, "compute", compute)
+    return names
+
+
+def test_a_fetch_checks_the_signature_without_reading_the_model_again(
+        store, make_model, tmp_path, hashed_by_model_signing):
+    """model-signing checks the signature on every fetch; the model's digest is the one already verified.
+
+    On a download it is the digest computed as the bytes landed; on a hit, the stamp's. Either way
+    model-signing compares the signed digest of model.onnx with it instead of reading the file.
+    """
+    src, manifest = make_model("digits", "1", size=2 * 1024 * 1024 + 5)
     store.publish(src)
+    hashed_by_model_signing.clear()  # publish signs by reading every file
     cache = tmp_path / "cache"
     first = store.fetch("digits@1", tmp_path / "a", cache_dir=cache)
-    checks: list[Path] = []
-    real_verify = signing.verify_fetched
-
-    def counting_verify(model_dir, *args, **kwargs):
-        checks.append(model_dir)
-        return real_verify(model_dir, *args, **kwargs)
-
-    monkeypatch.setattr(signing, "verify_fetched", counting_verify)
     hit = store.fetch("digits@1", tmp_path / "b", cache_dir=cache)
-    assert (hit.cache_hit, hit.signer, checks) == (True, first.signer, [])
-
-    # Another trusted key set is another input: the signature is checked again (and still passes).
-    trusted = Path(store.trusted_keys) if store.trusted_keys is not None else signing.trusted_keys_path()
-    assert trusted.is_dir(), trusted
-    extra = trusted / "zz-extra.pub"
-    extra.write_bytes(signing.trusted_key_files(trusted)[0].read_bytes())
-    again = store.fetch("digits@1", tmp_path / "c", cache_dir=cache)
-    extra.unlink()
-    assert again.cache_hit and len(checks) == 1, "a changed trust set must re-run the signature check"
+    assert (first.cache_hit, hit.cache_hit, hit.signer) == (False, True, first.signer)
+    assert hashed_by_model_signing == []
+    assert load_model_dir(tmp_path / "b") == manifest
 
 
-def test_a_recorded_check_never_covers_another_signature(store, make_model, tmp_path):
-    """The memo names the signature's digest: a replaced signature blob is checked, and refused."""
+def test_a_cache_hit_is_checked_against_the_trusted_keys_of_this_fetch(store, make_model, tmp_path, azurite):
+    """No verdict is recorded: a hit with a trust set that lacks the signer is refused (unknown-key)."""
+    from modelstore import signing
+    from modelstore.store import ModelStore
+
+    src, _ = make_model("digits", "1", size=1024 * 1024 + 3)
+    store.publish(src)
+    cache = tmp_path / "cache"
+    store.fetch("digits@1", tmp_path / "a", cache_dir=cache)
+    stranger = ModelStore.from_connection_string(
+        azurite.connection_string, store.container_name, progress=False,
+        trusted_keys=signing.ensure_key(tmp_path / "other").trusted_dir)
+    with pytest.raises(signing.SignatureRefused, match=r"\(unknown-key\)"):
+        stranger.fetch("digits@1", tmp_path / "b", cache_dir=cache)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_cache_hit_with_a_replaced_signature_is_refused(store, make_model, tmp_path):
+    """The stamp vouches for the model's bytes only: a replaced signature blob is checked, and refused."""
     from modelstore import signing
 
     src, _ = make_model("digits", "1", size=1024 * 1024 + 3)

@@ -41,6 +41,10 @@ def test_the_jobs_each_trigger_runs(sources: Sources) -> None:
     # An aborted canary in dev: prod never sees it either.
     assert list(_kinds(sources, "github", "analysis-failure")) == ["test", "deploy"]
     assert list(_kinds(sources, "azure", "analysis-failure")) == ["Verify.test_preview", "Deploy.deploy"]
+    # Dev passes, prod's smoke test fails: both jobs run.
+    assert list(_kinds(sources, "github", "prod-failure")) == ["test", "deploy", "deploy-prod"]
+    assert list(_kinds(sources, "azure", "prod-failure")) == [
+        "Verify.test_preview", "Deploy.deploy", "Prod.deploy_prod"]
     for pipeline in PIPELINES:
         assert not any("up" in kinds for kinds in _kinds(sources, pipeline, "pull_request").values())
 
@@ -93,6 +97,22 @@ def test_dev_deploy_smoke_approval_prod_deploy_of_the_same_digest_smoke(sources:
             < kinds.index("up") < kinds.index("smoke"))
     assert {a.stack for a in prod if a.stack} == {"prod"}
     assert not {"fetch-model", "builder", "acr-login", "make-test"} & set(kinds), "prod never builds"
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_a_failed_prod_smoke_test_rolls_prod_back_to_its_previous_release(sources: Sources,
+                                                                          pipeline: str) -> None:
+    """Dev passed; prod's smoke test fails after its canary: prod goes back to the release it ran
+    before (its own previousRelease output), through the same policy-checked up, canary and smoke
+    test, and the run fails; dev is left as it is (its release passed there)."""
+    jobs = {j.name: j for j in walk(sources, pipeline, "prod-failure")}
+    prod = next(j for j in jobs.values() if any(a.kind == "up" and a.stack == "prod" for a in j.actions))
+    kinds = [a.kind for a in prod.actions if a.kind not in ("secrets-check", "backend-login", "doctor")]
+    assert prod.failed
+    first = kinds.index("smoke")
+    assert kinds[first + 1:] == ["read-previous", "release-config", "policy-config", "up", "canary", "smoke"]
+    assert {a.stack for a in prod.actions if a.kind in ("up", "smoke")} == {"prod"}
+    assert not any(j.failed for j in jobs.values() if j is not prod)
 
 
 def test_every_subject_a_job_presents_is_documented_and_each_documented_one_used(sources: Sources) -> None:
@@ -176,6 +196,16 @@ BLOCKERS = [
      "        run: 'true'\n", "github", "push", "smoke test before the canary finished"),
     ("kubectl not installed", "azure", "                - task: KubectlInstaller@0\n",
      "                - task: PowerShell@2\n", "azure", "push", "canary wait before kubectl"),
+    # A failed prod smoke test: prod goes back to what it ran before, and the run fails.
+    ("prod does not roll back", "script",
+     '      bash "$ROOT/scripts/cloud-deploy.sh" rollback-prod || say', "      true || say",
+     "github", "prod-failure", "after the failed smoke test prod does not roll back"),
+    ("prod rolls back to what it runs now", "script", "pulumi stack output previousRelease --json",
+     "pulumi stack output --json", "azure", "prod-failure",
+     "after the failed smoke test prod does not roll back"),
+    ("a failed prod smoke test passes the run", "script",
+     '    die "$PULUMI_STACK failed its smoke test with $digest"', '    say "ignored"', "azure",
+     "prod-failure", "a failed prod smoke test does not fail the run"),
     ("an aborted canary is ignored", "script", '    canary || die "the canary did not pass (aborted',
      '    canary || say "the canary did not pass (aborted', "azure", "analysis-failure",
      "the run goes on after an aborted canary (smoke, record-good"),

@@ -1,8 +1,9 @@
 """A model of the two pipelines, walked per trigger, checking every step's preconditions.
 
 ``walk(sources, pipeline, trigger)`` returns the jobs that run for ``trigger`` (``pull_request``,
-``push`` to main, ``failure``: a push whose smoke test fails, or ``analysis-failure``: a push whose
-canary Argo Rollouts aborts) with the actions each performs in
+``push`` to main, ``failure``: a push whose smoke test fails, ``analysis-failure``: a push whose
+canary Argo Rollouts aborts, or ``prod-failure``: a push that passes in dev and whose smoke test
+fails in prod) with the actions each performs in
 order, and ``violations(...)`` lists every precondition a step would find unmet on a real runner:
 
 * Azure sign-in before anything that talks to Azure, presenting an identity the docs tell users to
@@ -19,7 +20,9 @@ order, and ``violations(...)`` lists every precondition a step would find unmet 
 * a stack that promotes (``promoteFrom`` in its stack file: prod) never builds: its ``up`` needs
   the approval of its environment, the release config and the policy pack configured with the
   verified digest, and an earlier job of the same run that deployed dev, smoke-tested it and
-  handed over the digest;
+  handed over the digest; a failed prod smoke test fails the run after rolling prod back to the
+  release it ran before (read from its own ``previousRelease`` output, set as its release config,
+  the policy pack allowing that digest, ``up``, canary, smoke test), recording nothing;
 * after every ``pulumi up``, the canary wait (kubectl installed, signed in) before the smoke test:
   the smoke test must judge the promoted release, not a mix of canary and stable pods; an aborted
   canary fails the run there, with nothing recorded, rolled back or deployed after it;
@@ -40,7 +43,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER_REPO = "OWNER/REPO"
-TRIGGERS = ("pull_request", "push", "failure", "analysis-failure")
+TRIGGERS = ("pull_request", "push", "failure", "analysis-failure", "prod-failure")
 
 
 @dataclasses.dataclass
@@ -114,6 +117,7 @@ _LINE_ACTIONS = (
     (r"-m preflight", "doctor"),
     (r"-m delivery\.argo_status", "canary"),
     (r"pulumi stack output release", "read-release"),
+    (r"pulumi stack output previousRelease", "read-previous"),
     (r"pulumi config set release ", "release-config"),
     (r"prod-only-dev-verified-digests", "policy-config"),
 )
@@ -153,24 +157,34 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
 
     def expand(lines: list[str], depth: int = 0) -> list[Action]:
         out: list[Action] = []
-        skipping = False  # inside the branch of `if smoke` that this trigger does not take
+        frames: list[str] = []
+        """Open ``if``s: ``smoke-then``/``smoke-else`` for ``if smoke``, ``other`` for the rest (both
+        of whose branches are assumed to run)."""
+
+        def skipping() -> bool:  # inside the branch of `if smoke` that this trigger does not take
+            return any((f == "smoke-then" and smoke_fails) or (f == "smoke-else" and not smoke_fails)
+                       for f in frames)
+
         for raw in lines:
             line = raw.split(" #")[0].strip()
+            if line.startswith("die ") and "smoke-else" in frames and not skipping() and outcome is not None:
+                outcome["failed"] = True  # the failed smoke test's branch ends the script in failure
             if not line or line.startswith(("#", "say ", "die ")):
                 continue
             if line.startswith("if smoke; then"):
-                out.append(Action("smoke", step))
-                skipping = smoke_fails
-                if smoke_fails and depth == 0 and outcome is not None:
-                    outcome["failed"] = True  # its else branch ends in `die`
+                if not skipping():
+                    out.append(Action("smoke", step))
+                frames.append("smoke-then")
                 continue
-            if line == "else" and depth == 0:
-                skipping = not smoke_fails
+            if re.match(r"if .*; then$", line):
+                frames.append("other")  # its condition runs (and may act): scanned below
+            elif line == "else" and frames:
+                frames[-1] = "smoke-else" if frames[-1] == "smoke-then" else frames[-1]
                 continue
-            if line == "fi" and depth == 0:
-                skipping = False
+            elif line == "fi" and frames:
+                frames.pop()
                 continue
-            if skipping:
+            if skipping():
                 continue
             try:
                 found = _line_actions(line, depth)
@@ -188,8 +202,9 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
         if depth > 8:
             raise RecursionError("cloud-deploy.sh functions call each other too deep")
         found: list[Action] = []
-        if "cloud-deploy.sh\" rollback" in line or "cloud-deploy.sh rollback" in line:
-            return expand(branches["rollback"], depth + 1)
+        again = re.search(r'cloud-deploy\.sh"? ([\w-]+)', line)
+        if again:  # the script runs itself with another command
+            return expand(branches[again.group(1)], depth + 1)
         if line.startswith("secrets_provider"):
             return [Action("secrets-check", step)]
         first = re.split(r"[\s;]", line, maxsplit=1)[0]
@@ -248,7 +263,7 @@ def github_subject(job: dict[str, Any], event: str, ref: str) -> str:
 
 def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str, Any],
                   subject: str, smoke_fails: bool, stack: str = "dev",
-                  analysis_fails: bool = False) -> list[Action]:
+                  analysis_fails: bool = False, script_smoke_fails: bool = False) -> list[Action]:
     actions: list[Action] = []
     env = job.get("environment")
     if env:
@@ -286,7 +301,8 @@ def _github_steps(job: dict[str, Any], name: str, script: str, context: dict[str
             fails_here = smoke_fails and step.get("id") == "smoke"
             outcome = {"failed": False}
             actions.extend(script_actions(script, command.group(1), label, stack=stack,
-                                          analysis_fails=analysis_fails, outcome=outcome))
+                                          analysis_fails=analysis_fails, outcome=outcome,
+                                          smoke_fails=script_smoke_fails))
             if command.group(1) == "release" and "$GITHUB_OUTPUT" in run and step.get("id"):
                 actions.append(Action("handoff", label))
             if fails_here or (outcome["failed"] and not smoke_fails):
@@ -316,9 +332,10 @@ def walk_github(sources: Sources, trigger: str) -> list[Job]:
             continue
         subject = github_subject(job, event, ref)
         env = {**doc.get("env", {}), **job.get("env", {})}
+        stack = str(env.get("PULUMI_STACK", "dev"))
         actions = _github_steps(job, name, sources.script, context, subject, smoke_fails=trigger == "failure",
-                                stack=str(env.get("PULUMI_STACK", "dev")),
-                                analysis_fails=trigger == "analysis-failure")
+                                stack=stack, analysis_fails=trigger == "analysis-failure",
+                                script_smoke_fails=trigger == "prod-failure" and promotes(sources, stack))
         ran[name] = not context["failed"]  # a failed job's dependents do not run
         after = set(needs) | {a for n in needs for j in jobs if j.name == n for a in j.after}
         jobs.append(Job(name, actions, env, after, failed=context["failed"]))
@@ -424,13 +441,15 @@ def walk_azure(sources: Sources, trigger: str) -> list[Job]:
                                    str((step.get("env") or {}).get("PULUMI_STACK", "")))
                     if command:
                         outcome = {"failed": False}
+                        smoke_fails = trigger == "failure" or (trigger == "prod-failure" and
+                                                               promotes(sources, stack or "dev"))
                         found = script_actions(sources.script, command.group(1), label,
-                                               smoke_fails=trigger == "failure", stack=stack,
+                                               smoke_fails=smoke_fails, stack=stack,
                                                analysis_fails=trigger == "analysis-failure", outcome=outcome)
                         actions.extend(found)
                         if trigger == "failure" and any(a.kind == "smoke" for a in found):
                             failed = True
-                        if trigger == "analysis-failure" and outcome["failed"]:
+                        if trigger in ("analysis-failure", "prod-failure") and outcome["failed"]:
                             failed = job_failed = True
                         if command.group(1) == "release" and "isOutput=true" in inline and step.get("name"):
                             actions.append(Action("handoff", label))
@@ -466,6 +485,26 @@ def promotes(sources: Sources, stack: str) -> bool:
     return bool(config.get("modelship:promoteFrom"))
 
 
+PROD_ROLLBACK = ("read-previous", "release-config", "policy-config", "up", "canary", "smoke")
+"""What follows a failed prod smoke test, in this order: back to the release prod ran before."""
+
+
+def _prod_rollback_problems(where: str, job: Job, kinds: list[str]) -> list[str]:
+    found = []
+    if not job.failed:
+        found.append(f"{where}: a failed prod smoke test does not fail the run")
+    if "smoke" not in kinds:
+        return [*found, f"{where}: prod is never smoke-tested"]
+    after = kinds[kinds.index("smoke") + 1:]
+    steps = iter(after)
+    if not all(any(kind == want for kind in steps) for want in PROD_ROLLBACK):
+        found.append(f"{where}: after the failed smoke test prod does not roll back "
+                     f"({' -> '.join(PROD_ROLLBACK)}); it does: {', '.join(after) or 'nothing'}")
+    if {"record-good", "handoff"} & set(after):
+        found.append(f"{where}: a failed prod release is recorded or handed on")
+    return found
+
+
 def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
     """Every unmet precondition of every step that runs for ``trigger``."""
     found: list[str] = []
@@ -489,6 +528,9 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
             if after:
                 found.append(f"{pipeline}/{trigger}/{job.name}: the run goes on after an aborted canary "
                              f"({', '.join(after)}); Argo Rollouts already keeps the stable version serving")
+        if trigger == "prod-failure" and any(a.kind == "up" and promotes(sources, a.stack or "dev")
+                                             for a in job.actions):
+            found.extend(_prod_rollback_problems(f"{pipeline}/{trigger}/{job.name}", job, kinds))
         have: set[str] = set()
         for action in job.actions:
             where = f"{pipeline}/{trigger}/{job.name} step '{action.step}'"

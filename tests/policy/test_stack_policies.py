@@ -186,14 +186,15 @@ def test_prod_stack_resources_pass_only_with_the_digest_the_pipeline_passes(tmp_
     import json
 
     from components.promotion import Release
-    from tests.components.test_prod_stack import DEV, _prod_settings
+    from tests.components.test_prod_stack import DEV, PROD, _prod_settings
 
     digest = "sha256:" + "5" * 64
     release = Release(f"modelshipdevacr01.azurecr.io/modelship/digits:r-digits-1@{digest}", digest,
                       "digits", "1.0.0", 1000).to_output()
     (tmp_path / "app").mkdir()
     prod = [r for r in run_stack(_prod_settings(release), project_root=tmp_path,
-                                 stack_outputs={DEV: {"release": release}}) if r.custom]
+                                 stack_outputs={DEV: {"release": release}, PROD: {}}, stack="prod")
+            if r.custom]
     assert not [r for r in prod if r.type == IMAGE_BUILD]
     rollout = _one(prod, ROLLOUT)
     for resource in prod:
