@@ -65,6 +65,8 @@ MANAGED_IDENTITY_TYPES = ("SystemAssigned", "UserAssigned")
 DNS_LABEL_ANNOTATION = "service.beta.kubernetes.io/azure-dns-label-name"
 DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 # What Azure accepts as a public IP DNS name label (the cloud provider copies the annotation there).
+# DNS_LABEL_ANNOTATION, DIGEST_RE and AZURE_DNS_LABEL_RE copy components.naming and the contract (this
+# pack imports nothing of the project); tests/policy/test_rules.py keeps them in step.
 AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 
 Report = Callable[..., None]

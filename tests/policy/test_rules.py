@@ -263,3 +263,19 @@ def test_pack_entry_point_wraps_all_rules_as_mandatory():
     assert "name: python" in yaml_text and "virtualenv: venv" in yaml_text
     requirements = (POLICY_DIR / "requirements.txt").read_text()
     assert "pulumi-policy==" in requirements
+
+
+def test_the_policy_packs_own_copies_of_shared_rules_agree_with_their_home() -> None:
+    """policy/rules.py imports nothing of the project (it runs in the policy pack's own virtualenv),
+    so it keeps copies of three facts; they must say what their one home says."""
+    from components import naming
+    from modelship_contract.image import DIGEST_REF_RE
+
+    assert rules.AZURE_DNS_LABEL_RE.pattern == naming.AZURE_DNS_LABEL_RE.pattern
+    assert rules.DNS_LABEL_ANNOTATION == naming.DNS_LABEL_ANNOTATION
+    digest = "sha256:" + "a" * 64
+    for ref in (f"acr.azurecr.io/modelship/digits@{digest}", f"acr.azurecr.io/m/d:t@{digest}",
+                f"127.0.0.1:5000/m/d@{digest}", "acr.azurecr.io/m/d:latest",
+                f"acr.azurecr.io/m/d@{digest[:-1]}", f"acr.azurecr.io/m/d@{digest}X",
+                f"acr.azurecr.io/m/d@sha256:{'A' * 64}"):
+        assert bool(rules.DIGEST_RE.search(ref)) == bool(DIGEST_REF_RE.match(ref)), ref
