@@ -26,6 +26,7 @@ Standard library and Pulumi only: settings validate ``release`` with :meth:`Rele
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,13 @@ from modelship_contract.manifest import NAME_RE, VERSION_RE
 
 IMPORT = 'az acr import --name "$REGISTRY" --source "$SOURCE" --image "$TARGET" --force --output none'
 """Copy by digest into this stack's registry (the values come from the command's environment)."""
+IMPORT_SBOM = ('az acr import --name "$REGISTRY" --source "$SBOM_SOURCE" --image "$SBOM_TARGET" --force '
+               '--output none')
+"""Then the image's SBOM artifact, by its digest: ``az acr import`` copies an image without its
+referrers, so the SBOM is imported by name; its manifest names the image digest as ``subject``."""
 FIELDS = ("image", "digest", "model", "modelVersion", "modelSize")
 """The keys of a release (the dev stack's ``release`` output)."""
-OPTIONAL = ("modelSigner",)
+OPTIONAL = ("modelSigner", "sbomDigest")
 """Keys a release may also carry (a release recorded before they existed lacks them)."""
 
 
@@ -57,6 +62,8 @@ class Release:
     """Model file size in bytes: the pods' memory and start-up budget follow it."""
     model_signer: str = "unknown"
     """Who signed the model, as the verifying stack's container test saw it."""
+    sbom_digest: str = ""
+    """The image's SBOM artifact in the verifying stack's registry (``ImageSbom``); empty if none."""
 
     def __post_init__(self) -> None:
         match = DIGEST_REF_RE.match(self.image)
@@ -71,6 +78,8 @@ class Release:
             raise ValueError(f"modelVersion {self.model_version!r} is not a model version")
         if isinstance(self.model_size, bool) or not isinstance(self.model_size, int) or self.model_size < 1:
             raise ValueError(f"modelSize {self.model_size!r} is not a size in bytes")
+        if self.sbom_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", self.sbom_digest):
+            raise ValueError(f"sbomDigest {self.sbom_digest!r} is not a sha256 digest")
 
     @property
     def repository(self) -> str:
@@ -92,7 +101,8 @@ class Release:
         """The ``release`` stack output (camelCase), what :meth:`from_json` reads back."""
         return {"image": self.image, "digest": self.digest, "model": self.model,
                 "modelVersion": self.model_version, "modelSize": self.model_size,
-                "modelSigner": self.model_signer}
+                "modelSigner": self.model_signer,
+                **({"sbomDigest": self.sbom_digest} if self.sbom_digest else {})}
 
     @classmethod
     def from_mapping(cls, value: Any) -> Release:
@@ -110,7 +120,8 @@ class Release:
             size = int(size)
         return cls(image=value["image"], digest=value["digest"], model=value["model"],
                    model_version=value["modelVersion"], model_size=size,
-                   model_signer=str(value.get("modelSigner") or "unknown"))
+                   model_signer=str(value.get("modelSigner") or "unknown"),
+                   sbom_digest=str(value.get("sbomDigest") or ""))
 
     @classmethod
     def from_json(cls, text: str) -> Release:
@@ -202,13 +213,17 @@ class ImportedImage(pulumi.ComponentResource):
         super().__init__("modelship:image:ImportedImage", name, None, opts)
         release = args.release
         target = f"{release.repository}:{release.tag}"
+        environment = {"REGISTRY": args.registry_name, "SOURCE": release.source, "TARGET": target}
+        if release.sbom_digest:
+            environment.update(SBOM_SOURCE=release.source.rsplit("@", 1)[0] + f"@{release.sbom_digest}",
+                               SBOM_TARGET=f"{release.repository}:{release.digest.replace(':', '-')}.sbom")
         self.command = local.Command(
             f"{name}-import",
             # By digest: the tag only names it in this registry. --force: the tag may already exist
             # from an earlier import of the same digest (a re-run), which is harmless.
-            create=IMPORT,
-            environment={"REGISTRY": args.registry_name, "SOURCE": release.source, "TARGET": target},
-            triggers=[release.digest],
+            create=f"{IMPORT} && {IMPORT_SBOM}" if release.sbom_digest else IMPORT,
+            environment=environment,
+            triggers=[release.digest, *([release.sbom_digest] if release.sbom_digest else [])],
             opts=pulumi.ResourceOptions(parent=self),
         )
         # Read after the import (the command's output), so the workload waits for it.
@@ -242,9 +257,10 @@ def checked_image(promote_from: str, image_ref: pulumi.Output[str], release: Rel
 
 
 def release_of(verified_ref: pulumi.Output[str], signer: pulumi.Input[str], model: str, version: str,
-               size: int) -> pulumi.Output[dict]:
-    """The ``release`` output of a stack that tested ``verified_ref``."""
+               size: int, sbom_digest: pulumi.Input[str] = "") -> pulumi.Output[dict]:
+    """The ``release`` output of a stack that tested ``verified_ref`` (and stored its SBOM)."""
     def release(parts: list[str]) -> dict:
-        return Release(parts[0], parts[0].rsplit("@", 1)[1], model, version, size, parts[1]).to_output()
+        return Release(parts[0], parts[0].rsplit("@", 1)[1], model, version, size, parts[1],
+                       parts[2]).to_output()
 
-    return pulumi.Output.all(verified_ref, signer).apply(release)
+    return pulumi.Output.all(verified_ref, signer, sbom_digest).apply(release)

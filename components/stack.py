@@ -227,7 +227,7 @@ class ModelshipStack(pulumi.ComponentResource):
         self._serve(name, settings, verified, manifest.name, manifest.version, manifest.size)
         # What a promoting stack (prod) deploys: exists only once the container test passed.
         self.outputs["release"] = release_of(verified, self.image_test.signer, manifest.name,
-                                             manifest.version, manifest.size)
+                                             manifest.version, manifest.size, self.image_sbom.digest)
         self.outputs["modelSigner"] = self.image_test.signer
         self.outputs["sbomDigest"] = self.image_sbom.digest
 
@@ -242,6 +242,8 @@ class ModelshipStack(pulumi.ComponentResource):
         self._serve(name, settings, checked.image, release.model, release.model_version, release.model_size)
         self.outputs.update({"release": release.to_output(), "promotedFrom": settings.promote_from,
                              "modelSigner": release.model_signer,
+                             # The SBOM was imported with the image (ImportedImage): the same digest.
+                             **({"sbomDigest": release.sbom_digest} if release.sbom_digest else {}),
                              "previousRelease": checked.previous_release})
 
     def _serve(self, name: str, settings: Settings, image: pulumi.Output[str], model: str, version: str,

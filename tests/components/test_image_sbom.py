@@ -45,6 +45,7 @@ def test_the_sbom_step_takes_only_the_verified_image_and_the_workload_waits_for_
     assert store.urn in one(run, ROLLOUT).dependencies
     assert run.outputs["sbomDigest"] == sbom_digest(store.outputs["stdout"], verified)
     assert run.outputs["sbomDigest"].startswith("sha256:")
+    assert run.outputs["release"]["sbomDigest"] == run.outputs["sbomDigest"]  # what prod imports
 
 
 def test_no_credential_is_an_input_and_the_cli_accepts_the_command(run: StackRun) -> None:

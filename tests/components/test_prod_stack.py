@@ -14,6 +14,7 @@ import yaml
 
 from components.promotion import (
     IMPORT,
+    IMPORT_SBOM,
     PROMOTION,
     RERUN,
     ROLLBACK,
@@ -79,15 +80,22 @@ def test_prod_declares_no_image_build_and_no_test(prod: StackRun) -> None:
     assert by_type(prod, "modelship:image:ModelImage") == []
     assert by_type(prod, "modelship:image:ImageTest") == []
     (command,) = by_type(prod, "command:local:Command")
-    assert command.inputs["create"] == IMPORT  # the only command: the import, no container test
+    # The only command: the import of the image and its SBOM, no container test, no SBOM generated.
+    assert command.inputs["create"] == f"{IMPORT} && {IMPORT_SBOM}"
 
 
 def test_prod_runs_dev_digest_imported_into_its_own_registry(dev: StackRun, prod: StackRun) -> None:
     release = Release.from_mapping(dev.outputs["release"])
     command = one(prod, "command:local:Command")
+    assert release.sbom_digest == dev.outputs["sbomDigest"]
     assert command.inputs["environment"] == {
         "REGISTRY": "modelshipprodacr01", "TARGET": f"modelship/digits:{release.tag}",
-        "SOURCE": f"modelshipdevacr01.azurecr.io/modelship/digits@{release.digest}"}
+        "SOURCE": f"modelshipdevacr01.azurecr.io/modelship/digits@{release.digest}",
+        # The SBOM dev stored beside the image, imported by its digest after the image.
+        "SBOM_SOURCE": f"modelshipdevacr01.azurecr.io/modelship/digits@{release.sbom_digest}",
+        "SBOM_TARGET": f"modelship/digits:{release.digest.replace(':', '-')}.sbom"}
+    assert command.inputs["triggers"] == [release.digest, release.sbom_digest]
+    assert prod.outputs["sbomDigest"] == dev.outputs["sbomDigest"]  # what the smoke test shows
     assert _image(prod) == f"modelshipprodacr01.azurecr.io/modelship/digits:{release.tag}@{release.digest}"
     assert prod.outputs["verifiedDigest"] == release.digest == dev.outputs["verifiedDigest"]
     assert prod.outputs["release"] == dev.outputs["release"] and prod.outputs["promotedFrom"] == DEV
@@ -96,6 +104,17 @@ def test_prod_runs_dev_digest_imported_into_its_own_registry(dev: StackRun, prod
     deploy = one(prod, ROLLOUT)
     assert command.urn in deploy.dependencies
     assert sorted(r.inputs["name"] for r in by_type(prod, STACK_REFERENCE)) == [DEV, PROD]
+
+
+def test_a_release_recorded_without_an_sbom_imports_the_image_alone(dev: StackRun, tmp_path: Path) -> None:
+    older = {k: v for k, v in dev.outputs["release"].items() if k != "sbomDigest"}
+    empty = tmp_path / "project"
+    (empty / "app").mkdir(parents=True)
+    prod = run_stack(_prod_settings(older), project_root=empty,
+                     stack_outputs={DEV: {"release": older}, PROD: {}}, stack="prod")
+    command = one(prod, "command:local:Command")
+    assert command.inputs["create"] == IMPORT
+    assert "SBOM_SOURCE" not in command.inputs["environment"] and "sbomDigest" not in prod.outputs
 
 
 def test_prod_pods_are_sized_for_dev_model_like_dev(dev: StackRun, prod: StackRun) -> None:
@@ -135,6 +154,9 @@ def test_a_dev_stack_without_a_release_blocks_prod() -> None:
     (json.dumps({"image": "r.azurecr.io/m/d@sha256:" + "3" * 64, "digest": "sha256:" + "4" * 64,
                  "model": "digits", "modelVersion": "1", "modelSize": 10}), "does not carry digest"),
     (json.dumps({"image": "r.azurecr.io/m/d@sha256:" + "3" * 64}), "missing: digest, model"),
+    (json.dumps({"image": "r.azurecr.io/m/d@sha256:" + "3" * 64, "digest": "sha256:" + "3" * 64,
+                 "model": "digits", "modelVersion": "1", "modelSize": 10, "sbomDigest": "latest"}),
+     "sbomDigest 'latest' is not a sha256 digest"),
 ])
 def test_bad_release_config_fails_before_any_resource(release: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message) as exc:

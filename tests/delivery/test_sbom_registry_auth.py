@@ -139,7 +139,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @dataclass
 class TokenService:
-    """Trades Basic ``USER:PASSWORD`` for an ES256 JWT granting the scope asked for; records the asks."""
+    """Trades Basic ``USER:PASSWORD`` (or ACR's user name) for an ES256 JWT granting the scope asked
+    for; records the asks."""
 
     pki: Pki
     scopes: list[str] = field(default_factory=list)
@@ -182,8 +183,12 @@ class TokenService:
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 scopes = query.get("scope", [])
                 service.scopes.extend(scopes)
-                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
+                # Our user, or ACR's fixed user name for a token from `az acr login --expose-token`.
+                expected = {
+                    "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
+                    for user in (USER, oci.ACR_USERNAME)
+                }
+                if self.headers.get("Authorization") not in expected:
                     self.send_response(401)
                     self.end_headers()
                     return
@@ -217,9 +222,7 @@ class SecureRegistry:
 
 def _htpasswd_line() -> str:
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", DeprecationWarning
-        )  # crypt leaves Python in 3.13; bookworm has 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)  # crypt leaves Python in 3.13; bookworm has 3.11
         import crypt as crypt_module
 
         # Cost 4 (rounds=16): the registry checks the hash on every request.
@@ -563,3 +566,53 @@ def test_plain_http_is_refused_for_any_other_registry() -> None:
         oci.is_loopback("127.0.0.1:5000") and oci.is_loopback("localhost") and oci.is_loopback("[::1]:5000")
     )
     assert not oci.is_loopback("127.0.0.1.nip.io") and not oci.is_loopback("myacr.azurecr.io")
+
+
+def test_the_cloud_command_gets_its_token_from_az_and_pushes_over_https(
+    bearer: SecureRegistry, pki: Pki, token_service: TokenService, tmp_path: Path
+) -> None:
+    """What ImageSbom runs (``push --image REF --acr NAME``), with a stub ``az`` that prints the token
+    the way ``az acr login --expose-token --output tsv --query accessToken`` does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "az-calls"
+    (bin_dir / "az").write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho "{PASSWORD}"\n')
+    (bin_dir / "az").chmod(0o755)
+    source = _sbom_file(tmp_path, bearer.image)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "REQUESTS_CA_BUNDLE": str(pki.ca)}
+    token_service.scopes.clear()
+    pushed = _cli(
+        "push", "--image", bearer.image, "--sbom", str(source), "--acr", "modelshiptestacr", env=env
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert calls.read_text().split() == [
+        "acr",
+        "login",
+        "--name",
+        "modelshiptestacr",
+        "--expose-token",
+        "--output",
+        "tsv",
+        "--query",
+        "accessToken",
+        "--only-show-errors",
+    ]
+    assert token_service.scopes == [f"repository:{REPOSITORY}:pull,push"]
+    assert PASSWORD not in pushed.stdout + pushed.stderr
+    digest = pushed.stdout.strip().splitlines()[-1].removeprefix(sbom.DIGEST_PREFIX)
+    assert (
+        sbom.pull(bearer.host, REPOSITORY, bearer.digest, credentials=CREDENTIALS, ca_bundle=pki.ca)[0]
+        == digest
+    )
+    # A failing az (not signed in) is exit 3, with its message.
+    (bin_dir / "az").write_text(
+        "#!/bin/sh\necho 'ERROR: Please run az login to setup account.' >&2\nexit 1\n"
+    )
+    refused = _cli(
+        "push", "--image", bearer.image, "--sbom", str(source), "--acr", "modelshiptestacr", env=env
+    )
+    assert refused.returncode == sbom.EXIT_CREDENTIALS
+    assert (
+        "az acr login --name modelshiptestacr --expose-token failed (exit 1): ERROR: Please run az login"
+        in (refused.stderr)
+    )
