@@ -1,8 +1,9 @@
-"""CycloneDX SBOM of an image's Python environment, stored in the registry next to the image.
+"""CycloneDX SBOM of an image's Python environment and Debian packages, stored in the registry next to it.
 
-``generate`` copies the image's ``/opt/venv`` site-packages out of a created (never started)
-container and runs ``cyclonedx-py environment`` (PyPI ``cyclonedx-bom``, pinned) over exactly
-those installed distributions. ``push`` stores the SBOM with ``oras`` (PyPI, pinned) as an OCI
+``generate`` copies the image's ``/opt/venv`` site-packages and dpkg database out of a created (never
+started) container and runs ``cyclonedx-py environment`` (PyPI ``cyclonedx-bom``, pinned) over exactly
+those installed distributions, and cdxgen over the Debian packages (:mod:`delivery.sbom_os`): one
+document, each component tagged with its part. ``push`` stores the SBOM with ``oras`` (PyPI, pinned) as an OCI
 artifact whose ``subject`` is the image manifest, so it is linked to the image *digest*, not to a
 tag. Registries with the OCI 1.1 referrers API (ACR) list it under ``/v2/<repo>/referrers/<digest>``;
 for those without it (Debian's docker-registry 2.8 here) ``push`` also maintains the referrers tag
@@ -29,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from components.image_sbom import DIGEST_PREFIX
-from delivery import engine, oci
+from delivery import engine, oci, sbom_os
 
 SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 """artifactType of the SBOM artifact and media type of its one layer."""
@@ -50,41 +51,73 @@ class SbomCredentialsError(SbomError):
 
 
 def generate(image: str, out: Path) -> dict:
-    """Write the CycloneDX JSON SBOM of ``image``'s Python environment to ``out``; return it parsed."""
+    """Write the CycloneDX JSON SBOM of ``image`` to ``out``; return it parsed.
+
+    Two parts, each component tagged ``modelship:sbom:part``: ``python``, the distributions in
+    ``/opt/venv`` (``cyclonedx-py``), and ``os``, the Debian packages of its dpkg database (cdxgen,
+    :mod:`delivery.sbom_os`). Both tools run at once, on files copied out of a created container.
+    """
     name = f"modelship-sbom-{os.getpid()}-{hashlib.sha256(image.encode()).hexdigest()[:8]}"
     with tempfile.TemporaryDirectory(prefix="modelship-sbom-") as tmp:
         root = Path(tmp)
         try:
             engine.docker("create", "--name", name, image, timeout=60)
             engine.docker("cp", f"{name}:/opt/venv/lib", str(root / "lib"), timeout=300)
+            sbom_os.copy_dpkg_tree(name, root / "rootfs")
         except engine.DockerError as exc:
             raise SbomError(f"cannot read /opt/venv from {image}: {exc}") from exc
+        except sbom_os.OsPackagesError as exc:
+            raise SbomError(f"{image}: {exc}") from None
         finally:
             engine.remove_container(name)
         site = sorted((root / "lib").glob("python3*/site-packages"))
         if not site:
             raise SbomError(f"{image} has no /opt/venv/lib/python3*/site-packages")
-        # cyclonedx-py asks "<python> -S -c 'print(sys.path)'"; this interpreter answers with the
-        # image's site-packages (and the host's standard library, which holds no distributions).
-        shim = root / "python"
-        shim.write_text(f"#!/bin/sh\nexec env PYTHONPATH={site[0]} {sys.executable} \"$@\"\n")
-        shim.chmod(0o755)
-        cmd = [str(Path(sys.executable).parent / "cyclonedx-py"), "environment", "-S", "--of", "JSON",
-               "--output-reproducible", "--mc-type", "application", "-o", str(out), str(shim)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0:
-            raise SbomError(f"cyclonedx-py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    bom = json.loads(out.read_text())
+        try:
+            cdxgen = sbom_os.start(root / "rootfs", root / "os.cdx.json", root / "cdxgen.log")
+        except sbom_os.OsPackagesError as exc:
+            raise SbomError(f"OS packages of {image}: {exc}") from None
+        try:
+            # cyclonedx-py asks "<python> -S -c 'print(sys.path)'"; this interpreter answers with the
+            # image's site-packages (and the host's standard library, which holds no distributions).
+            shim = root / "python"
+            shim.write_text(f"#!/bin/sh\nexec env PYTHONPATH={site[0]} {sys.executable} \"$@\"\n")
+            shim.chmod(0o755)
+            cmd = [str(Path(sys.executable).parent / "cyclonedx-py"), "environment", "-S", "--of", "JSON",
+                   "--sv", sbom_os.SPEC_VERSION, "--output-reproducible", "--mc-type", "application",
+                   "-o", str(out), str(shim)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            if proc.returncode != 0:
+                raise SbomError(f"cyclonedx-py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+            os_bom = sbom_os.finish(cdxgen, root / "os.cdx.json", root / "cdxgen.log")
+            bom = sbom_os.merge(json.loads(out.read_text()), os_bom, sbom_os.os_release(root / "rootfs"))
+        except sbom_os.OsPackagesError as exc:
+            raise SbomError(f"OS packages of {image}: {exc}") from None
+        finally:
+            if cdxgen.poll() is None:
+                cdxgen.kill()
+                cdxgen.wait()
     bom.setdefault("metadata", {}).setdefault("properties", []).append(
         {"name": "modelship:image", "value": image})
     out.write_text(json.dumps(bom, indent=2, sort_keys=True) + "\n")
     return bom
 
 
+def part_counts(bom: dict) -> dict[str, int]:
+    """How many components each part of ``bom`` lists (``python``, ``os``; ``untagged`` for others)."""
+    counts: dict[str, int] = {}
+    for component in bom.get("components", []):
+        part = next((p["value"] for p in component.get("properties", []) if p.get("name") == sbom_os.PART),
+                    "untagged")
+        counts[part] = counts.get(part, 0) + 1
+    return counts
+
+
 def environment_key(context: Path, base_image_id: str) -> str:
-    """A digest of everything the image's ``/opt/venv`` is built from: the Dockerfile, the pinned
-    requirements, the wheelhouse (file names and sizes: a wheel's name carries its version) and the
-    base image. Equal keys build the same environment, so its SBOM can be reused (:func:`reuse`).
+    """A digest of everything the image's ``/opt/venv`` and OS packages come from: the Dockerfile,
+    the pinned requirements, the wheelhouse (file names and sizes: a wheel's name carries its
+    version) and the base image (its dpkg database: the final stage installs no Debian package), and
+    of the SBOM tools' versions. Equal keys give the same SBOM, so it can be reused (:func:`reuse`).
     """
     context = Path(context)
     digest = hashlib.sha256()
@@ -93,6 +126,7 @@ def environment_key(context: Path, base_image_id: str) -> str:
     for wheel in sorted((context / "wheels").glob("*.whl")):
         digest.update(f"{wheel.name}\0{wheel.stat().st_size}\0".encode())
     digest.update(base_image_id.encode())
+    digest.update(sbom_os.generator_id().encode())  # the tools that describe it
     return digest.hexdigest()
 
 

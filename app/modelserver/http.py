@@ -140,7 +140,8 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
     """The ASGI app for ``settings.model_dir`` (or the given, possibly already loaded, predictor)."""
     metrics = Metrics()
     if predictor is None:
-        predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib)
+        predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib,
+                              trust_dir=settings.trust_dir)
     plane = DataPlane(predictor, metrics)
 
     @contextlib.asynccontextmanager

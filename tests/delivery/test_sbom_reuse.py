@@ -63,7 +63,7 @@ def test_push_generates_once_then_reuses(context: Path, tmp_path: Path, monkeypa
     build.push_sbom(settings, Registry(), "r/m@sha256:" + "1" * 64, "sha256:" + "1" * 64, "base")
     build.push_sbom(settings, Registry(), "r/m@sha256:" + "2" * 64, "sha256:" + "2" * 64, "base")
     assert generated == ["r/m@sha256:" + "1" * 64]  # the second image's environment is the same
-    assert "same Python environment as before: reused" in capsys.readouterr().out
+    assert "same environment as before: reused" in capsys.readouterr().out
     # The reused SBOM names the image it is pushed for, and only that one.
     second = {"name": "modelship:image", "value": "r/m@sha256:" + "2" * 64}
     assert pushed[1]["metadata"]["properties"] == [second]

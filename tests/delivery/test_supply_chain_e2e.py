@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery import engine, sbom
+from delivery import engine, sbom, sbom_os
 from delivery.build import build_image, ensure_registry
 from delivery.cli import up
 from delivery.rollout import read_record
@@ -26,6 +26,7 @@ from modelstore import ModelStore
 from modelstore.signing import KeyPair, ensure_key
 from tests.delivery.conftest import copy_context
 from tests.delivery.registry import registry_layers
+from tests.delivery.sbom_parts import dpkg_packages, os_packages
 
 pytestmark = [pytest.mark.docker, pytest.mark.azurite]
 
@@ -153,7 +154,10 @@ def test_the_sbom_is_pulled_back_from_the_registry_by_the_image_digest(deployed)
     digest, bom = sbom.pull(registry, settings.repository, record["digest"])
     assert record["sbom"] == f"{registry}/{settings.repository}@{digest}"
     assert bom["bomFormat"] == "CycloneDX"
-    found = {re.sub(r"[-_.]+", "-", c["name"]).lower(): c["version"] for c in bom["components"]}
+    parts = {c["bom-ref"]: next(p["value"] for p in c["properties"] if p["name"] == sbom_os.PART)
+             for c in bom["components"]}
+    found = {re.sub(r"[-_.]+", "-", c["name"]).lower(): c["version"] for c in bom["components"]
+             if parts[c["bom-ref"]] == sbom_os.PYTHON_PART}
     pinned = {}
     for line in (settings.context / "requirements.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -161,7 +165,10 @@ def test_the_sbom_is_pulled_back_from_the_registry_by_the_image_digest(deployed)
             pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
     # Every pinned package of the image, at its pinned version, and nothing that was not installed.
     assert found == pinned
-    assert record["sbom_components"] == len(pinned)
+    # Every Debian package of the image, and only those (tests/delivery/test_sbom_os.py says how).
+    assert os_packages(bom) == dpkg_packages(record["image"])
+    assert set(parts.values()) == {sbom_os.PYTHON_PART, sbom_os.OS_PART}
+    assert record["sbom_components"] == len(pinned) + len(dpkg_packages(record["image"]))
     # Linked to this digest only: another image has no SBOM.
     other = "sha256:" + "0" * 64
     with pytest.raises(sbom.SbomError, match="no SBOM refers to"):
