@@ -16,7 +16,9 @@ order, and ``violations(...)`` lists every precondition a step would find unmet 
   every preview and up;
 * a docker-container buildx builder and an ACR login before ``pulumi up`` (it pushes the image),
   and the project's virtualenv on PATH (the image's container test, ``python -m
-  delivery.imagetest``, runs inside that ``up`` before the workload takes the image);
+  delivery.imagetest``, then its SBOM step, ``python -m delivery.sbom push --acr``, which signs
+  in to ACR with the job's Azure identity, run inside that ``up`` before the workload takes the
+  image);
 * a stack that promotes (``promoteFrom`` in its stack file: prod) never builds: its ``up`` needs
   the approval of its environment, the release config and the policy pack configured with the
   verified digest, and an earlier job of the same run that deployed dev, smoke-tested it and
@@ -560,8 +562,9 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
                     if need not in have:
                         found.append(f"{where}: up pushes the image before {need}")
                 if "venv-path" not in have:
-                    found.append(f"{where}: up runs the image's container test (python -m "
-                                 "delivery.imagetest) before the project's virtualenv is on PATH")
+                    found.append(f"{where}: up runs the image's container test and SBOM step (python "
+                                 "-m delivery.imagetest, delivery.sbom) before the project's virtualenv "
+                                 "is on PATH")
             if action.kind == "up" and promotes(sources, action.stack or "dev"):
                 stack = action.stack
                 approved = [a.subject for a in job.actions if a.kind == "approval"]
