@@ -79,26 +79,8 @@ else
     > "$LOCAL/logs/npm.log" 2>&1 || { tail -20 "$LOCAL/logs/npm.log" >&2; die "npm install azurite failed"; }
 fi
 
-# --- cdxgen (the SBOM's Debian packages, delivery/sbom_os.py) from npm, pinned by its lock ------
-# tools/cdxgen/package-lock.json fixes every version; `npm install --omit=optional` from it (not
-# `npm ci`: cdxgen's optional safer-exec names macOS builds that the registry does not serve, which
-# `npm ci` refuses), re-run when the lock changes. About 200 MB, under 10 s here.
-CDX_DIR="${MODELSHIP_CDXGEN_DIR:-$ROOT/.local/cdxgen}"
-CDX_STAMP="$CDX_DIR/.modelship-lock.sha256"
-cdx_want="$(sha256sum "$ROOT/tools/cdxgen/package-lock.json" | cut -d' ' -f1)"
-if [ -x "$CDX_DIR/node_modules/.bin/cdxgen" ] && [ "$(cat "$CDX_STAMP" 2>/dev/null)" = "$cdx_want" ]; then
-  log "cdxgen present ($CDX_DIR)"
-else
-  node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
-  [ "$node_major" -ge 20 ] || die "cdxgen needs Node.js 20 or newer; node is $(node --version 2>/dev/null || echo missing)"
-  log "installing cdxgen with npm into $CDX_DIR from tools/cdxgen/package-lock.json (log: $LOCAL/logs/npm-cdxgen.log)"
-  mkdir -p "$CDX_DIR"
-  cp "$ROOT/tools/cdxgen/package.json" "$ROOT/tools/cdxgen/package-lock.json" "$CDX_DIR/"
-  (cd "$CDX_DIR" && npm install --omit=optional --no-save --no-audit --no-fund --loglevel=error) \
-    > "$LOCAL/logs/npm-cdxgen.log" 2>&1 || { tail -20 "$LOCAL/logs/npm-cdxgen.log" >&2; die "npm install of cdxgen failed (log: $LOCAL/logs/npm-cdxgen.log)"; }
-  cmp -s "$ROOT/tools/cdxgen/package-lock.json" "$CDX_DIR/package-lock.json" || die "npm changed the cdxgen lock in $CDX_DIR: tools/cdxgen/package-lock.json does not match its package.json"
-  echo "$cdx_want" > "$CDX_STAMP"
-fi
+# --- cdxgen (the SBOM's Debian packages) from npm, pinned by tools/cdxgen/package-lock.json --
+bash "$ROOT/scripts/install-cdxgen.sh" | sed 's/^\[cdxgen\]/[bootstrap]/'
 
 # --- Python environment: .venv from the pinned requirements, re-synced when they change -----
 REQS="$ROOT/requirements-dev.txt"

@@ -145,6 +145,9 @@ doctor() {  # modelship-doctor: every prerequisite checked, each failure with it
 prepare_push() {  # everything the image push of `pulumi up` needs on this host
   ensure_builder
   acr_login
+  # The SBOM step (ImageSbom) lists the image's Debian packages with cdxgen, pinned by the lock.
+  export MODELSHIP_CDXGEN_DIR="${MODELSHIP_CDXGEN_DIR:-$ROOT/.local/cdxgen}"
+  bash "$ROOT/scripts/install-cdxgen.sh" || die "could not install cdxgen for the SBOM step"
 }
 
 smoke() {  # the stack's url must serve exactly the model@version the stack says it deployed

@@ -73,6 +73,15 @@ mode="$(stat -c %a "$KUBECONFIG")"
 echo "kubectl $* mode=$mode head=$(head -c 14 "$KUBECONFIG") file=$KUBECONFIG" >> "$CALLS"
 echo "$FAKE_ROLLOUT"
 """
+FAKE_NPM = r"""#!/usr/bin/env bash
+# Installs a stand-in cdxgen where the real one would go (scripts/install-cdxgen.sh runs it there).
+echo "npm $* in=$PWD" >> "$CALLS"
+mkdir -p node_modules/.bin && printf '#!/bin/sh\n' > node_modules/.bin/cdxgen
+chmod +x node_modules/.bin/cdxgen
+"""
+FAKE_NODE = r"""#!/usr/bin/env bash
+echo 20
+"""
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # venv creation is recorded and faked (no network); everything else runs the real interpreter.
 if [ "$1 $2" = "-m preflight" ]; then
@@ -134,6 +143,8 @@ def deploy(tmp_path, server):
         pytest.fail("git is required")
     root = tmp_path / "repo"
     _exe(root / "scripts" / "cloud-deploy.sh", (REPO / "scripts" / "cloud-deploy.sh").read_text())
+    _exe(root / "scripts" / "install-cdxgen.sh", (REPO / "scripts" / "install-cdxgen.sh").read_text())
+    shutil.copytree(REPO / "tools" / "cdxgen", root / "tools" / "cdxgen")
     (root / "delivery").symlink_to(REPO / "delivery")
     (root / "modelship_contract").symlink_to(REPO / "modelship_contract")  # the smoke test's image contract
     _exe(root / "policy" / "venv" / "bin" / "python", "#!/bin/sh\n")  # the pack's venv exists already
@@ -154,6 +165,8 @@ def deploy(tmp_path, server):
     _exe(bin_dir / "az", FAKE_AZ)
     _exe(bin_dir / "docker", FAKE_DOCKER)
     _exe(bin_dir / "kubectl", FAKE_KUBECTL)
+    _exe(bin_dir / "npm", FAKE_NPM)
+    _exe(bin_dir / "node", FAKE_NODE)
     (root / "Pulumi.dev.yaml").write_text((REPO / "Pulumi.dev.yaml").read_text())
     (root / "Pulumi.prod.yaml").write_text((REPO / "Pulumi.prod.yaml").read_text())
     _exe(bin_dir / "python", FAKE_PYTHON.replace("REAL_PYTHON", sys.executable))
@@ -197,6 +210,7 @@ def test_deploy_fetches_then_ups_with_policy_then_smokes_then_records(deploy):
     acr = calls.index("az acr login --name modelshipdevacr01 --output none")
     doctor = _index(calls, "modelship-doctor --stack dev --for up")
     up = calls.index("pulumi up --yes --non-interactive --policy-pack policy")
+    assert _index(calls, "npm install --omit=optional") < up  # the SBOM step's cdxgen
     record = _index(calls, "az storage blob upload --auth-mode login")
     # ModelImage builds on a docker-container builder and pushes with the identity's ACR token.
     assert login < select < fetch < builder < acr < doctor < up < record
@@ -287,6 +301,19 @@ def test_an_existing_builder_is_reused(deploy):
     assert "docker buildx inspect modelship" in calls
     assert not any(c.startswith("docker buildx create") for c in calls)
     assert "az acr login --name modelshipdevacr01 --output none" in calls
+
+
+def test_prepare_push_installs_the_locked_cdxgen_for_the_sbom_step_once(deploy):
+    """ImageSbom runs during `pulumi up` on this agent and lists the image's Debian packages with cdxgen."""
+    proc, calls = deploy("prepare-push", FAKE_BUILDER_EXISTS="1")
+    assert proc.returncode == 0, proc.stderr
+    cdx = deploy.root / ".local" / "cdxgen"
+    npm = f"npm install --omit=optional --no-save --no-audit --no-fund --loglevel=error in={cdx}"
+    assert calls.count(npm) == 1
+    assert (cdx / "package-lock.json").read_bytes() == (REPO / "tools/cdxgen/package-lock.json").read_bytes()
+    proc, calls = deploy("prepare-push", FAKE_BUILDER_EXISTS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(c.startswith("npm ") for c in calls)  # the same lock is installed already
 
 
 def test_a_stack_without_a_cloud_secrets_provider_fails_before_any_pulumi_call(deploy):
