@@ -204,8 +204,9 @@ def push(registry: str, repository: str, image_digest: str, sbom_file: Path, *,
                             f"{oci._reason(exc)}") from None
     digest = resp.headers.get("Docker-Content-Digest") or _descriptor(session, tag)["digest"]
     # A registry that indexes referrers itself says so (OCI distribution spec 1.1: the OCI-Subject
-    # header, ACR); for the others the client maintains the referrers tag.
-    if resp.headers.get("OCI-Subject") != image_digest:
+    # header) or answers the referrers API (ACR); for the others the client maintains the tag.
+    if (resp.headers.get("OCI-Subject") != image_digest
+            and _get(session, f"referrers/{image_digest}", INDEX_MEDIA_TYPE)[0] == 404):
         _add_to_referrers_tag(session, image_digest, {
             **_descriptor(session, digest), "artifactType": SBOM_MEDIA_TYPE,
         })
