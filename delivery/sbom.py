@@ -367,7 +367,12 @@ def main(argv: list[str] | None = None, stdin=None) -> int:
         with tempfile.TemporaryDirectory(prefix="modelship-sbom-") as tmp:
             out = args.out or Path(tmp) / f"{digest.replace(':', '-')}.cdx.json"
             if args.sbom is not None:
-                bom = reuse(args.sbom, args.image, out)
+                try:
+                    bom = reuse(args.sbom, args.image, out)
+                    if bom.get("bomFormat") != "CycloneDX":
+                        raise ValueError("no bomFormat CycloneDX")
+                except (ValueError, AttributeError):
+                    return fail(EXIT_USAGE, f"--sbom {args.sbom} is not a CycloneDX JSON document")
                 how = f"from {args.sbom}"
             else:
                 print(f"sbom: generating the SBOM of {args.image}", file=sys.stderr, flush=True)
@@ -379,6 +384,8 @@ def main(argv: list[str] | None = None, stdin=None) -> int:
         return fail(EXIT_CREDENTIALS, str(exc))
     except SbomError as exc:
         return fail(EXIT_FAILED, str(exc))
+    except OSError as exc:  # --out or a temporary file could not be written
+        return fail(EXIT_FAILED, f"{exc.filename or 'a file'}: {exc.strerror or exc}")
     print(f"sbom: {len(bom.get('components', []))} components ({how}) stored in {registry}/{repository} "
           f"as {sbom_digest}, linked to {digest}", file=sys.stderr)
     print(f"{DIGEST_PREFIX}{sbom_digest}")

@@ -520,9 +520,13 @@ def test_the_cli_exit_codes(basic: SecureRegistry, pki: Pki, tmp_path: Path) -> 
     missing = _cli("pull", "--image", other, "--username", USER, *ca, env={sbom.PASSWORD_ENV: PASSWORD})
     assert missing.returncode == sbom.EXIT_FAILED
     assert f"no SBOM refers to {basic.host}/{REPOSITORY}@sha256:" in missing.stderr
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "other.json").write_text('{"spdxVersion": "SPDX-2.3"}')
     for bad in (
         ["push", "--image", "registry/repo:tag"],
         ["push", "--image", basic.image, "--sbom", "/nonexistent"],
+        ["push", "--image", basic.image, "--sbom", str(tmp_path / "list.json")],
+        ["push", "--image", basic.image, "--sbom", str(tmp_path / "other.json")],
         ["pull", "--image", basic.image, "--password-stdin"],
         ["frobnicate"],
     ):
