@@ -2,8 +2,8 @@
 
 A ``pulumi-command`` ``local.Command`` runs ``python -m delivery.sbom push --image <ref> --acr
 <name>`` on the machine running ``pulumi up`` (the same code the local flow uses): it generates the
-SBOM of the image's Python environment from the pulled image and pushes it as an OCI artifact whose
-subject is the image digest (ACR lists it under the OCI referrers API).
+SBOM of the image's Python environment and Debian packages from the pulled image and pushes it as
+an OCI artifact whose subject is the image digest (ACR lists it under the OCI referrers API).
 
 Why a resource in the graph, and after ``ImageTest``:
 

@@ -26,7 +26,7 @@ from components import rollout as argo
 from components.naming import AZURE_DNS_LABEL_RE, DNS_LABEL_ANNOTATION
 from components.sizing import PROBE_PERIOD_S, Resources, for_model
 from modelship_contract.canary import DEFAULT as DEFAULT_ANALYSIS
-from modelship_contract.canary import AnalysisDefinition
+from modelship_contract.canary import POD_MODEL_NAME_LABEL, POD_MODEL_VERSION_LABEL, AnalysisDefinition
 
 # The image's runtime contract (port, non-root uid, health routes, model path), under local names.
 from modelship_contract.image import LIVE_PATH, MODEL_DIR_ENV, READY_PATH
@@ -215,8 +215,8 @@ class ModelService(pulumi.ComponentResource):
     def _create_rollout(self, args: ModelServiceArgs) -> k8s.apiextensions.CustomResource:
         pod_labels = {
             **self._labels,
-            "modelship.io/model-name": args.model_name,
-            "modelship.io/model-version": args.model_version,
+            POD_MODEL_NAME_LABEL: args.model_name,
+            POD_MODEL_VERSION_LABEL: args.model_version,
         }
         template = k8s.core.v1.PodTemplateSpecArgs(
             metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels), spec=self._pod_spec(args),

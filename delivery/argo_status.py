@@ -10,7 +10,10 @@ release's outcome:
 * **aborted** (exit 1): an analysis failed, the canary never became ready before its progress
   deadline, or someone aborted it: ``status.abort`` or phase ``Degraded``. Argo Rollouts has
   already scaled the canary away; the stable version keeps serving. The message names the step and
-  the analysis run that decided;
+  the analysis run that decided. With ``--abort-report FILE`` it also writes what the pipeline needs
+  to move the model alias back (:func:`abort_report`): the model, the rejected version (the new
+  spec's pod labels), the version that keeps serving (the stable ReplicaSet's), and the verdict
+  with its figures (the AnalysisRun's failed metric and its Job's last output);
 * **still running at the deadline** (exit 3): the run fails, the Rollout carries on by itself;
 * **the cluster could not be asked** until the deadline (exit 4); bad arguments (exit 2).
 
@@ -30,9 +33,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from modelship_contract.canary import DEFAULT, AnalysisDefinition
+from modelship_contract.canary import (
+    DEFAULT,
+    POD_MODEL_NAME_LABEL,
+    POD_MODEL_VERSION_LABEL,
+    AnalysisDefinition,
+)
 
 EXIT_PROMOTED, EXIT_ABORTED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 REQUEST_TIMEOUT_S = 20
@@ -151,6 +160,120 @@ def wait(get: Getter, timeout: float, interval: float, log: Callable[[str], None
         sleep(max(0.0, min(interval, deadline - clock())))
 
 
+ENGINE = "argo-rollouts"
+LOG_LINES = 60
+"""Lines of the failed analysis Job's output kept (its summary line and the figures as JSON)."""
+
+Reader = Callable[[list[str]], Any]
+"""Runs ``kubectl <args>`` and returns its JSON (``-o json``) or text; raises ClusterError."""
+
+
+def abort_report(rollout: Mapping[str, Any], kubectl: Reader) -> dict[str, Any]:
+    """What an aborted release was and why, for the alias move back (``modelship-models rollback
+    --evidence``). Each lookup is best effort: what cannot be read is None, and says so in ``notes``."""
+    meta, spec, status = rollout.get("metadata") or {}, rollout.get("spec") or {}, rollout.get("status") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    notes: list[str] = []
+    report: dict[str, Any] = {
+        "kind": "canary", "engine": ENGINE, "verdict": "fail", "rollout": f"{namespace}/{name}",
+        "model": labels.get(POD_MODEL_NAME_LABEL), "rejected": labels.get(POD_MODEL_VERSION_LABEL),
+        "serving": None, "canary_hash": status.get("currentPodHash"), "stable_hash": status.get("stableRS"),
+        "step": status.get("currentStepIndex"), "message": status.get("message"),
+        "analysis_run": None, "metrics": [], "analysis": None,
+    }
+    stable = status.get("stableRS")
+    try:
+        sets = kubectl(["get", "replicasets", "--namespace", namespace, "--selector",
+                        f"rollouts-pod-template-hash={stable}", "--output", "json"]) if stable else {}
+        for item in (sets or {}).get("items") or []:
+            pod = ((item.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            report["serving"] = (pod.get("labels") or {}).get(POD_MODEL_VERSION_LABEL)
+        if report["serving"] is None:
+            notes.append(f"no stable ReplicaSet with hash {stable!r} names its model version")
+    except ClusterError as exc:
+        notes.append(f"stable ReplicaSet: {exc}")
+    run_name = ((status.get("canary") or {}).get("currentStepAnalysisRunStatus") or {}).get("name")
+    report["analysis_run"] = run_name
+    if run_name:
+        try:
+            run = kubectl(["get", "analysisruns.argoproj.io", run_name, "--namespace", namespace,
+                           "--output", "json"]) or {}
+            for metric in (run.get("status") or {}).get("metricResults") or []:
+                last = (metric.get("measurements") or [{}])[-1]
+                report["metrics"].append({
+                    "name": metric.get("name"), "phase": metric.get("phase"),
+                    "message": metric.get("message"),
+                    "measurement": last.get("message"), "job": (last.get("metadata") or {}).get("job-name"),
+                })
+        except ClusterError as exc:
+            notes.append(f"analysis run {run_name}: {exc}")
+    failed = next((m for m in report["metrics"] if m["phase"] in ("Failed", "Error", "Inconclusive")
+                   and m["job"]), None)
+    if failed:
+        try:
+            report["analysis"] = analysis_output(kubectl(["logs", f"job/{failed['job']}", "--namespace",
+                                                          namespace, f"--tail={LOG_LINES}"]))
+        except ClusterError as exc:
+            notes.append(f"analysis job {failed['job']}: {exc}")
+    report["notes"] = notes
+    report["reason"] = _reason(report)
+    return report
+
+
+def analysis_output(text: Any) -> dict[str, Any] | None:
+    """The verdict ``python -m modelserver.canary analyze`` printed: its summary line
+    ("canary analysis: fail: error_rate pass (0), ... prediction_drift fail (2.87)") and its figures
+    (the JSON on stdout), from the Job's log."""
+    if not isinstance(text, str):
+        return None
+    lines = text.splitlines()
+    summary = next((line.split("canary analysis: ", 1)[1] for line in reversed(lines)
+                    if "canary analysis: " in line), None)
+    figures = None
+    start = next((i for i, line in enumerate(lines) if line.startswith("{")), None)
+    if start is not None:
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("}")), None)
+        if end is not None:
+            try:
+                figures = json.loads("\n".join(lines[start:end + 1]))
+            except ValueError:
+                figures = None
+    return {"summary": summary, "figures": figures} if summary or figures else None
+
+
+def _reason(report: Mapping[str, Any]) -> str:
+    step = report.get("step")
+    where = f" at step {step}" if step is not None else ""
+    why = ((report.get("analysis") or {}).get("summary")
+           or next((f"{m['name']} {m['phase']}: {m['measurement'] or m['message']}"
+                    for m in report.get("metrics") or [] if m.get("phase") != "Successful"), None)
+           or report.get("message") or "no analysis verdict recorded")
+    return (f"Argo Rollouts aborted the canary of {report.get('model')}@{report.get('rejected')} "
+            f"({report.get('rollout')}{where}); {report.get('serving') or 'the stable version'} "
+            f"kept serving: {why}")[:1000]
+
+
+def kubectl_reader(kubectl: str = "kubectl") -> Reader:
+    def read(args: list[str]) -> Any:
+        argv = [kubectl, *args, f"--request-timeout={REQUEST_TIMEOUT_S}s"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=REQUEST_TIMEOUT_S + 10,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ClusterError(f"{kubectl} {' '.join(args[:2])}: {exc}") from None
+        if proc.returncode != 0:
+            raise ClusterError(f"{kubectl} {' '.join(args[:2])}: {proc.stderr.strip()[-300:]}")
+        if "json" not in args:
+            return proc.stdout
+        try:
+            return json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise ClusterError(f"{kubectl} {' '.join(args[:2])} printed no JSON") from None
+
+    return read
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m delivery.argo_status",
                                      description=__doc__.split("\n")[0])
@@ -160,13 +283,24 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds (default: from the analysis definition, {default_timeout()})")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between looks (default 10)")
     parser.add_argument("--kubectl", default="kubectl")
+    parser.add_argument("--abort-report", type=Path, metavar="FILE",
+                        help="after an abort, write what was rejected, what serves and why (JSON) here")
     args = parser.parse_args(argv)
     timeout = default_timeout() if args.timeout is None else args.timeout
     if timeout <= 0 or args.interval < 0:
         print("argo_status: --timeout must be positive and --interval not negative", file=sys.stderr)
         return EXIT_USAGE
-    return wait(kubectl_getter(args.namespace, args.rollout, args.kubectl), timeout, args.interval,
-                lambda line: print(line, file=sys.stderr, flush=True))
+    get = kubectl_getter(args.namespace, args.rollout, args.kubectl)
+    code = wait(get, timeout, args.interval, lambda line: print(line, file=sys.stderr, flush=True))
+    if code == EXIT_ABORTED and args.abort_report is not None:
+        try:
+            report = abort_report(get(), kubectl_reader(args.kubectl))
+        except ClusterError as exc:
+            report = {"kind": "canary", "engine": ENGINE, "verdict": "fail", "notes": [str(exc)],
+                      "reason": f"Argo Rollouts aborted the canary; the Rollout could not be read: {exc}"}
+        args.abort_report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        print(f"canary: {report['reason']}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

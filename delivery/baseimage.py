@@ -17,7 +17,9 @@ from pathlib import Path
 from delivery import engine
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_BASE = "modelship/python-base:3.11-bookworm"
+LOCAL_BASE = "modelship/python-base:3.11-bookworm-2"
+"""``-2``: keeps the packages' copyright files (the SBOM's licences); a new recipe takes a new tag, so
+every machine builds it once instead of keeping an older image under the same name."""
 BUILD_SCRIPT = ROOT / "scripts" / "build-base-image.sh"
 BUILD_TIMEOUT = 1800.0
 """Seconds the debootstrap build may take (about 3 minutes on this machine; mirrors vary)."""

@@ -195,7 +195,8 @@ def push(registry: str, repository: str, image_digest: str, sbom_file: Path, *,
             resp = session.client.push(
                 target=f"{registry}/{repository}:{tag}",
                 files=[f"{sbom_file.name}:{SBOM_MEDIA_TYPE}"],
-                manifest_annotations={"org.opencontainers.image.description": "CycloneDX SBOM (Python env)"},
+                manifest_annotations={
+                    "org.opencontainers.image.description": "CycloneDX SBOM (Python env, Debian packages)"},
                 subject=oras.oci.Subject(**subject),
                 quiet=True,
             )

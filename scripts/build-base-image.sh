@@ -3,7 +3,7 @@
 # the default base of the image everywhere (Docker Hub cannot be assumed reachable). Idempotent: does
 # nothing if the tag exists. Used by `make up` and by the tests' session fixture (delivery/baseimage.py).
 set -euo pipefail
-TAG="${1:-modelship/python-base:3.11-bookworm}"
+TAG="${1:-modelship/python-base:3.11-bookworm-2}"
 DOCKER="${DOCKER:-/usr/bin/docker}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
@@ -20,9 +20,12 @@ ROOTFS="$(mktemp -d /tmp/modelship-rootfs.XXXXXX)"
 trap 'rm -rf "$ROOTFS"' EXIT
 echo "debootstrap bookworm into $ROOTFS (a few minutes)..."
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$ROOTFS" "$MIRROR"
-# Keep the image small: no apt lists, caches, docs or man pages.
-rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/usr/share/doc/* \
+# Keep the image small: no apt lists, caches, docs or man pages. Each package's copyright file stays
+# (about 2.5 MB): it states the package's licence, which the SBOM's Debian part reads from it.
+rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* \
        "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/locale/* "$ROOTFS"/var/log/*
+find "$ROOTFS"/usr/share/doc -mindepth 1 -type f ! -name copyright -delete
+find "$ROOTFS"/usr/share/doc -mindepth 1 -type d -empty -delete
 echo "importing as $TAG..."
 tar -C "$ROOTFS" -c . | "$DOCKER" import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \

@@ -17,7 +17,8 @@
 #   scripts/cloud-deploy.sh doctor [preview|up]
 #                                      modelship-doctor: the prerequisites, each failure with its fix
 #   scripts/cloud-deploy.sh canary     wait until Argo Rollouts promotes the release (every step's
-#                                      analysis passed) or aborts it (exit non-zero)
+#                                      analysis passed) or aborts it (exit non-zero; then the alias the
+#                                      stack deploys moves back to the version that kept serving)
 #   scripts/cloud-deploy.sh fetch-model | prepare-push | smoke | record-good
 #                                      the single steps, for pipelines that run `pulumi up` themselves
 #   scripts/cloud-deploy.sh release    print the digest the stack's container test verified and runs
@@ -170,7 +171,7 @@ smoke() {  # the stack's url must serve exactly the model@version the stack says
 }
 
 canary() {  # wait for Argo Rollouts: every canary step's analysis passed (promoted), or it aborted
-  local name ns kubeconfig code=0
+  local name ns kubeconfig report code=0
   if ! name="$(pulumi stack output rolloutName 2>/dev/null)" || [ -z "$name" ]; then
     say "stack $PULUMI_STACK runs no Rollout yet (no model deployed): no canary to wait for"
     return 0
@@ -179,12 +180,43 @@ canary() {  # wait for Argo Rollouts: every canary step's analysis passed (promo
   kubeconfig="$(mktemp)"
   chmod 600 "$kubeconfig"
   pulumi stack output kubeconfig --show-secrets >"$kubeconfig"  # kubelogin: the signed-in identity, no secret
+  report="$(mktemp)"
   say "canary: Argo Rollouts runs rollout/$name's steps and analyses in $ns"
   # From this script's checkout, also when the rollback runs an older revision's program.
   (cd "$ROOT" && KUBECONFIG="$kubeconfig" "$PYTHON" -m delivery.argo_status --namespace "$ns" \
-    --rollout "$name" ${CANARY_TIMEOUT:+--timeout "$CANARY_TIMEOUT"}) || code=$?
+    --rollout "$name" --abort-report "$report" ${CANARY_TIMEOUT:+--timeout "$CANARY_TIMEOUT"}) || code=$?
   rm -f "$kubeconfig"
+  if [ "$code" = 1 ]; then  # aborted: the alias that released the rejected version must not name it
+    alias_back "$report"
+  fi
+  rm -f "$report"
   return "$code"
+}
+
+alias_back() {  # after an aborted canary: move the alias back to the version that kept serving
+  local report="$1" alias fields model rejected serving
+  alias="$(config modelVersion production)"
+  if [ -n "$(config promoteFrom "")" ]; then
+    say "$PULUMI_STACK deploys another stack's verified release: no alias of its own to move back"
+    return 0
+  fi
+  if ! is_alias "$alias"; then
+    say "config modelVersion is $alias, not an alias: no alias to move back"
+    return 0
+  fi
+  fields="$("$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(" ".join(str(r.get(k) or "-") for k in ("model", "rejected", "serving")))' "$report" 2>/dev/null || echo "- - -")"
+  read -r model rejected serving <<<"$fields"
+  [ "$model" != - ] || model="$(config modelName digits)"
+  if [ "$rejected" = - ] || [ "$serving" = - ]; then
+    say "cannot tell which version was rejected and which serves ($report): move $model@$alias back by hand (docs/release.md)"
+    return 0
+  fi
+  say "move $model@$alias back from $rejected to $serving, the version that kept serving"
+  MODELSHIP_STORE_URL="$(output blobEndpoint)" MODELSHIP_STORE_CONTAINER="$(output modelContainer)" \
+    modelship-models rollback --quiet "$model@$rejected" --alias "$alias" --to "$serving" \
+    --by canary:argo-rollouts --evidence "$report" \
+    --reason "$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["reason"])' "$report")" \
+    || say "could not move $model@$alias back: move it by hand (docs/release.md, rolling back by hand)"
 }
 
 is_alias() { [[ "$1" =~ ^[a-z][a-z0-9-]{0,62}$ && "$1" != latest ]]; }  # modelship_contract.manifest.ALIAS_RE
@@ -335,7 +367,7 @@ case "$cmd" in
     say "pulumi up"
     pulumi up --yes --non-interactive --policy-pack policy
     # Argo Rollouts aborts a canary whose analysis fails and keeps the stable version serving; the
-    # run fails, and nothing is recorded or rolled back (docs/release.md: move the alias back).
+    # alias moves back to that version (canary), and the run fails, with nothing recorded or rolled back.
     canary || die "the canary did not pass (aborted, or not finished in time): the stable version keeps serving"
     if smoke; then
       record_good

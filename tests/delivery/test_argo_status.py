@@ -157,3 +157,84 @@ def test_a_rollout_without_status_is_waiting_not_a_crash(missing: str) -> None:
     obj = copy.deepcopy(PROMOTED)
     del obj[missing]
     assert judge(obj).verdict == "waiting"
+
+
+# --- after an abort: what the pipeline needs to move the alias back ------------------------------
+
+LABELS = {"modelship.io/model-name": "digits", "modelship.io/model-version": "1.3.0"}
+ABORTED_SPEC = copy.deepcopy(ABORTED)
+ABORTED_SPEC["spec"]["template"] = {"metadata": {"labels": LABELS}}
+STABLE_LABELS = {**LABELS, "modelship.io/model-version": "1.2.0", "rollouts-pod-template-hash": "old0hash"}
+STABLE_SET = {"items": [{"metadata": {"name": "model-server-old0hash"},
+                         "spec": {"template": {"metadata": {"labels": STABLE_LABELS}}}}]}
+RUN = {"status": {"phase": "Failed", "metricResults": [{
+    "name": "canary-analysis", "phase": "Failed", "message": "Metric assessed Failed",
+    "measurements": [{"phase": "Failed", "message": "job failed",
+                      "metadata": {"job-name": "6f1c.canary-analysis.1"}}]}]}}
+SUMMARY = "fail: error_rate pass (0), p99_latency pass (0.024), prediction_drift fail (2.87)"
+JOB_LOG = f"""canary analysis: {SUMMARY}
+{{
+  "status": "fail",
+  "checks": [{{"name": "prediction_drift", "status": "fail", "value": 2.87, "threshold": 0.2}}]
+}}
+"""
+
+
+def fake_kubectl(answers: dict[str, object]):
+    calls: list[list[str]] = []
+
+    def read(args: list[str]):
+        calls.append(args)
+        answer = answers[args[1] if args[0] == "get" else "logs"]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return read, calls
+
+
+def test_an_abort_report_names_the_rejected_and_the_serving_version_and_the_figures() -> None:
+    read, calls = fake_kubectl({"replicasets": STABLE_SET, "analysisruns.argoproj.io": RUN, "logs": JOB_LOG})
+    report = argo_status.abort_report(ABORTED_SPEC, read)
+    assert (report["model"], report["rejected"], report["serving"]) == ("digits", "1.3.0", "1.2.0")
+    assert calls[0][-3:] == ["rollouts-pod-template-hash=old0hash", "--output", "json"]
+    assert calls[2] == ["logs", "job/6f1c.canary-analysis.1", "--namespace", "modelship", "--tail=60"]
+    assert report["analysis_run"] == "model-server-7c9d-2-2"
+    assert report["analysis"]["figures"]["checks"][0]["value"] == 2.87
+    assert report["reason"] == (
+        "Argo Rollouts aborted the canary of digits@1.3.0 (modelship/model-server at step 2); 1.2.0 kept "
+        f"serving: {SUMMARY}")
+    assert report["notes"] == [] and len(json.dumps(report)) < 16_000  # fits a rollback move's evidence
+
+
+def test_an_abort_report_says_what_it_could_not_read() -> None:
+    read, _ = fake_kubectl({"replicasets": argo_status.ClusterError("kubectl get replicasets: forbidden"),
+                            "analysisruns.argoproj.io": RUN, "logs": argo_status.ClusterError("gone")})
+    report = argo_status.abort_report(ABORTED_SPEC, read)
+    assert report["serving"] is None and report["rejected"] == "1.3.0"
+    assert report["notes"] == ["stable ReplicaSet: kubectl get replicasets: forbidden",
+                               "analysis job 6f1c.canary-analysis.1: gone"]
+    assert report["reason"].endswith("the stable version kept serving: canary-analysis Failed: job failed")
+
+
+def test_the_cli_writes_the_abort_report(tmp_path: Path) -> None:
+    states = tmp_path / "answers"
+    states.mkdir()
+    (states / "rollout.json").write_text(json.dumps(ABORTED_SPEC))
+    (states / "replicasets.json").write_text(json.dumps(STABLE_SET))
+    (states / "analysisruns.argoproj.io.json").write_text(json.dumps(RUN))
+    (states / "logs.json").write_text(JOB_LOG)
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f"""#!{sys.executable}
+import pathlib, sys
+kind = "logs" if sys.argv[1] == "logs" else sys.argv[2]
+kind = "rollout" if kind == "rollouts.argoproj.io" else kind
+print((pathlib.Path({str(states)!r}) / (kind + ".json")).read_text())
+""")
+    kubectl.chmod(kubectl.stat().st_mode | stat.S_IXUSR)
+    out = tmp_path / "abort.json"
+    code = argo_status.main(["--namespace", "modelship", "--rollout", "model-server", "--interval", "0",
+                             "--timeout", "60", "--kubectl", str(kubectl), "--abort-report", str(out)])
+    assert code == EXIT_ABORTED
+    report = json.loads(out.read_text())
+    assert (report["rejected"], report["serving"], report["engine"]) == ("1.3.0", "1.2.0", "argo-rollouts")

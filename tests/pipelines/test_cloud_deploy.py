@@ -48,6 +48,12 @@ exit 0
 """
 FAKE_MODELS = r"""#!/usr/bin/env bash
 echo "modelship-models $* url=$MODELSHIP_STORE_URL container=$MODELSHIP_STORE_CONTAINER" >> "$CALLS"
+if [ "$1" = rollback ]; then
+  # Keep the exact arguments and the evidence file (the script removes it) for the test to replay.
+  printf '%s\0' "$@" > "$CALLS.rollback.args"
+  prev=""
+  for arg in "$@"; do [ "$prev" = --evidence ] && cp "$arg" "$CALLS.evidence.json"; prev="$arg"; done
+fi
 case "$1" in
   aliases) echo "${FAKE_ALIASES:-[]}" ;;
   evaluate) exit "${FAKE_EVALUATE_RC:-0}" ;;
@@ -71,7 +77,12 @@ FAKE_KUBECTL = r"""#!/usr/bin/env bash
 # The Rollout as Argo Rollouts reports it; records the call and the kubeconfig it was given.
 mode="$(stat -c %a "$KUBECONFIG")"
 echo "kubectl $* mode=$mode head=$(head -c 14 "$KUBECONFIG") file=$KUBECONFIG" >> "$CALLS"
-echo "$FAKE_ROLLOUT"
+case "$1 $2" in
+  "get replicasets") if [ -n "${FAKE_RS:-}" ]; then echo "$FAKE_RS"; else echo '{"items": []}'; fi ;;
+  "get analysisruns.argoproj.io") if [ -n "${FAKE_RUN:-}" ]; then echo "$FAKE_RUN"; else echo '{}'; fi ;;
+  logs*) echo "${FAKE_LOG:-}" ;;
+  *) echo "$FAKE_ROLLOUT" ;;
+esac
 """
 FAKE_NPM = r"""#!/usr/bin/env bash
 # Installs a stand-in cdxgen where the real one would go (scripts/install-cdxgen.sh runs it there).
@@ -451,6 +462,9 @@ def test_an_aborted_canary_fails_the_run_and_leaves_the_stable_version(deploy):
     proc, calls = deploy("deploy", **CANARY, FAKE_ROLLOUT=aborted, FAKE_GOOD_SHA=deploy.good)
     assert proc.returncode == 1
     assert "assessed Failed" in proc.stderr and "the stable version keeps serving" in proc.stderr
+    # Which versions it cannot tell (no model labels here): the alias is left, and the log says so.
+    assert not any(c.startswith("modelship-models rollback") for c in calls)
+    assert "cannot tell which version was rejected and which serves" in proc.stderr
     # No smoke test of a release that did not happen, nothing recorded, no second `up`.
     assert "PASSED" not in proc.stdout and "smoke test" not in proc.stderr
     assert not any("az storage blob" in c for c in calls)
@@ -475,3 +489,75 @@ def test_prod_waits_for_its_own_canary_and_an_abort_fails_it(deploy):
     proc, calls = deploy("deploy-prod", **env, FAKE_ROLLOUT=_rollout(phase="Degraded", abort=True))
     assert proc.returncode == 1 and "the stable version keeps serving" in proc.stderr
     assert "PASSED" not in proc.stdout
+
+
+LABELS = {"modelship.io/model-name": "digits", "modelship.io/model-version": "1.3.0"}
+SUMMARY = "fail: error_rate pass (0), p99_latency pass (0.02), prediction_drift fail (2.87)"
+
+
+def _aborted_release() -> dict[str, str]:
+    run_status = {"currentStepAnalysisRunStatus": {"name": "run-1", "status": "Failed"}}
+    rollout = json.loads(_rollout(phase="Degraded", abort=True, stableRS="old", currentStepIndex=1,
+                                  message="RolloutAborted: Metric \"canary-analysis\" assessed Failed",
+                                  canary=run_status))
+    rollout["metadata"]["namespace"] = "modelship"
+    rollout["spec"]["template"] = {"metadata": {"labels": LABELS}}
+    stable = {"items": [{"spec": {"template": {"metadata": {"labels": {
+        **LABELS, "modelship.io/model-version": "1.2.0"}}}}}]}
+    run = {"status": {"metricResults": [{"name": "canary-analysis", "phase": "Failed", "measurements": [
+        {"phase": "Failed", "message": "job failed", "metadata": {"job-name": "uid.canary-analysis.1"}}]}]}}
+    log = f'canary analysis: {SUMMARY}\n{{\n  "status": "fail"\n}}\n'
+    return {**CANARY, "FAKE_ROLLOUT": json.dumps(rollout), "FAKE_RS": json.dumps(stable),
+            "FAKE_RUN": json.dumps(run), "FAKE_LOG": log}
+
+
+@pytest.mark.azurite
+def test_an_aborted_canary_moves_the_alias_back_with_the_same_cli(deploy, azurite, tmp_path, monkeypatch):
+    """Argo Rollouts aborted 1.3.0 while 1.2.0 kept serving: the `canary` step runs `modelship-models
+    rollback` with the store the stack names, then fails the run. Its exact arguments, replayed with
+    the real CLI against Azurite, move production back to 1.2.0 with the canary's record."""
+    import uuid
+
+    from modelstore.aliases import Aliases
+    from modelstore.cli import main as models_cli
+    from modelstore.store import ModelStore
+    from tests.modelstore.conftest import write_model_dir
+
+    proc, calls = deploy("canary", **_aborted_release())
+    assert proc.returncode == 1, proc.stderr
+    assert "the stable version keeps serving" in proc.stderr
+    rollback = _index(calls, "modelship-models rollback")
+    assert _index(calls, "kubectl get rollouts.argoproj.io") < rollback
+    assert calls[rollback].endswith("url=https://modelshipmodels.blob.core.windows.net/ container=models")
+    assert "move digits@production back from 1.3.0 to 1.2.0" in proc.stderr
+    argv = (deploy.root.parent / "calls.log.rollback.args").read_bytes().decode().split("\0")[:-1]
+    evidence = deploy.root.parent / "calls.log.evidence.json"
+    argv[argv.index("--evidence") + 1] = str(evidence)
+    assert argv[:6] == ["rollback", "--quiet", "digits@1.3.0", "--alias", "production", "--to"]
+
+    container = f"p-{uuid.uuid4().hex[:16]}"
+    store = ModelStore.from_connection_string(azurite.connection_string, container, progress=False)
+    monkeypatch.delenv("MODELSHIP_STORE_URL", raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("MODELSHIP_STORE_CONTAINER", container)
+    monkeypatch.setenv("MODELSHIP_PUBLISHER", "pipeline:test")
+    for version in ("1.2.0", "1.3.0"):
+        write_model_dir(tmp_path / "src" / version, "digits", version, f"model {version}".encode())
+        store.publish(tmp_path / "src" / version)
+        Aliases(store).move("digits", "production", version, f"promote {version}", forced=True)
+    assert models_cli(argv) == 0
+    back = Aliases(store).history("digits", "production")[-1]
+    assert (back["from"], back["to"], back["kind"]) == ("1.3.0", "1.2.0", "rollback")
+    assert back["who"].startswith("canary:argo-rollouts via ")
+    assert back["why"].endswith(f"1.2.0 kept serving: {SUMMARY}")
+    assert back["report"]["engine"] == "argo-rollouts" and back["report"]["analysis_run"] == "run-1"
+    assert Aliases(store).get("digits", "production").rejected == ("1.3.0",)
+
+
+def test_a_promoting_stack_moves_no_alias_after_an_abort(deploy):
+    env = {"PULUMI_STACK": "prod", "RELEASE_DIGEST": DIGEST, "FAKE_OUT_release": RELEASE,
+           "FAKE_CFG_promoteFrom": "organization/modelship/dev", **_aborted_release()}
+    proc, calls = deploy("deploy-prod", **env)
+    assert proc.returncode == 1
+    assert "deploys another stack's verified release: no alias of its own to move back" in proc.stderr
+    assert not any(c.startswith("modelship-models rollback") for c in calls)

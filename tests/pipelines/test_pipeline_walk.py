@@ -72,13 +72,17 @@ def test_a_failed_smoke_test_rolls_back_and_records_nothing(sources: Sources, pi
 def test_an_aborted_canary_fails_the_run_and_leaves_the_stable_version_serving(sources: Sources,
                                                                               pipeline: str) -> None:
     """Argo Rollouts has scaled the canary away and kept the stable ReplicaSet: the run must fail
-    there, and neither record the release as good, hand it to prod, nor apply anything else."""
+    there, after moving the alias it deployed back to the version that kept serving, and neither
+    record the release as good, hand it to prod, nor apply anything else."""
     (deploy,) = [job for job in walk(sources, pipeline, "analysis-failure")
                  if "up" in [a.kind for a in job.actions]]
     kinds = [a.kind for a in deploy.actions]
     assert deploy.failed
-    assert kinds[-1] == "canary" and kinds.count("up") == 1
+    assert kinds[-2:] == ["canary", "alias-back"] and kinds.count("up") == 1
     assert not {"smoke", "record-good", "handoff"} & set(kinds)
+    # Only there: a canary that passes moves no alias back.
+    assert not any(a.kind == "alias-back" for t in ("push", "failure", "prod-failure")
+                   for j in walk(sources, pipeline, t) for a in j.actions)
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -209,7 +213,22 @@ BLOCKERS = [
     ("an aborted canary is ignored", "script", '    canary || die "the canary did not pass (aborted',
      '    canary || say "the canary did not pass (aborted', "azure", "analysis-failure",
      "the run goes on after an aborted canary (smoke, record-good"),
+    # After an aborted canary the alias the stack deploys names the version that kept serving.
+    ("the alias is not moved back", "script", '    alias_back "$report"\n', "    true\n", "github",
+     "analysis-failure", "alias 'production' still names the rejected version"),
+    ("the alias is moved back on every run", "script", 'if [ "$code" = 1 ]; then', 'if true; then', "azure",
+     "push", "moves an alias back though no canary aborted"),
 ]
+
+
+def test_the_alias_move_back_needs_write_access_to_the_alias_record(sources: Sources) -> None:
+    """The pipeline identity writes the alias record: components/store.py must grant it (the stack
+    declares that grant: tests/components/test_store.py). Made to fail without it."""
+    assert violations(sources, "github", "analysis-failure") == []
+    for paths in ((), ("*/*/evaluations/*.json",)):
+        broken = dataclasses.replace(sources, writable_records=paths)
+        found = violations(broken, "github", "analysis-failure")
+        assert any("identity to write the 'production' alias record" in v for v in found), found
 
 
 @pytest.mark.parametrize(("what", "field", "old", "new", "pipeline", "trigger", "expected"), BLOCKERS,

@@ -27,7 +27,10 @@ order, and ``violations(...)`` lists every precondition a step would find unmet 
   the policy pack allowing that digest, ``up``, canary, smoke test), recording nothing;
 * after every ``pulumi up``, the canary wait (kubectl installed, signed in) before the smoke test:
   the smoke test must judge the promoted release, not a mix of canary and stable pods; an aborted
-  canary fails the run there, with nothing recorded, rolled back or deployed after it;
+  canary fails the run there, with nothing recorded, rolled back or deployed after it, except the
+  alias move back: a stack that deploys an alias (``modelVersion``) moves it back to the version that
+  kept serving (``modelship-models rollback``), signed in, and with an identity the stack lets write
+  the alias record (``components.store.RELEASE_RECORD_PATHS``); no alias moves when no canary aborted;
 * Azure Pipelines environment names as template expressions, not macros.
 
 ``scripts/cloud-deploy.sh`` is read, not assumed: each command's actions come from its case branch
@@ -58,6 +61,8 @@ class Sources:
     stack_file: str
     docs: str
     prod_stack_file: str = ""
+    writable_records: tuple[str, ...] = ()
+    """Blob paths (``StringLike``) the stack lets the pipeline identity write in the model store."""
 
     @classmethod
     def from_repo(cls) -> Sources:
@@ -68,6 +73,7 @@ class Sources:
             stack_file=(REPO / "Pulumi.dev.yaml").read_text(),
             docs=(REPO / "docs" / "pipelines.md").read_text(),
             prod_stack_file=(REPO / "Pulumi.prod.yaml").read_text(),
+            writable_records=_writable_records(),
         )
 
     def stack(self, name: str) -> str:
@@ -107,6 +113,36 @@ class Job:
     """The job ends in failure (the trigger's failure happened in it)."""
 
 
+def _writable_records() -> tuple[str, ...]:
+    """The blob paths the stack's ModelStore lets the deploying identity write (its default args)."""
+    from components.store import RELEASE_RECORD_PATHS, ModelStoreArgs
+
+    granted = ModelStoreArgs("rg", "account01", "l", deployer_principal_type="ServicePrincipal")
+    return RELEASE_RECORD_PATHS if granted.grant_read_to_deployer else ()
+
+
+def deploys_alias(sources: Sources, stack: str) -> str | None:
+    """The alias a stack fetches and deploys (``modelVersion``), or None (a version, or a promoting stack)."""
+    from modelship_contract.manifest import is_alias_name
+
+    config = (yaml.safe_load(sources.stack(stack)) or {}).get("config") or {}
+    version = str(config.get("modelship:modelVersion", "production"))
+    return version if is_alias_name(version) and not promotes(sources, stack) else None
+
+
+def alias_record_writable(sources: Sources, stack: str) -> bool:
+    """Whether the identity may write the record of the alias ``stack`` deploys (StringLike: ``*`` is
+    any run of characters, as fnmatch's)."""
+    import fnmatch
+
+    from modelstore.aliases import alias_blob_name
+
+    config = (yaml.safe_load(sources.stack(stack)) or {}).get("config") or {}
+    name = str(config.get("modelship:modelName", "digits"))
+    blob = alias_blob_name(name, deploys_alias(sources, stack) or "x")
+    return any(fnmatch.fnmatchcase(blob, pattern) for pattern in sources.writable_records)
+
+
 # --- scripts/cloud-deploy.sh -------------------------------------------------------------------
 
 _LINE_ACTIONS = (
@@ -122,6 +158,7 @@ _LINE_ACTIONS = (
     (r"pulumi stack output previousRelease", "read-previous"),
     (r"pulumi config set release ", "release-config"),
     (r"prod-only-dev-verified-digests", "policy-config"),
+    (r"modelship-models rollback", "alias-back"),
 )
 """What a script line does, by the command it runs."""
 
@@ -163,8 +200,9 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
         """Open ``if``s: ``smoke-then``/``smoke-else`` for ``if smoke``, ``other`` for the rest (both
         of whose branches are assumed to run)."""
 
-        def skipping() -> bool:  # inside the branch of `if smoke` that this trigger does not take
+        def skipping() -> bool:  # inside the branch of an `if` that this trigger does not take
             return any((f == "smoke-then" and smoke_fails) or (f == "smoke-else" and not smoke_fails)
+                       or (f == "aborted" and not analysis_fails)
                        for f in frames)
 
         for raw in lines:
@@ -179,7 +217,8 @@ def script_actions(script: str, command: str, step: str, *, smoke_fails: bool = 
                 frames.append("smoke-then")
                 continue
             if re.match(r"if .*; then$", line):
-                frames.append("other")  # its condition runs (and may act): scanned below
+                # `if [ "$code" = 1 ]` after the canary wait: the branch of an aborted canary.
+                frames.append("aborted" if line == 'if [ "$code" = 1 ]; then' else "other")
             elif line == "else" and frames:
                 frames[-1] = "smoke-else" if frames[-1] == "smoke-then" else frames[-1]
                 continue
@@ -525,6 +564,17 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
         kinds = [a.kind for a in job.actions]
         if trigger == "analysis-failure" and "canary" in kinds:
             after = kinds[kinds.index("canary") + 1:]
+            stack = next(a.stack or "dev" for a in job.actions if a.kind == "canary")
+            alias = deploys_alias(sources, stack)
+            if alias and "alias-back" not in after:
+                found.append(f"{pipeline}/{trigger}/{job.name}: after the aborted canary, {stack}'s alias "
+                             f"{alias!r} still names the rejected version (no `modelship-models rollback`)")
+            if alias and "alias-back" in after and not alias_record_writable(sources, stack):
+                found.append(f"{pipeline}/{trigger}/{job.name}: the alias move back needs the pipeline "
+                             f"identity to write the {alias!r} alias record, which components/store.py does "
+                             "not grant "
+                             f"(writable: {', '.join(sources.writable_records) or 'nothing'})")
+            after = [kind for kind in after if kind != "alias-back"]
             if not job.failed:
                 found.append(f"{pipeline}/{trigger}/{job.name}: an aborted canary does not fail the run")
             if after:
@@ -533,6 +583,8 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
         if trigger == "prod-failure" and any(a.kind == "up" and promotes(sources, a.stack or "dev")
                                              for a in job.actions):
             found.extend(_prod_rollback_problems(f"{pipeline}/{trigger}/{job.name}", job, kinds))
+        if trigger != "analysis-failure" and "alias-back" in kinds:
+            found.append(f"{pipeline}/{trigger}/{job.name}: moves an alias back though no canary aborted")
         have: set[str] = set()
         for action in job.actions:
             where = f"{pipeline}/{trigger}/{job.name} step '{action.step}'"
@@ -590,6 +642,10 @@ def violations(sources: Sources, pipeline: str, trigger: str) -> list[str]:
                 for need in ("up", "kubectl", "kubelogin", "azure-login", "pulumi-cli"):
                     if need not in have:
                         found.append(f"{where}: canary wait before {need}")
+            if action.kind == "alias-back":
+                for need in ("canary", "azure-login", "pulumi-cli"):
+                    if need not in have:
+                        found.append(f"{where}: alias move back before {need}")
             if action.kind == "smoke" and "up" in have and "canary" not in have:
                 found.append(f"{where}: smoke test before the canary finished (it would judge a mix of "
                              "canary and stable pods)")
