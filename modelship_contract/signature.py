@@ -257,7 +257,7 @@ class SignedModel:
             # The files the caller read are left out of model-signing's pass (it still refuses them
             # if they are symlinks or special files); everything else it hashes as verify() would.
             config = hashing.Config().use_file_serialization(
-                hashing_algorithm="sha256", allow_symlinks=params["allow_symlinks"],
+                hashing_algorithm="sha256", allow_symlinks=bool(params.get("allow_symlinks", False)),
             ).set_ignored_paths(paths=[*params.get("ignore_paths", ()), *sha256])
             rest = config.hash(self.model_dir)
             items = [*given, *(manifest.FileManifestItem(path=PurePosixPath(r.identifier), digest=r.digest)
