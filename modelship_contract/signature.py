@@ -185,6 +185,8 @@ def open_signature(model_dir: Path | str, trusted: Path | str | Iterable[Path]) 
 
     # What model-signing's verifying.Config.verify does first (use_elliptic_key_verifier): read the
     # bundle, check its DSSE signature with the key and decode the signed manifest from its payload.
+    # These modules (and model_signing.manifest) are not its stable API: the version is pinned, and
+    # tests/contract/test_signature.py fails on a change of their behaviour.
     with _signature_errors(sig, hint):
         signed = sign_ec_key.Verifier(key).verify(sign_sigstore_pb.Signature.read(sig))
     return SignedModel(model_dir, sig, key, Signer(fingerprint=hint, key_file=str(key)), signed)
