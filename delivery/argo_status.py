@@ -107,22 +107,29 @@ class ClusterError(RuntimeError):
 
 
 def kubectl_getter(namespace: str, name: str, kubectl: str = "kubectl") -> Getter:
-    def get() -> Mapping[str, Any]:
-        argv = [kubectl, "get", "rollouts.argoproj.io", name, "--namespace", namespace, "--output", "json",
-                f"--request-timeout={REQUEST_TIMEOUT_S}s"]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=REQUEST_TIMEOUT_S + 10,
-                                  check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ClusterError(f"{kubectl} get rollout {namespace}/{name}: {exc}") from None
-        if proc.returncode != 0:
-            raise ClusterError(f"{kubectl} get rollout {namespace}/{name}: {proc.stderr.strip()[-300:]}")
-        try:
-            return json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise ClusterError(f"{kubectl} get rollout {namespace}/{name} printed no JSON") from None
+    what = f"{kubectl} get rollout {namespace}/{name}"
+    argv = ["get", "rollouts.argoproj.io", name, "--namespace", namespace, "--output", "json"]
+    return lambda: _json(_run_kubectl(kubectl, argv, what), what)
 
-    return get
+
+def _run_kubectl(kubectl: str, args: list[str], what: str) -> str:
+    """``kubectl <args>``'s output, bounded by :data:`REQUEST_TIMEOUT_S`; ClusterError saying why not."""
+    argv = [kubectl, *args, f"--request-timeout={REQUEST_TIMEOUT_S}s"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=REQUEST_TIMEOUT_S + 10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ClusterError(f"{what}: {exc}") from None
+    if proc.returncode != 0:
+        raise ClusterError(f"{what}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ClusterError(f"{what} printed no JSON") from None
 
 
 def wait(get: Getter, timeout: float, interval: float, log: Callable[[str], None],
@@ -256,20 +263,9 @@ def _reason(report: Mapping[str, Any]) -> str:
 
 def kubectl_reader(kubectl: str = "kubectl") -> Reader:
     def read(args: list[str]) -> Any:
-        argv = [kubectl, *args, f"--request-timeout={REQUEST_TIMEOUT_S}s"]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=REQUEST_TIMEOUT_S + 10,
-                                  check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ClusterError(f"{kubectl} {' '.join(args[:2])}: {exc}") from None
-        if proc.returncode != 0:
-            raise ClusterError(f"{kubectl} {' '.join(args[:2])}: {proc.stderr.strip()[-300:]}")
-        if "json" not in args:
-            return proc.stdout
-        try:
-            return json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise ClusterError(f"{kubectl} {' '.join(args[:2])} printed no JSON") from None
+        what = f"{kubectl} {' '.join(args[:2])}"
+        out = _run_kubectl(kubectl, args, what)
+        return _json(out, what) if "json" in args else out
 
     return read
 

@@ -84,3 +84,22 @@ def store_env(azurite, container: str, monkeypatch: pytest.MonkeyPatch) -> dict[
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     monkeypatch.setenv("MODELSHIP_STORE_CONTAINER", container)
     return {**os.environ}
+
+
+def move_right_after_first_read(aliases, version: str, why: str) -> dict[str, int]:
+    """Make ``aliases`` race another writer deterministically: right after its first read of an alias,
+    a second client force-moves that alias to ``version``. Returns the read counter ({"n": reads})."""
+    from modelstore.aliases import Aliases
+
+    store, original, calls = aliases.store, aliases.read, {"n": 0}
+
+    def racing_read(name, alias):
+        doc = original(name, alias)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            Aliases(ModelStore(store._container, account_url=store.account_url)).move(
+                name, alias, version, why, forced=True)
+        return doc
+
+    aliases.read = racing_read
+    return calls

@@ -13,6 +13,7 @@ from modelstore.cli import main
 from modelstore.errors import GateRefused, IntegrityError, InvalidInput, NotFound
 from modelstore.reports import REPORT_KIND, store_report
 from modelstore.store import ModelStore
+from tests.modelstore.conftest import move_right_after_first_read
 
 pytestmark = pytest.mark.azurite
 
@@ -120,18 +121,7 @@ def test_a_promoter_that_loses_the_race_is_judged_again_against_the_winner(store
     aliases = Aliases(store)
     aliases.move("digits", "production", "1", "baseline", gate=promotion_gate(store, m1, "production",
                                                                                force=False))
-    original = aliases.read
-    calls = {"n": 0}
-
-    def racing_read(name, alias):
-        doc = original(name, alias)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            Aliases(ModelStore(store._container, account_url=store.account_url)).move(
-                "digits", "production", "3", "hotfix", forced=True)
-        return doc
-
-    aliases.read = racing_read
+    calls = move_right_after_first_read(aliases, "3", "hotfix")
     with pytest.raises(GateRefused, match=r"names 3"):
         aliases.move("digits", "production", "2", "better", gate=promotion_gate(store, m2, "production",
                                                                                 force=False))

@@ -10,7 +10,7 @@ import pytest
 from modelstore.aliases import ROLLBACK, Aliases, check_chain
 from modelstore.cli import main
 from modelstore.errors import GateRefused, IntegrityError, InvalidInput
-from modelstore.store import ModelStore
+from tests.modelstore.conftest import move_right_after_first_read
 
 pytestmark = pytest.mark.azurite
 
@@ -71,25 +71,14 @@ def test_a_move_that_races_the_rollback_wins_and_is_not_overwritten(store, relea
     # Deterministic interleaving: right after the rollback reads the alias (still naming 3), someone
     # moves it to 4. The rollback's conditional write must fail, and the re-read must leave it alone.
     aliases = Aliases(store)
-    original = aliases.read
-    calls = {"n": 0}
-
-    def racing_read(name, alias):
-        doc = original(name, alias)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            Aliases(ModelStore(store._container, account_url=store.account_url)).move(
-                "digits", "production", "4", "moved by a person meanwhile", forced=True)
-        return doc
-
-    aliases.read = racing_read
+    calls = move_right_after_first_read(aliases, "4", "moved by a person meanwhile")
     done = aliases.roll_back("digits", "production", "3", "2", WHY, by="canary:test", evidence=EVIDENCE)
     assert calls["n"] == 2, "the stale ETag write was not rejected and re-read"
     assert not done.moved and done.current["to"] == "4"
     moves = Aliases(store).history("digits", "production")
     check_chain(moves)
     assert [m["to"] for m in moves] == ["1", "2", "3", "4"]
-    assert "rejected" not in original("digits", "production")[0]
+    assert "rejected" not in Aliases(store).read("digits", "production")[0]
 
 
 def test_the_cli_says_when_it_left_the_alias(store, released, store_env, capsys, tmp_path):
