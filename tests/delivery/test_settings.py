@@ -74,3 +74,16 @@ def test_k8s_quantities_become_docker_limits() -> None:
     assert k8s_cpu_to_docker("1") == "1"
     with pytest.raises(ValueError, match="memory quantity '1G' is not one of"):
         k8s_memory_to_docker("1G")
+
+
+def test_the_alias_a_canary_rollback_moves_back() -> None:
+    """`make up MODEL=digits@production` names the alias; `make watch` pins the version and passes
+    the alias (--from-alias); a pinned version alone names none, so no alias is moved."""
+    import dataclasses
+
+    assert LocalSettings.from_env({"MODELSHIP_MODEL": "digits@production"}).alias == "production"
+    pinned = LocalSettings.from_env({"MODELSHIP_MODEL": "digits@1.3.0"})
+    assert pinned.alias is None and LocalSettings.from_env({}).alias is None  # latest is no alias
+    assert dataclasses.replace(pinned, release_alias="staging").alias == "staging"
+    with pytest.raises(ValueError, match="--from-alias 'Prod' is not an alias name"):
+        dataclasses.replace(pinned, release_alias="Prod")
