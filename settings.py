@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from components import naming
-from components.build_spec import REVISION_RE
+from components.build_spec import DEFAULT_BASE_IMAGE, REVISION_RE
 from components.cluster import NetworkPolicy
 from components.deployer import DeployerPrincipalType
 from components.kubeconfig import KubeloginMode
@@ -33,8 +33,7 @@ from components.registry import RegistrySku
 from components.store import StorageSku
 from modelship_contract.manifest import NAME_RE, VERSION_RE, is_alias_name
 
-__all__ = ["KEYS", "DeployerPrincipalType", "KubeloginMode", "NetworkPolicy", "RegistrySku", "Settings",
-           "SettingsError", "StorageSku", "stack_config"]
+__all__ = ["KEYS", "Settings", "SettingsError", "stack_config"]
 
 
 def stack_config(stack_file: Mapping[str, Any]) -> dict[str, str]:
@@ -269,7 +268,7 @@ class Settings:
         "Source revision for image tags; empty: GITHUB_SHA, BUILD_SOURCEVERSION or git rev-parse.", None)
     base_image: str = _key(
         _match(_IMAGE_REF_RE, "use an image reference such as 'python:3.11-slim'"),
-        "Base image of the model server image (BASE_IMAGE build argument).", "python:3.11-slim")
+        "Base image of the model server image (BASE_IMAGE build argument).", DEFAULT_BASE_IMAGE)
     promote_from: str | None = _key(
         _optional(_match(_STACK_REF_RE, "use the stack whose verified image this stack deploys, such as "
                          "'organization/modelship/dev', or leave empty to build and test here")),

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 
-from components.build_spec import make_build_spec  # noqa: E402
+from components.build_spec import make_build_spec, stage_contract  # noqa: E402
 from delivery import engine  # noqa: E402
 from delivery.build import choose_base_image, context_digest  # noqa: E402
 from delivery.settings import LocalSettings  # noqa: E402
@@ -32,6 +32,7 @@ REPO = "modelship-bench/digits"
 
 
 def build(context: Path, base: str, no_cache: bool = False) -> tuple[float, str]:
+    stage_contract(context)
     spec = make_build_spec(context, revision=f"dev-{context_digest(context)[:12]}", base_image=base)
     ref = spec.tags_for(REPO)[0]
     started = time.monotonic()

@@ -119,7 +119,8 @@ def make_build_spec(
 
     ``model_dir`` must lie inside ``context``: the Dockerfile copies it from there. Only the
     manifest is read here (cheap and deterministic); the server re-checks the sha256 at start.
-    The contract package is staged into the context (:func:`stage_contract`).
+    Pure: nothing is written. A caller that builds stages the contract package into the context
+    first (:func:`stage_contract`).
     """
     context = Path(context).resolve()
     dockerfile = context / "Dockerfile"
@@ -137,7 +138,6 @@ def make_build_spec(
         )
     if not base_image or any(c.isspace() for c in base_image):
         raise BuildSpecError(f"base image {base_image!r} is not an image reference")
-    stage_contract(context)
     return BuildSpec(
         context=context,
         dockerfile=dockerfile,

@@ -18,17 +18,18 @@ Why a resource in the graph, and after ``ImageTest``:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_command import local
 
+from components.image_test import last_line
+from modelship_contract.image import DIGEST_RE
+
 COMMAND = "python -m delivery.sbom push"
 """The SBOM step; the pipelines put the project's virtualenv first on PATH."""
 DIGEST_PREFIX = "sbom "
 """What the last line of a successful push prints before the artifact's digest (``delivery.sbom``)."""
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass
@@ -41,10 +42,9 @@ class ImageSbomArgs:
 
 def sbom_digest(stdout: str, image: str) -> str:
     """The SBOM artifact's digest from the step's last output line; else an error naming the image."""
-    lines = [line.strip() for line in (stdout or "").splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
+    last = last_line(stdout)
     digest = last[len(DIGEST_PREFIX):] if last.startswith(DIGEST_PREFIX) else ""
-    if not _DIGEST_RE.match(digest):
+    if not DIGEST_RE.match(digest):
         raise ValueError(f"the SBOM step of {image} did not report a stored SBOM (its output ended with "
                          f"{last or 'nothing'!r}); the workload keeps its current image")
     return digest

@@ -53,13 +53,18 @@ class ImageTestArgs:
             raise ValueError(f"startup_seconds must be 1-3600, got {self.startup_seconds}")
 
 
+def last_line(stdout: str) -> str:
+    """The last non-blank line of a command's output (where a step reports its result), or ``""``."""
+    lines = [line.strip() for line in (stdout or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def verified_image(stdout: str, image: str) -> str:
     """``image`` if the test's output ends with ``verified <image>``; else an error naming both."""
-    lines = [line.strip() for line in (stdout or "").splitlines() if line.strip()]
-    if not lines or lines[-1] != f"{VERIFIED_PREFIX}{image}":
-        last = lines[-1] if lines else "nothing"
+    last = last_line(stdout)
+    if last != f"{VERIFIED_PREFIX}{image}":
         raise ValueError(f"the container test of {image} did not confirm it (its output ended with "
-                         f"{last!r}); the workload keeps its current image")
+                         f"{last or 'nothing'!r}); the workload keeps its current image")
     return image
 
 

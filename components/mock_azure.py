@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from components import image_sbom, image_test
+
 SUBSCRIPTION_ID = "00000000-1111-2222-3333-444444444444"
 """Subscription id returned by the mocked ``getClientConfig``."""
 TENANT_ID = "11111111-2222-3333-4444-555555555555"
@@ -134,10 +136,11 @@ def _fabricate_other(typ: str, name: str, inputs: dict[str, Any],
         # The command "runs" and succeeds: a container test prints what delivery.imagetest prints,
         # the SBOM step what delivery.sbom push prints (a digest made from the image's).
         image = (inputs.get("environment") or {}).get("MODELSHIP_IMAGE", "")
-        if str(inputs.get("create", "")).startswith("python -m delivery.sbom push"):
-            out["stdout"] = f"sbom sha256:{_digest('sbom', image)}" if image else ""
+        if str(inputs.get("create", "")).startswith(image_sbom.COMMAND):
+            out["stdout"] = f"{image_sbom.DIGEST_PREFIX}sha256:{_digest('sbom', image)}" if image else ""
         else:
-            out["stdout"] = f"signer ecdsa-p256:0123456789abcdef\nverified {image}" if image else ""
+            out["stdout"] = (f"{image_test.SIGNER_PREFIX}ecdsa-p256:0123456789abcdef\n"
+                             f"{image_test.VERIFIED_PREFIX}{image}") if image else ""
         out["stderr"] = ""
         return f"{name}-id", out
     if typ.startswith("kubernetes:") and not typ.startswith("pulumi:providers"):

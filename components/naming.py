@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from modelship_contract.manifest import NAME_RE
+
 # https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules
 STORAGE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 """Microsoft.Storage/storageAccounts: 3-24 lowercase letters and digits."""
@@ -30,7 +32,7 @@ AZURE_DNS_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 stricter than RFC 1123, 3+ characters and a letter first
 (https://learn.microsoft.com/azure/virtual-network/ip-services/public-ip-addresses#dns-name-label,
 the ARM error InvalidDomainNameLabel)."""
-RFC1123_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+RFC1123_LABEL_RE = NAME_RE
 """Kubernetes names that are DNS labels (namespaces, services): RFC 1123, at most 63
 (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#dns-label-names)."""
 DNS_ZONE_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

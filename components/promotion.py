@@ -26,14 +26,13 @@ Standard library and Pulumi only: settings validate ``release`` with :meth:`Rele
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 from pulumi_command import local
 
-from modelship_contract.image import DIGEST_REF_RE
+from modelship_contract.image import DIGEST_RE, DIGEST_REF_RE
 from modelship_contract.manifest import NAME_RE, VERSION_RE
 
 IMPORT = 'az acr import --name "$REGISTRY" --source "$SOURCE" --image "$TARGET" --force --output none'
@@ -78,7 +77,7 @@ class Release:
             raise ValueError(f"modelVersion {self.model_version!r} is not a model version")
         if isinstance(self.model_size, bool) or not isinstance(self.model_size, int) or self.model_size < 1:
             raise ValueError(f"modelSize {self.model_size!r} is not a size in bytes")
-        if self.sbom_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", self.sbom_digest):
+        if self.sbom_digest and not DIGEST_RE.match(self.sbom_digest):
             raise ValueError(f"sbomDigest {self.sbom_digest!r} is not a sha256 digest")
 
     @property

@@ -19,7 +19,7 @@ from pulumi_azure_native import resources
 
 from components import sizing
 from components.argo_rollouts import ArgoRollouts, ArgoRolloutsArgs
-from components.build_spec import BuildSpec, make_build_spec
+from components.build_spec import BuildSpec, make_build_spec, stage_contract
 from components.cluster import KubernetesCluster, KubernetesClusterArgs
 from components.deployer import resolve_principal_type
 from components.image import ModelImage, ModelImageArgs
@@ -76,6 +76,7 @@ def choose_model(settings: Settings, project_root: Path, revision: str) -> Model
             f"fetch it with `modelship-models fetch {wanted} {settings.model_dir} --account-url {store} "
             f"--container {settings.model_container}`, then run `pulumi up` again."
         ))
+    stage_contract(project_root / "app")  # the build context must hold the contract package
     spec = make_build_spec(project_root / "app", revision=revision, base_image=settings.base_image,
                            model_dir=model_dir)
     manifest = spec.manifest
@@ -112,7 +113,7 @@ class ModelshipStack(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         # A model that contradicts the config, or memory below what it needs, is a bad input:
         # fail before anything is registered.
-        release = settings.release if settings.promote_from else None
+        release = settings.release  # set exactly when promoteFrom is (Settings checks it)
         # A promoting stack (prod) never builds: it needs no model directory, only the release.
         choice = ModelChoice(None) if release else choose_model(settings, project_root, revision)
         if settings.release_webhook_url:

@@ -42,7 +42,10 @@ PORT_ENV = "MODELSHIP_PORT"
 __all__ = ["APP_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV", "READY_PATH",
            "REQUEST_MEMORY_MIB", "TRUST_DIR", "TRUST_DIR_ENV", "UID", "USER", "WORKERS"]
 
+_DIGEST = r"sha256:[0-9a-f]{64}"
+DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+"""A content digest, ``sha256:<64 hex>`` (an image's, an SBOM artifact's)."""
 DIGEST_REF_RE = re.compile(r"^(?P<host>[a-z0-9][a-z0-9.-]*(:[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)"
-                           r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?@(?P<digest>sha256:[0-9a-f]{64})$")
+                           rf"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}))?@(?P<digest>{_DIGEST})$")
 """An image reference pinned by digest, ``host/repository[:tag]@sha256:<64 hex>``: the only kind
 that is tested, promoted or deployed."""

@@ -10,6 +10,8 @@ import pytest
 
 import modelship_contract
 from components.build_spec import CONTRACT_SUBDIR, BuildSpecError, make_build_spec, stage_contract
+from components.stack import choose_model
+from tests.components.conftest import make_settings
 
 
 @pytest.fixture
@@ -61,7 +63,9 @@ def _package_files() -> dict[str, bytes]:
 
 
 def test_the_contract_is_staged_into_the_context(context: Path) -> None:
-    make_build_spec(context, revision="abc")
+    """By the Pulumi program, before the image build reads the context (the local build stages it
+    itself, delivery/build.py); make_build_spec only describes the build."""
+    choose_model(make_settings(), context.parent, revision="abc")
     staged = context / CONTRACT_SUBDIR
     assert {p.name: p.read_bytes() for p in staged.glob("*.py")} == _package_files()
     assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "model", CONTRACT_SUBDIR]
