@@ -21,6 +21,9 @@ from modelship_contract import image as image_contract
 from modelship_contract.canary import AnalysisDefinition
 
 API_VERSION = "argoproj.io/v1alpha1"
+ROLLOUT_TYPE = f"kubernetes:{API_VERSION}:Rollout"
+"""The Pulumi type token of the model server's workload (what plans, tests and policies match)."""
+ANALYSIS_TEMPLATE_TYPE = f"kubernetes:{API_VERSION}:AnalysisTemplate"
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
 WORKLOAD_IDENTITY_CLIENT_ANNOTATION = "azure.workload.identity/client-id"
 """Service-account annotation naming the managed identity its pods' tokens are exchanged for."""

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
+
 ROOT = Path(__file__).resolve().parent.parent
 
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
-"""The model server's workload (an Argo Rollouts canary in place of a Deployment)."""
 
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "azure-native:resources:ResourceGroup": ("location",),

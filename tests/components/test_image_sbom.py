@@ -10,13 +10,13 @@ import pytest
 
 from components.image_sbom import COMMAND, sbom_digest
 from components.image_test import COMMAND as TEST_COMMAND
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.stack import build_stack
 from components.testing import RecordingMocks, StackRun, by_type, install_mocks, one, run_stack
 from delivery import sbom
 from tests.components.conftest import make_project, make_settings
 
 COMMAND_TYPE = "command:local:Command"
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 @pytest.fixture(scope="module")

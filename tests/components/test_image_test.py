@@ -10,13 +10,13 @@ import pytest
 
 from components import testing
 from components.image_test import COMMAND, ImageTest, ImageTestArgs, verified_image
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.stack import build_stack
 from components.testing import RecordingMocks, StackRun, install_mocks, one, run_stack
 from tests.components.conftest import make_project, make_settings
 
 COMMAND_TYPE = "command:local:Command"
 
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pulumi.provider.server import ComponentInitError
 
 import components
 from components.package import COMPONENTS, PACKAGE
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.testing import RecordingMocks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +161,6 @@ SERVICE_INPUTS = {"image": PINNED, "modelName": "digits", "modelVersion": "1.0.0
                   "location": "westeurope",
                   "canary": {"prometheusUrl": "https://amw-1.westeurope.prometheus.monitor.azure.com",
                              "analysisClientId": "analysis-client-id"}}
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 @pytest.mark.parametrize(("component", "inputs", "message"), [

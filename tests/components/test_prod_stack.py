@@ -23,6 +23,7 @@ from components.promotion import (
     release_kind,
     same_release,
 )
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.stack import build_stack
 from components.testing import STACK_REFERENCE, StackRun, by_type, install_mocks, one, run_stack
 from settings import Settings, SettingsError, stack_config
@@ -32,7 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEV = "organization/modelship/dev"
 PROD = "organization/modelship/prod"
 
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 def _stack_file(stack: str) -> dict[str, str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pulumi
 import pytest
 
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.service import CanaryArgs, ModelService, ModelServiceArgs
 from components.testing import LOAD_BALANCER_IP, RecordingMocks
 
 PINNED = "acr.azurecr.io/modelship/digits:r1-digits-1@sha256:" + "a" * 64
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 CANARY = CanaryArgs(prometheus_url="https://amw-1.westeurope.prometheus.monitor.azure.com",
                     analysis_client_id="analysis-client-id")
 

@@ -9,13 +9,12 @@ import pulumi
 import pytest
 
 from components import sizing, testing
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.service import CanaryArgs, ModelServiceArgs
 from components.sizing import GIB, MIB, SizingError, for_model
 from components.stack import build_stack
 from components.testing import one, run_stack
 from tests.components.conftest import make_settings
-
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 
 
 def _claim_size(model_dir: Path, size: int) -> None:

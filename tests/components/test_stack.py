@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from components import testing
+from components.rollout import ANALYSIS_TEMPLATE_TYPE as ANALYSIS_TEMPLATE
+from components.rollout import ROLLOUT_TYPE as ROLLOUT
 from components.stack import ModelMismatchError, build_stack, resolve_revision
 from components.testing import (
     CLIENT_OBJECT_ID,
@@ -38,8 +40,6 @@ def _by_name(run: StackRun, name: str) -> RecordedResource:
     return next(r for r in run if r.name == name)
 
 
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
-ANALYSIS_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
 
 
 def _container(run: StackRun) -> dict:
