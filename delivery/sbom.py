@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from components.image_sbom import DIGEST_PREFIX
-from delivery import engine, oci, sbom_os
+from delivery import engine, oci, processes, sbom_os
 
 SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 """artifactType of the SBOM artifact and media type of its one layer."""
@@ -94,9 +94,7 @@ def generate(image: str, out: Path) -> dict:
         except sbom_os.OsPackagesError as exc:
             raise SbomError(f"OS packages of {image}: {exc}") from None
         finally:
-            if cdxgen.poll() is None:
-                cdxgen.kill()
-                cdxgen.wait()
+            processes.terminate(cdxgen)  # cdxgen and the trivy it runs, if still running
     bom.setdefault("metadata", {}).setdefault("properties", []).append(
         {"name": "modelship:image", "value": image})
     out.write_text(json.dumps(bom, indent=2, sort_keys=True) + "\n")

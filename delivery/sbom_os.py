@@ -22,7 +22,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from delivery import engine
+from delivery import engine, processes
 
 ROOT = Path(__file__).resolve().parent.parent
 CDXGEN_DIR = Path(os.environ.get("MODELSHIP_CDXGEN_DIR", ROOT / ".local" / "cdxgen"))
@@ -73,18 +73,28 @@ def copy_dpkg_tree(container: str, rootfs: Path) -> None:
         raise OsPackagesError("the image has no /var/lib/dpkg/status: its Debian packages cannot be listed")
 
 
+def command(rootfs: Path, out: Path) -> list[str]:
+    """The cdxgen command line over ``rootfs`` (offline with :func:`environment`)."""
+    return [str(cdxgen_bin()), "-t", "rootfs", "--spec-version", SPEC_VERSION, "--no-install-deps",
+            "--no-recurse", "-o", str(out), str(rootfs)]
+
+
+def environment() -> dict[str, str]:
+    """cdxgen's environment: no licence or package-metadata lookups, no banner."""
+    return {**os.environ, "FETCH_LICENSE": "false", "CDXGEN_FETCH_PKG_METADATA": "false",
+            "CDXGEN_NO_BANNER": "true", "CDXGEN_DEBUG_MODE": "", "NODE_NO_WARNINGS": "1"}
+
+
 def start(rootfs: Path, out: Path, log: Path) -> subprocess.Popen:
-    """Start cdxgen over ``rootfs`` (runs beside ``cyclonedx-py``); :func:`finish` collects it."""
+    """Start cdxgen over ``rootfs`` (runs beside ``cyclonedx-py``); :func:`finish` collects it.
+    Its own session: :func:`delivery.processes.terminate` stops it with the trivy it runs."""
     cdxgen = cdxgen_bin()
     if not os.access(cdxgen, os.X_OK):
         raise OsPackagesError(f"cdxgen is not installed at {cdxgen}: run `make bootstrap` (installs it from "
                               "tools/cdxgen/package-lock.json) or set MODELSHIP_CDXGEN")
-    env = {**os.environ, "FETCH_LICENSE": "false", "CDXGEN_FETCH_PKG_METADATA": "false",
-           "CDXGEN_NO_BANNER": "true", "CDXGEN_DEBUG_MODE": "", "NODE_NO_WARNINGS": "1"}
-    cmd = [str(cdxgen), "-t", "rootfs", "--spec-version", SPEC_VERSION, "--no-install-deps",
-           "--no-recurse", "-o", str(out), str(rootfs)]
     with open(log, "wb") as sink:
-        return subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(command(rootfs, out), stdin=subprocess.DEVNULL, stdout=sink,
+                                stderr=subprocess.STDOUT, env=environment(), start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, out: Path, log: Path) -> dict:
@@ -92,12 +102,10 @@ def finish(proc: subprocess.Popen, out: Path, log: Path) -> dict:
     try:
         code = proc.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        processes.terminate(proc)
         raise OsPackagesError(f"cdxgen did not finish within {TIMEOUT} s") from None
-    tail = log.read_text(errors="replace").strip()[-500:] if log.is_file() else ""
     if code != 0 or not out.is_file():
-        raise OsPackagesError(f"cdxgen failed ({code}): {tail}")
+        raise OsPackagesError(f"cdxgen failed ({code}): {processes.tail(log)}")
     try:
         return json.loads(out.read_text())
     except ValueError as exc:

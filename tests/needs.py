@@ -1,6 +1,6 @@
 """What a test does when a tool it needs is missing: skip on a developer's machine, fail where the
-whole suite is mandatory (CI, or `.ci/run`'s MODELSHIP_REQUIRE_DOCKER; MODELSHIP_REQUIRE_AZURITE for
-the store tests alone). One rule, so no test can be skipped in CI by a variation of it."""
+whole suite is mandatory (CI, `.ci/run`'s MODELSHIP_REQUIRE_DOCKER, or MODELSHIP_REQUIRE_AZURITE: any of
+them makes every tool mandatory). One rule, so no test can be skipped in CI by a variation of it."""
 
 from __future__ import annotations
 

@@ -88,10 +88,9 @@ def test_cdxgen_needs_no_network(small_image: str, tmp_path: Path) -> None:
         sbom_os.copy_dpkg_tree(container, tmp_path / "rootfs")
     finally:
         engine.remove_container(container)
-    env = {**os.environ, "FETCH_LICENSE": "false", "CDXGEN_FETCH_PKG_METADATA": "false"}
-    proc = subprocess.run(["unshare", "-n", str(sbom_os.cdxgen_bin()), "-t", "rootfs", "--spec-version",
-                           sbom_os.SPEC_VERSION, "--no-install-deps", "-o", str(tmp_path / "os.json"),
-                           str(tmp_path / "rootfs")], capture_output=True, text=True, timeout=300, env=env)
+    # The product's own command line and environment, so an option that needs the network fails here.
+    proc = subprocess.run(["unshare", "-n", *sbom_os.command(tmp_path / "rootfs", tmp_path / "os.json")],
+                          capture_output=True, text=True, timeout=300, env=sbom_os.environment())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     found = {(c["name"], c["version"]) for c in
              sbom_os.installed_packages(json.loads((tmp_path / "os.json").read_text()))}
@@ -175,3 +174,20 @@ def test_cdxgen_is_pinned_and_installed_at_the_locked_versions() -> None:
                 entry["version"], path
     for name, version in wanted.items():
         assert json.loads((installed / name / "package.json").read_text())["version"] == version
+
+
+def test_a_stuck_cdxgen_is_stopped_with_what_it_started(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """cdxgen runs trivy under it: a timeout stops the whole process group, not the node process alone."""
+    child_pid = tmp_path / "child.pid"
+    fake = tmp_path / "cdxgen"
+    fake.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {child_pid}\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MODELSHIP_CDXGEN", str(fake))
+    monkeypatch.setattr(sbom_os, "TIMEOUT", 0.5)
+    proc = sbom_os.start(tmp_path, tmp_path / "os.json", tmp_path / "cdxgen.log")
+    with pytest.raises(sbom_os.OsPackagesError, match="did not finish within"):
+        sbom_os.finish(proc, tmp_path / "os.json", tmp_path / "cdxgen.log")
+    child = int(child_pid.read_text())
+    status = Path(f"/proc/{child}/status")
+    assert not status.exists() or "State:\tZ" in status.read_text(), "cdxgen's child was left running"
