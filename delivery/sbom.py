@@ -95,8 +95,14 @@ def generate(image: str, out: Path) -> dict:
             raise SbomError(f"OS packages of {image}: {exc}") from None
         finally:
             processes.terminate(cdxgen)  # cdxgen and the trivy it runs, if still running
-    bom.setdefault("metadata", {}).setdefault("properties", []).append(
-        {"name": "modelship:image", "value": image})
+    return _write_for(bom, image, out)
+
+
+def _write_for(bom: dict, image: str, out: Path) -> dict:
+    """Name ``image`` as the SBOM's subject (property ``modelship:image``) and write it to ``out``."""
+    properties = bom.setdefault("metadata", {}).setdefault("properties", [])
+    properties[:] = [p for p in properties if p.get("name") != "modelship:image"]
+    properties.append({"name": "modelship:image", "value": image})
     out.write_text(json.dumps(bom, indent=2, sort_keys=True) + "\n")
     return bom
 
@@ -130,12 +136,7 @@ def environment_key(context: Path, base_image_id: str) -> str:
 
 def reuse(cached: Path, image: str, out: Path) -> dict:
     """Write the SBOM ``cached`` (of an image with the same environment) to ``out`` for ``image``."""
-    bom = json.loads(Path(cached).read_text())
-    properties = bom.setdefault("metadata", {}).setdefault("properties", [])
-    properties[:] = [p for p in properties if p.get("name") != "modelship:image"]
-    properties.append({"name": "modelship:image", "value": image})
-    out.write_text(json.dumps(bom, indent=2, sort_keys=True) + "\n")
-    return bom
+    return _write_for(json.loads(Path(cached).read_text()), image, out)
 
 
 def _session(registry: str, repository: str, actions: str, credentials: oci.Credentials | None,
