@@ -25,7 +25,9 @@ Standard library and Pulumi only: settings validate ``release`` with :meth:`Rele
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +67,7 @@ class Release:
     """The image's SBOM artifact in the verifying stack's registry (``ImageSbom``); empty if none."""
 
     def __post_init__(self) -> None:
-        match = DIGEST_REF_RE.match(self.image)
+        match = self._ref
         if not match:
             raise ValueError(f"image {self.image!r} is not pinned by digest (registry/repository[:tag]"
                              "@sha256:<64 hex>); prod deploys digests, never tags")
@@ -80,21 +82,28 @@ class Release:
         if self.sbom_digest and not DIGEST_RE.match(self.sbom_digest):
             raise ValueError(f"sbomDigest {self.sbom_digest!r} is not a sha256 digest")
 
+    @functools.cached_property
+    def _ref(self) -> re.Match[str] | None:
+        return DIGEST_REF_RE.match(self.image)
+
     @property
     def repository(self) -> str:
-        return DIGEST_REF_RE.match(self.image).group("repo")  # type: ignore[union-attr]
+        return self._ref.group("repo")  # type: ignore[union-attr]
 
     @property
     def tag(self) -> str:
         """The source tag, or one made from the digest when the image has none."""
-        tag = DIGEST_REF_RE.match(self.image).group("tag")  # type: ignore[union-attr]
-        return tag or f"sha256-{self.digest.split(':', 1)[1][:12]}"
+        return self._ref.group("tag") or f"sha256-{self.digest.split(':', 1)[1][:12]}"  # type: ignore[union-attr]
+
+    @property
+    def location(self) -> str:
+        """``registry/repository``: where the verifying stack keeps the image and its SBOM."""
+        return f"{self._ref.group('host')}/{self._ref.group('repo')}"  # type: ignore[union-attr]
 
     @property
     def source(self) -> str:
         """``registry/repository@sha256:...``: what ``az acr import`` copies (by digest, not tag)."""
-        match = DIGEST_REF_RE.match(self.image)
-        return f"{match.group('host')}/{match.group('repo')}@{self.digest}"  # type: ignore[union-attr]
+        return f"{self.location}@{self.digest}"
 
     def to_output(self) -> dict[str, Any]:
         """The ``release`` stack output (camelCase), what :meth:`from_json` reads back."""
@@ -214,7 +223,7 @@ class ImportedImage(pulumi.ComponentResource):
         target = f"{release.repository}:{release.tag}"
         environment = {"REGISTRY": args.registry_name, "SOURCE": release.source, "TARGET": target}
         if release.sbom_digest:
-            environment.update(SBOM_SOURCE=release.source.rsplit("@", 1)[0] + f"@{release.sbom_digest}",
+            environment.update(SBOM_SOURCE=f"{release.location}@{release.sbom_digest}",
                                SBOM_TARGET=f"{release.repository}:{release.digest.replace(':', '-')}.sbom")
         self.command = local.Command(
             f"{name}-import",
