@@ -19,11 +19,11 @@ import re
 import sys
 import typing
 from collections.abc import Callable, Mapping
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from components import naming
+from components import choices, naming
 from components.build_spec import DEFAULT_BASE_IMAGE, REVISION_RE
 from components.cluster import NetworkPolicy
 from components.deployer import DeployerPrincipalType
@@ -72,13 +72,12 @@ def _match(pattern: re.Pattern[str], rule: str) -> Callable[[str, Any], str]:
     return check
 
 
-def _enum(enum: type[Enum]) -> Callable[[str, Any], Any]:
+def _enum(enum: type[StrEnum]) -> Callable[[str, Any], Any]:
     def check(key: str, value: Any) -> Any:
         try:
             return enum(value)
         except ValueError:
-            allowed = ", ".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
-            raise SettingsError(key, value, f"allowed: {allowed}") from None
+            raise SettingsError(key, value, f"allowed: {choices.allowed(enum)}") from None
 
     return check
 

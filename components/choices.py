@@ -13,6 +13,11 @@ from typing import TypeVar
 E = TypeVar("E", bound=StrEnum)
 
 
+def allowed(enum: type[StrEnum]) -> str:
+    """The values of ``enum``, for a message naming what is allowed."""
+    return ", ".join(m.value for m in enum)
+
+
 def choice(enum: type[E], value: object, field: str, when: str = "") -> E:
     """``value`` as a member of ``enum``; a ValueError names ``field`` and the allowed values.
 
@@ -21,6 +26,5 @@ def choice(enum: type[E], value: object, field: str, when: str = "") -> E:
     try:
         return enum(value)
     except ValueError:
-        allowed = ", ".join(m.value for m in enum)
         condition = f" {when}" if when else ""
-        raise ValueError(f"{field} must be one of {allowed}{condition}, got {value!r}") from None
+        raise ValueError(f"{field} must be one of {allowed(enum)}{condition}, got {value!r}") from None

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice
 
-from components.choices import choice
+from components.choices import allowed, choice
 from components.kubeconfig import KubeloginMode, decode_kubeconfig
 from components.roles import BuiltinRole, PrincipalType, assign_role, client_config
 
@@ -80,13 +80,12 @@ class KubernetesClusterArgs:
             self.deployer_principal_type = choice(
                 PrincipalType, self.deployer_principal_type, "deployer_principal_type",
                 "when grant_admin_to_deployer is set")
-        if self.kubelogin_mode not in set(KubeloginMode):
+        try:
+            self.kubelogin_mode = KubeloginMode(self.kubelogin_mode)
+        except ValueError:
             # devicecode and interactive wait for someone at a browser: CI would hang.
-            raise ValueError(
-                f"kubelogin_mode {self.kubelogin_mode!r} is not allowed; use a non-interactive mode: "
-                f"{', '.join(KubeloginMode)}"
-            )
-        self.kubelogin_mode = KubeloginMode(self.kubelogin_mode)
+            raise ValueError(f"kubelogin_mode {self.kubelogin_mode!r} is not allowed; use a non-interactive "
+                             f"mode: {allowed(KubeloginMode)}") from None
 
 
 class KubernetesCluster(pulumi.ComponentResource):

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
+from components.choices import allowed
 from components.roles import PrincipalType
 
 
@@ -68,7 +69,7 @@ def resolve_principal_type(configured: DeployerPrincipalType | str,
         wanted = DeployerPrincipalType(configured)
     except ValueError:
         raise PrincipalTypeError(f"config key 'deployerPrincipalType': value {configured!r} is not allowed; "
-                                 f"allowed: {', '.join(DeployerPrincipalType)}") from None
+                                 f"allowed: {allowed(DeployerPrincipalType)}") from None
     if wanted is not DeployerPrincipalType.AUTO:
         return PrincipalType(wanted.value)
     env = os.environ if environ is None else environ
