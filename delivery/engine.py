@@ -135,8 +135,9 @@ class RunOptions:
     container_port: int = image_contract.PORT
     tmpfs_size: str = "64m"
     """Size of the writable /tmp, as the pod's ``emptyDir`` size limit."""
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """Environment the Deployment sets on the container (never secrets)."""
+    env: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {image_contract.MODEL_DIR_ENV: image_contract.MODEL_DIR})
+    """Environment the Deployment sets on the container (never secrets); by default where the model is."""
     health_start_period: int | None = None
     """Seconds the image's HEALTHCHECK failures do not count (the model's start-up budget); None:
     the image's own."""

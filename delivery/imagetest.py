@@ -118,12 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(REGISTRY/REPO[:TAG]@sha256:<64 hex>)")
         if not 1 <= args.startup_seconds <= 3600:
             raise ValueError(f"--startup-seconds {args.startup_seconds}: use 1-3600")
-        options = engine.RunOptions(
-            memory=k8s_memory_to_docker(args.memory), cpus=k8s_cpu_to_docker(args.cpu),
-            user=image_contract.USER, container_port=image_contract.PORT,
-            env={image_contract.MODEL_DIR_ENV: image_contract.MODEL_DIR},
-            health_start_period=args.startup_seconds,
-        )
+        memory, cpus = k8s_memory_to_docker(args.memory), k8s_cpu_to_docker(args.cpu)
+        options = engine.RunOptions(memory=memory, cpus=cpus, health_start_period=args.startup_seconds)
     except ValueError as exc:
         parser.print_usage(sys.stderr)
         print(f"imagetest: error: {exc}", file=sys.stderr)

@@ -240,9 +240,6 @@ class LocalSettings:
 
     @property
     def run_options(self) -> engine.RunOptions:
-        return engine.RunOptions(
-            memory=self.memory_limit, cpus=self.cpus, user=image_contract.USER,
-            container_port=image_contract.PORT, env={image_contract.MODEL_DIR_ENV: image_contract.MODEL_DIR},
-            health_start_period=self.startup_seconds,
-        )
+        return engine.RunOptions(memory=self.memory_limit, cpus=self.cpus,
+                                 health_start_period=self.startup_seconds)
 
