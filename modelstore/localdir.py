@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from modelship_contract.manifest import MANIFEST_FILE
 from modelstore.errors import InvalidInput, ModelStoreError
@@ -225,21 +224,13 @@ def _write_stamp(cached: Path, sha256: str) -> None:
         _stamp_path(cached).write_text(json.dumps({"sha256": sha256, **_file_id(cached)}))
 
 
-def _read_stamp(cached: Path, sha256: str) -> dict[str, Any] | None:
-    """The stamp beside ``cached`` if it names this very file, verified as ``sha256``, unwritten since."""
-    try:
-        stamp = json.loads(_stamp_path(cached).read_text())
-        identity = {"sha256": sha256, **_file_id(cached)}
-    except (OSError, ValueError):
-        return None
-    if not isinstance(stamp, dict) or {k: stamp.get(k) for k in identity} != identity:
-        return None
-    return stamp
-
-
 def _stamp_matches(cached: Path, sha256: str) -> bool:
     """True when ``cached`` is the very file verified as ``sha256`` and was not written since."""
-    return _read_stamp(cached, sha256) is not None
+    try:
+        stamp = json.loads(_stamp_path(cached).read_text())
+        return stamp == {"sha256": sha256, **_file_id(cached)}
+    except (OSError, ValueError):
+        return False
 
 
 _RENAME_EXCHANGE = 2
