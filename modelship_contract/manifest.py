@@ -333,31 +333,15 @@ def is_alias_name(value: str) -> bool:
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks so large models never sit whole in memory."""
     with open(path, "rb") as fh:
-        return _sha256_stream(fh)
-
-
-def _sha256_stream(fh: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := fh.read(_CHUNK):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_model_file(manifest: ModelManifest, fh: BinaryIO, where: Path | str) -> None:
-    """Check the open model file ``fh`` (read from its start) against the manifest's size and sha256.
-
-    Takes an open file so that a caller can go on to load exactly the file it checked (the server
-    loads through the same descriptor). ``where`` names the file in messages.
-    """
-    size = os.fstat(fh.fileno()).st_size
-    if size != manifest.size:
-        raise ManifestError(f"{where} is {size} bytes but {MANIFEST_FILE} says {manifest.size}")
-    check_model_digest(manifest, size, _sha256_stream(fh), where)
+        return hash_model_file(fh)
 
 
 def hash_model_file(fh: BinaryIO) -> str:
     """Hex sha256 of the open file ``fh``, read once from where it stands (its start, when just opened)."""
-    return _sha256_stream(fh)
+    digest = hashlib.sha256()
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_model_digest(manifest: ModelManifest, size: int, sha256: str, where: Path | str) -> None:
@@ -404,7 +388,7 @@ def load_model_dir(model_dir: Path | str) -> ModelManifest:
         raise ManifestError(f"{model_path} named by {MANIFEST_FILE} does not exist or is not a file")
     try:
         with open(model_path, "rb") as fh:
-            check_model_file(manifest, fh, model_path)
+            check_model_digest(manifest, os.fstat(fh.fileno()).st_size, hash_model_file(fh), model_path)
     except OSError as exc:
         raise ManifestError(f"{model_path} cannot be read: {exc.strerror or exc}") from None
     return manifest

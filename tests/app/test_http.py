@@ -316,16 +316,18 @@ def test_an_unexpected_failure_is_a_json_500_traceable_by_request_id(model_dir: 
 def test_one_worker_hashes_the_model_once(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As ``python -m modelserver --workers 1`` does: verify and load, then serve that predictor; the
     app's start-up finds it loaded and reads the model file no more."""
+    import modelserver.predictor as predictor_module
     import modelship_contract.manifest as contract
 
     hashed: list[str] = []
-    real = contract._sha256_stream
+    real = contract.hash_model_file
 
     def counting(fh):
         hashed.append(fh.name)
         return real(fh)
 
-    monkeypatch.setattr(contract, "_sha256_stream", counting)
+    monkeypatch.setattr(contract, "hash_model_file", counting)  # sha256_file, load_model_dir
+    monkeypatch.setattr(predictor_module, "hash_model_file", counting)
     predictor = Predictor(model_dir)
     predictor.load()
     app = create_app(Settings(model_dir=model_dir), predictor)
