@@ -233,8 +233,6 @@ class Predictor:
         self.intra_op_threads = intra_op_threads
         self.request_memory_mib = request_memory_mib
         """Cap on what one inference may allocate (intermediate tensors), in MiB."""
-        self.mapped_bytes = 0
-        """Bytes of weights mapped from the model file rather than copied (set at load)."""
         self._run_options = None
         self.manifest: ModelManifest | None = None
         self.load_seconds: float | None = None
@@ -279,11 +277,10 @@ class Predictor:
                     self.signer = signed.check({manifest.model_file: sha256,
                                                 MANIFEST_FILE: hashlib.sha256(raw_manifest).hexdigest()})
                 check_model_digest(manifest, verified[2], sha256, path)
-                session, mapped = self._open_session(manifest, path)
+                session = self._open_session(manifest, path)
                 if _identity(fh) != verified or _path_identity(path) != verified[:2]:
                     raise ManifestError(f"{path} was replaced or written to while it was verified and "
                                         "loaded: not serving it")
-            self.mapped_bytes = mapped.mapped
             self._check_signature(manifest, session)
             self.signature = Signature(manifest.inputs, manifest.outputs)
             self.manifest = manifest
@@ -325,7 +322,7 @@ class Predictor:
         run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         run_options.log_severity_level = 4  # a refused run is reported once, by infer()
         self._run_options = run_options
-        return session, mapped
+        return session
 
     @staticmethod
     def _check_signature(manifest: ModelManifest, session) -> None:

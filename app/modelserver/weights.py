@@ -27,7 +27,6 @@ from pathlib import Path
 
 MODEL_GRAPH = 7
 GRAPH_INITIALIZER = 5
-TENSOR_NAME = 8
 TENSOR_RAW_DATA = 9
 TENSOR_EXTERNAL_DATA = 13
 TENSOR_DATA_LOCATION = 14
@@ -137,7 +136,7 @@ def _tensor(buf, start: int, end: int, location: str, threshold: int) -> tuple[b
 def map_weights(path: Path | str, threshold: int = MIN_MAPPED_BYTES) -> MappedModel:
     """Read ``path``'s framing and return the model with its weights of ``threshold`` bytes or more external.
 
-    Open the result with :func:`session_options_for` (ONNX Runtime must know the file's directory).
+    Open the result with :func:`session_config` (ONNX Runtime must know the file's directory).
     """
     path = Path(path)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
