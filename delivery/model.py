@@ -154,13 +154,14 @@ def prepare_trust(context: Path) -> None:
     With no key configured (``MODELSHIP_SIGNING_KEY`` unset) the local key is created on first use,
     outside the repository (:mod:`modelstore.signing`); only public keys enter the context.
     """
+    from modelship_contract.signature import TRUST_SUBDIR
     from modelstore import signing
     from modelstore.errors import ModelStoreError
 
     try:
         if not os.environ.get(signing.SIGNING_KEY_ENV):
             signing.ensure_key()
-        signing.export_trusted_keys(context / "trust")
+        signing.export_trusted_keys(context / TRUST_SUBDIR)
     except ModelStoreError as exc:
         raise DeliveryError(f"model signing keys: {exc}") from exc
 

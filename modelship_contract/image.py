@@ -20,8 +20,6 @@ USER = f"{UID}:{UID}"
 """``uid:gid`` as ``docker run --user`` and the Dockerfile's ``USER`` write it."""
 MODEL_DIR = "/opt/model"
 """The baked-in model directory (ONNX file, ``manifest.json``, ``model.sig``)."""
-TRUST_DIR = IMAGE_TRUST_DIR
-"""The trusted public keys the server verifies the model's signature against at every start."""
 APP_DIR = "/opt/app"
 """Where the server's code and this package sit in the image (its ``PYTHONPATH``)."""
 READY_PATH = "/v2/health/ready"
@@ -39,8 +37,8 @@ MODEL_DIR_ENV = "MODELSHIP_MODEL_DIR"
 """The server's setting for the model directory (the image sets it to ``MODEL_DIR``)."""
 PORT_ENV = "MODELSHIP_PORT"
 """The server's setting for its port (the image sets it to ``PORT``)."""
-__all__ = ["APP_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV", "READY_PATH",
-           "REQUEST_MEMORY_MIB", "TRUST_DIR", "TRUST_DIR_ENV", "UID", "USER", "WORKERS"]
+__all__ = ["APP_DIR", "IMAGE_TRUST_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV",
+           "READY_PATH", "REQUEST_MEMORY_MIB", "TRUST_DIR_ENV", "UID", "USER", "WORKERS"]
 
 _DIGEST = r"sha256:[0-9a-f]{64}"
 DIGEST_RE = re.compile(rf"^{_DIGEST}$")
