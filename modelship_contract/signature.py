@@ -270,6 +270,14 @@ class SignedModel:
                                                  f"{_differences(actual, self.signed)}")
         return self.signer
 
+    def check_model(self, model_file: str, model_sha256: str, raw_manifest: bytes) -> Signer:
+        """:meth:`check`, given the two files the caller has already read: the model file
+        ``model_file``, whose sha256 it computed as it read it, and ``manifest.json``, hashed here
+        from ``raw_manifest`` (the very bytes the caller parsed)."""
+        from .manifest import MANIFEST_FILE  # here, not at import: signature.py also runs as a script
+
+        return self.check({model_file: model_sha256, MANIFEST_FILE: hashlib.sha256(raw_manifest).hexdigest()})
+
 
 def _differences(actual: Any, signed: Any) -> str:
     """The files that differ between two model-signing manifests, named as :func:`_short_diff` names them."""

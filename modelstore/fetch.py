@@ -10,7 +10,6 @@ of an unchanged model transfer no bytes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -104,10 +103,8 @@ def _verify_signature(store: ModelStore, manifest: ModelManifest, staging: Path,
     """
     from modelstore import signing
 
-    return signing.verify_fetched(staging, manifest.ref, store.where, store.trusted_keys, sha256={
-        manifest.model_file: manifest.sha256,
-        MANIFEST_FILE: hashlib.sha256(raw_manifest).hexdigest(),
-    })
+    return signing.verify_fetched(staging, manifest.ref, store.where, store.trusted_keys,
+                                  model=(manifest.model_file, manifest.sha256, raw_manifest))
 
 
 def _download_signature(store: ModelStore, manifest: ModelManifest, staging: Path) -> None:

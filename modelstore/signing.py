@@ -180,15 +180,17 @@ def sign_for_publish(model_dir: Path, model_file: str, key: Path | None = None) 
 
 
 def verify_fetched(model_dir: Path, ref: str, where: str, trusted: Path | None = None,
-                   sha256: Mapping[str, str] | None = None) -> Signer:
+                   model: tuple[str, str, bytes] | None = None) -> Signer:
     """Verify a fetched (staged) model directory; raise :class:`SignatureRefused` naming the check.
 
-    ``sha256``: the digests of files the fetch has already verified (by relative path), which
-    model-signing then takes instead of reading those files again (see ``SignedModel.check``).
+    ``model``: ``(model_file, its sha256, manifest.json's raw bytes)`` the fetch has already
+    verified, which model-signing then takes instead of reading those files again (see
+    ``SignedModel.check_model``).
     """
     trusted = Path(trusted) if trusted is not None else trusted_keys_path()
     try:
-        return open_signature(model_dir, trusted).check(sha256)
+        signed = open_signature(model_dir, trusted)
+        return signed.check_model(*model) if model is not None else signed.check()
     except SignatureError as exc:
         raise SignatureRefused(
             f"refusing {ref} from {where}: {exc}. The destination was left unchanged.", exc.check

@@ -18,7 +18,6 @@ idle worker goes back to holding no request memory at all.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import threading
@@ -274,8 +273,7 @@ class Predictor:
                 verified = _identity(fh)
                 sha256 = hash_model_file(fh)  # the one pass over the model's bytes
                 if signed is not None:
-                    self.signer = signed.check({manifest.model_file: sha256,
-                                                MANIFEST_FILE: hashlib.sha256(raw_manifest).hexdigest()})
+                    self.signer = signed.check_model(manifest.model_file, sha256, raw_manifest)
                 check_model_digest(manifest, verified[2], sha256, path)
                 session = self._open_session(manifest, path)
                 if _identity(fh) != verified or _path_identity(path) != verified[:2]:
