@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Verified (signature, size, sha256: one read of the model's bytes) and loaded once, here, before
     # any socket opens or any worker exists.
-    predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib,
-                          trust_dir=settings.trust_dir)
+    predictor = Predictor.from_settings(settings)
     try:
         manifest = predictor.load()
     except SignatureError as exc:

@@ -140,8 +140,7 @@ def create_app(settings: Settings, predictor: Predictor | None = None) -> Starle
     """The ASGI app for ``settings.model_dir`` (or the given, possibly already loaded, predictor)."""
     metrics = Metrics()
     if predictor is None:
-        predictor = Predictor(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib,
-                              trust_dir=settings.trust_dir)
+        predictor = Predictor.from_settings(settings)
     plane = DataPlane(predictor, metrics)
 
     @contextlib.asynccontextmanager

@@ -42,7 +42,7 @@ from modelship_contract.manifest import (
 from modelship_contract.signature import Signer, open_signature
 
 from .errors import InvalidInput, NotReady, RequestMemoryExceeded
-from .settings import REQUEST_MEMORY_MIB
+from .settings import REQUEST_MEMORY_MIB, Settings
 from .tensors import datatype_name, shape_matches, shape_text
 from .weights import WeightsError, map_weights, session_config
 
@@ -221,6 +221,12 @@ class Signature:
 
 class Predictor:
     """One model, loaded once per process; ``predict`` is safe to call from several threads."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Predictor:
+        """The predictor the server's settings describe (model, threads, request memory, trusted keys)."""
+        return cls(settings.model_dir, settings.intra_op_threads, settings.request_memory_mib,
+                   trust_dir=settings.trust_dir)
 
     def __init__(self, model_dir: Path | str, intra_op_threads: int = 1,
                  request_memory_mib: int = REQUEST_MEMORY_MIB, trust_dir: Path | str | None = None) -> None:
