@@ -382,7 +382,12 @@ def read_manifest_bytes(model_dir: Path | str) -> tuple[ModelManifest, bytes]:
 
 def load_model_dir(model_dir: Path | str) -> ModelManifest:
     """Read the manifest and check the model file's size and sha256 against it."""
-    manifest = read_manifest(model_dir)
+    return load_model_dir_bytes(model_dir)[0]
+
+
+def load_model_dir_bytes(model_dir: Path | str) -> tuple[ModelManifest, bytes]:
+    """:func:`load_model_dir`, and the very ``manifest.json`` bytes parsed (to upload what was read)."""
+    manifest, raw = read_manifest_bytes(model_dir)
     model_path = Path(model_dir) / manifest.model_file
     if not model_path.is_file():
         raise ManifestError(f"{model_path} named by {MANIFEST_FILE} does not exist or is not a file")
@@ -391,7 +396,7 @@ def load_model_dir(model_dir: Path | str) -> ModelManifest:
             check_model_digest(manifest, os.fstat(fh.fileno()).st_size, hash_model_file(fh), model_path)
     except OSError as exc:
         raise ManifestError(f"{model_path} cannot be read: {exc.strerror or exc}") from None
-    return manifest
+    return manifest, raw
 
 
 def git_revision(path: Path | str, *, clean: bool = False, timeout: float = 20) -> str | None:

@@ -36,7 +36,7 @@ from modelship_contract.manifest import (
     ManifestError,
     ModelManifest,
     is_alias_name,
-    load_model_dir,
+    load_model_dir_bytes,
 )
 from modelstore import transfer
 from modelstore.connection import backoff, write_json_if_unchanged
@@ -64,7 +64,7 @@ def publish(store: ModelStore, model_dir: Path | str, publisher: str | None = No
     if not model_dir.is_dir():
         raise InvalidInput(f"model directory {model_dir} does not exist or is not a directory")
     try:
-        manifest = load_model_dir(model_dir)
+        manifest, raw_manifest = load_model_dir_bytes(model_dir)
         _validate_store_version(manifest.version)
     except ManifestError as exc:
         raise InvalidInput(f"model directory {model_dir} is not valid: {exc}") from None
@@ -72,7 +72,6 @@ def publish(store: ModelStore, model_dir: Path | str, publisher: str | None = No
     prefix = f"{manifest.name}/{manifest.version}"
     # Signed before anything is uploaded; the manifest is uploaded as the bytes that were signed.
     from modelstore import signing  # not at import: `python -m modelstore.signing` imports this module
-    raw_manifest = (model_dir / MANIFEST_FILE).read_bytes()
     signature, signer = signing.sign_for_publish(model_dir, manifest.model_file, store.signing_key)
     with store._azure_errors():
         if store.create_container:

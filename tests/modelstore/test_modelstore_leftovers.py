@@ -82,14 +82,14 @@ def test_a_file_that_changes_during_upload_commits_nothing_and_a_retry_publishes
     store.publish(make_model("digits", "0")[0])
     model = src / "model.onnx"
     good = model.read_bytes()
-    checked = publish_module.load_model_dir
+    checked = publish_module.load_model_dir_bytes
 
     def check_then_change(path):
         result = checked(path)
         model.write_bytes(good[::-1])
         return result
 
-    monkeypatch.setattr(publish_module, "load_model_dir", check_then_change)
+    monkeypatch.setattr(publish_module, "load_model_dir_bytes", check_then_change)
     with pytest.raises(IntegrityError, match=r"changed while it was being uploaded .* nothing was committed"):
         store.publish(src)
     monkeypatch.undo()
