@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker_build as docker_build
 
+from modelship_contract.image import MODEL_NAME_LABEL, MODEL_VERSION_LABEL
+
 
 @dataclass
 class ModelImageArgs:
@@ -79,8 +81,8 @@ class ModelImage(pulumi.ComponentResource):
         ]
         labels = {
             "org.opencontainers.image.revision": args.build_args.get("REVISION", ""),
-            "io.modelship.model.name": args.build_args.get("MODEL_NAME", ""),
-            "io.modelship.model.version": args.build_args.get("MODEL_VERSION", ""),
+            MODEL_NAME_LABEL: args.build_args.get("MODEL_NAME", ""),
+            MODEL_VERSION_LABEL: args.build_args.get("MODEL_VERSION", ""),
         }
         self.image = docker_build.Image(
             f"{name}-image",

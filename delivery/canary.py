@@ -28,6 +28,7 @@ from typing import Protocol
 
 from modelserver.canary.analysis import Status, Verdict, analyze
 from modelship_contract.canary import AnalysisDefinition
+from modelship_contract.image import MODEL_LABELS, MODEL_SHA256_LABEL, MODEL_VERSION_LABEL
 
 FAILURE_BACKOFF = 0.1
 """Seconds a client waits after a failed request before the next one."""
@@ -260,19 +261,19 @@ def release(settings, door, live: str, nxt: str, port: int, model: str, version:
     state = engine.container_state(live)
     if not config.enabled or not state or not state["State"].get("Running"):
         return None
-    same = same_model(state["Config"]["Labels"], engine.container_state(nxt)["Config"]["Labels"])
+    new_state = engine.container_state(nxt)
+    if not new_state:
+        raise engine.DockerError(f"container {nxt} is gone before its canary")
+    labels, new_labels = state["Config"]["Labels"] or {}, new_state["Config"]["Labels"] or {}
+    same = same_model(labels, new_labels)
     if same and not config.code_only:
         _log(f"canary skipped: {model}@{version} (sha256 {same[:12]}) is the model already serving, only "
              "the code changed, and its pre-push test and smoke test passed (MODELSHIP_CANARY=always "
              "canaries code-only releases too)")
         return None
-    container_port = settings.run_options.container_port
-    labels, new_labels = state["Config"]["Labels"], engine.container_state(nxt)["Config"]["Labels"]
-    stable = Side(engine.published_port(live, container_port), state["Id"][:12],
-                  labels.get("io.modelship.model.version", "stable"),
-                  labels.get("io.modelship.model.sha256", ""))
-    canary = Side(port, engine.container_state(nxt)["Id"][:12], version,
-                  new_labels.get("io.modelship.model.sha256", ""))
+    stable = Side(engine.published_port(state, settings.run_options.container_port), state["Id"][:12],
+                  labels.get(MODEL_VERSION_LABEL, "stable"), labels.get(MODEL_SHA256_LABEL, ""))
+    canary = Side(port, new_state["Id"][:12], version, new_labels.get(MODEL_SHA256_LABEL, ""))
     prometheus = LocalPrometheus(settings.state_dir, config.prometheus_port)
     prometheus.ensure()
     log = _log
@@ -302,9 +303,8 @@ def release(settings, door, live: str, nxt: str, port: int, model: str, version:
 
 def same_model(live: Mapping[str, str], new: Mapping[str, str]) -> str | None:
     """The model's sha256 when two containers' labels name the same model version and bytes, else None."""
-    keys = ("io.modelship.model.name", "io.modelship.model.version", "io.modelship.model.sha256")
-    values = [live.get(k) for k in keys]
-    if all(v and v != "unknown" for v in values) and values == [new.get(k) for k in keys]:
+    values = [live.get(k) for k in MODEL_LABELS]
+    if all(v and v != "unknown" for v in values) and values == [new.get(k) for k in MODEL_LABELS]:
         return values[2]
     return None
 

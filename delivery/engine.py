@@ -180,9 +180,12 @@ def create_container(
     return docker("create", *_container_args(image, name, host_port, options, labels)).stdout.strip()
 
 
-def published_port(name: str, container_port: int) -> int:
-    """The host port on 127.0.0.1 that a running container publishes ``container_port`` on."""
-    state = container_state(name)
+def published_port(container: str | Mapping, container_port: int) -> int:
+    """The host port on 127.0.0.1 that a running container publishes ``container_port`` on.
+
+    ``container`` is its name (inspected here) or its ``docker inspect`` state already in hand."""
+    state = container_state(container) if isinstance(container, str) else container
+    name = container if isinstance(container, str) else str(container.get("Name", "?")).lstrip("/")
     bindings = ((state or {}).get("NetworkSettings", {}).get("Ports") or {}).get(f"{container_port}/tcp")
     for binding in bindings or []:
         if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort"):

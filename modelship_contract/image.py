@@ -37,7 +37,17 @@ MODEL_DIR_ENV = "MODELSHIP_MODEL_DIR"
 """The server's setting for the model directory (the image sets it to ``MODEL_DIR``)."""
 PORT_ENV = "MODELSHIP_PORT"
 """The server's setting for its port (the image sets it to ``PORT``)."""
-__all__ = ["APP_DIR", "IMAGE_TRUST_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "PORT", "PORT_ENV",
+
+MODEL_NAME_LABEL = "io.modelship.model.name"
+"""Image label: the model's name (the Dockerfile's ``LABEL``, from the ``MODEL_NAME`` build argument)."""
+MODEL_VERSION_LABEL = "io.modelship.model.version"
+"""Image label: the model's version (from ``MODEL_VERSION``)."""
+MODEL_SHA256_LABEL = "io.modelship.model.sha256"
+"""Image label: the sha256 of the model's bytes (from ``MODEL_SHA256``); ``unknown`` when not given."""
+MODEL_LABELS = (MODEL_NAME_LABEL, MODEL_VERSION_LABEL, MODEL_SHA256_LABEL)
+"""The three model labels, in that order: same values on two containers mean the same model."""
+__all__ = ["APP_DIR", "IMAGE_TRUST_DIR", "LIVE_PATH", "MODEL_DIR", "MODEL_DIR_ENV", "MODEL_LABELS",
+           "MODEL_NAME_LABEL", "MODEL_SHA256_LABEL", "MODEL_VERSION_LABEL", "PORT", "PORT_ENV",
            "READY_PATH", "REQUEST_MEMORY_MIB", "TRUST_DIR_ENV", "UID", "USER", "WORKERS"]
 
 _DIGEST = r"sha256:[0-9a-f]{64}"

@@ -55,6 +55,14 @@ def env_of(steps: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
+def labels_of(steps: list[tuple[str, str]]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for keyword, args in steps:
+        if keyword == "LABEL":
+            labels.update(dict(item.split("=", 1) for item in shlex.split(args)))
+    return labels
+
+
 def copies(steps: list[tuple[str, str]]) -> list[list[str]]:
     return [shlex.split(args) for keyword, args in steps if keyword == "COPY"]
 
@@ -76,6 +84,9 @@ def check(text: str) -> list[str]:
     want(f"ENV {image.TRUST_DIR_ENV}", env.get(image.TRUST_DIR_ENV), image.IMAGE_TRUST_DIR)
     want("ENV PYTHONPATH", env.get("PYTHONPATH"), image.APP_DIR)
     want("ENV MODELSHIP_WORKERS", env.get("MODELSHIP_WORKERS"), str(image.WORKERS))
+    labels = labels_of(steps)
+    for key, arg in zip(image.MODEL_LABELS, ("MODEL_NAME", "MODEL_VERSION", "MODEL_SHA256"), strict=True):
+        want(f"LABEL {key}", labels.get(key), f"${{{arg}}}")
     targets = {c[-1].rstrip("/") for c in copies(steps)}
     for path in (image.MODEL_DIR, image.IMAGE_TRUST_DIR, f"{image.APP_DIR}/modelserver",
                  f"{image.APP_DIR}/modelship_contract"):
@@ -105,6 +116,9 @@ def test_the_dockerfile_says_what_the_contract_says() -> None:
     ("COPY modelship_contract/ /opt/app/modelship_contract/", "", "/opt/app/modelship_contract"),
     ("/v2/health/ready", "/healthz", "HEALTHCHECK"),
     ("--start-period=120s", "--start-period=60s", "--start-period"),
+    ("io.modelship.model.name=", "io.modelship.model_name=", "LABEL io.modelship.model.name"),
+    ('io.modelship.model.sha256="${MODEL_SHA256}"', 'io.modelship.model.sha256="${MODEL_SHA}"',
+     "LABEL io.modelship.model.sha256"),
 ])
 def test_a_dockerfile_that_drifts_is_caught(old: str, new: str, named: str) -> None:
     text = DOCKERFILE.read_text()
@@ -115,7 +129,7 @@ def test_a_dockerfile_that_drifts_is_caught(old: str, new: str, named: str) -> N
 
 # Literals of the image contract that product code must import instead of writing: (token type, value).
 _PRODUCT = ("components", "delivery", "modelstore", "app/modelserver", "preflight", "policy", "training")
-_PATHS = (image.MODEL_DIR, image.IMAGE_TRUST_DIR, image.APP_DIR, "/v2/health/")
+_PATHS = (image.MODEL_DIR, image.IMAGE_TRUST_DIR, image.APP_DIR, "/v2/health/", "io.modelship.model.")
 _DOCSTRING = re.compile(r"^[rbuf]*(\'\'\'|\"\"\")", re.I)
 
 
@@ -150,4 +164,6 @@ def test_product_code_imports_the_contract_instead_of_repeating_it() -> None:
 def test_the_literal_guard_finds_a_repeated_value() -> None:
     assert contract_literals('MODEL = "/opt/model/manifest.json"\nuid = 10001\nurl = f"http://x:8080"\n') == [
         "line 1: \"/opt/model/manifest.json\"", "line 2: 10001", "line 3: f\"http://x:8080\""]
+    assert contract_literals('labels.get("io.modelship.model.sha256")\n') == [
+        "line 1: \"io.modelship.model.sha256\""]
     assert contract_literals('"""Docs may name /opt/model."""\n# and 10001 in a comment\n') == []

@@ -43,9 +43,18 @@ class _Settings:
 def _containers(monkeypatch: pytest.MonkeyPatch, live: dict, new: dict) -> list[str]:
     states = {"live": {"Id": "1" * 64, "State": {"Running": True}, "Config": {"Labels": live}},
               "next": {"Id": "2" * 64, "State": {"Running": True}, "Config": {"Labels": new}}}
-    monkeypatch.setattr(engine, "container_state", states.get)
-    monkeypatch.setattr(engine, "published_port", lambda name, port: 40000)
     started: list[str] = []
+
+    def inspect(name: str) -> dict | None:
+        started.append(f"inspect {name}")
+        return states.get(name)
+
+    def port(container: str | dict, container_port: int) -> int:
+        assert container == states["live"], "the live state in hand is reused, not inspected again"
+        return 40000
+
+    monkeypatch.setattr(engine, "container_state", inspect)
+    monkeypatch.setattr(engine, "published_port", port)
 
     class Refused:
         def __init__(self, *args, **kwargs) -> None:
@@ -60,7 +69,7 @@ def test_a_code_only_release_goes_at_once(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setenv("MODELSHIP_CANARY", "on")
     started = _containers(monkeypatch, LABELS, dict(LABELS))
     assert canary.release(_Settings(), None, "live", "next", 40001, "digits", "2.0.0") is None
-    assert started == []
+    assert started == ["inspect live", "inspect next"]
     assert "canary skipped: digits@2.0.0 (sha256 abababababab) is the model already serving" \
         in capsys.readouterr().out
 
@@ -72,4 +81,4 @@ def test_a_model_change_or_always_canaries(monkeypatch: pytest.MonkeyPatch, mode
     started = _containers(monkeypatch, LABELS, dict(new))
     with pytest.raises(RuntimeError, match="the canary started"):
         canary.release(_Settings(), None, "live", "next", 40001, "digits", new["io.modelship.model.version"])
-    assert started == ["prometheus"]
+    assert started == ["inspect live", "inspect next", "prometheus"]  # each container inspected once

@@ -126,6 +126,12 @@ def test_published_port_is_read_from_the_loopback_binding(fake: FakeDocker) -> N
         engine.published_port("svc", 9090)
     fake.answer(rc=1, stderr="No such container: svc")
     assert engine.container_state("svc") is None
+    calls = len(fake.calls())
+    state = {"Name": "/svc", "NetworkSettings": {"Ports": ports}}
+    assert engine.published_port(state, 8080) == 43123  # a state in hand is not inspected again
+    with pytest.raises(DockerError, match="container svc publishes no loopback port for 9090/tcp"):
+        engine.published_port(state, 9090)
+    assert len(fake.calls()) == calls
 
 
 def test_build_uses_buildkit_and_returns_the_image_id(fake: FakeDocker, tmp_path: Path) -> None:
