@@ -107,9 +107,10 @@ class ClusterError(RuntimeError):
 
 
 def kubectl_getter(namespace: str, name: str, kubectl: str = "kubectl") -> Getter:
-    what = f"{kubectl} get rollout {namespace}/{name}"
+    """Reads the Rollout ``namespace/name`` (a :func:`kubectl_reader` bound to its ``get``)."""
+    read = kubectl_reader(kubectl)
     argv = ["get", "rollouts.argoproj.io", name, "--namespace", namespace, "--output", "json"]
-    return lambda: _json(_run_kubectl(kubectl, argv, what), what)
+    return lambda: read(argv, what=f"{kubectl} get rollout {namespace}/{name}")
 
 
 def _run_kubectl(kubectl: str, args: list[str], what: str) -> str:
@@ -133,13 +134,18 @@ def _json(text: str, what: str) -> Any:
 
 
 def wait(get: Getter, timeout: float, interval: float, log: Callable[[str], None],
-         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Poll until promoted or aborted, or ``timeout`` seconds; return the exit code."""
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+         ) -> tuple[int, Mapping[str, Any] | None]:
+    """Poll until promoted or aborted, or ``timeout`` seconds; return the exit code and the last Rollout
+    read (the one the verdict was judged on; None if none could be read), so that an abort report is
+    built from what was decided on, not from another read that may fail."""
     deadline = clock() + timeout
     last, error = "", ""
+    rollout: Mapping[str, Any] | None = None
     while True:
         try:
-            state = judge(get())
+            seen = get()
+            state, rollout = judge(seen), seen
             error = ""
         except ClusterError as exc:
             state, error = None, str(exc)
@@ -152,18 +158,18 @@ def wait(get: Getter, timeout: float, interval: float, log: Callable[[str], None
                 last = state.summary
             if state.verdict == "promoted":
                 log("canary: promoted: every step's analysis passed; the new version is the stable one")
-                return EXIT_PROMOTED
+                return EXIT_PROMOTED, rollout
             if state.verdict == "aborted":
                 log("canary: ABORTED by Argo Rollouts: the stable version keeps serving. Fix the release, "
                     "or move the model alias back and run again (docs/release.md)")
-                return EXIT_ABORTED
+                return EXIT_ABORTED, rollout
         if clock() >= deadline:
             if error:
                 log(f"canary: could not read the Rollout for {timeout:.0f} s: {error}")
-                return EXIT_UNREACHABLE
+                return EXIT_UNREACHABLE, rollout
             log(f"canary: not finished after {timeout:.0f} s ({last}); the Rollout continues on its own, "
                 "the run fails")
-            return EXIT_TIMEOUT
+            return EXIT_TIMEOUT, rollout
         sleep(max(0.0, min(interval, deadline - clock())))
 
 
@@ -262,8 +268,8 @@ def _reason(report: Mapping[str, Any]) -> str:
 
 
 def kubectl_reader(kubectl: str = "kubectl") -> Reader:
-    def read(args: list[str]) -> Any:
-        what = f"{kubectl} {' '.join(args[:2])}"
+    def read(args: list[str], what: str | None = None) -> Any:
+        what = what or f"{kubectl} {' '.join(args[:2])}"
         out = _run_kubectl(kubectl, args, what)
         return _json(out, what) if "json" in args else out
 
@@ -287,13 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         print("argo_status: --timeout must be positive and --interval not negative", file=sys.stderr)
         return EXIT_USAGE
     get = kubectl_getter(args.namespace, args.rollout, args.kubectl)
-    code = wait(get, timeout, args.interval, lambda line: print(line, file=sys.stderr, flush=True))
+    code, rollout = wait(get, timeout, args.interval, lambda line: print(line, file=sys.stderr, flush=True))
     if code == EXIT_ABORTED and args.abort_report is not None:
-        try:
-            report = abort_report(get(), kubectl_reader(args.kubectl))
-        except ClusterError as exc:
-            report = {"kind": "canary", "engine": ENGINE, "verdict": "fail", "notes": [str(exc)],
-                      "reason": f"Argo Rollouts aborted the canary; the Rollout could not be read: {exc}"}
+        # The Rollout the abort was judged on (an abort is only ever judged on one that was read).
+        report = abort_report(rollout or {}, kubectl_reader(args.kubectl))
         args.abort_report.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         print(f"canary: {report['reason']}", file=sys.stderr, flush=True)
     return code

@@ -92,8 +92,27 @@ def run(sequence: list, timeout: float = 1000.0, interval: float = 10.0) -> tupl
             raise item
         return copy.deepcopy(item)
 
-    code = wait(get, timeout, interval, lines.append, clock=clock, sleep=clock.sleep)
+    code, _ = wait(get, timeout, interval, lines.append, clock=clock, sleep=clock.sleep)
     return code, lines, clock
+
+
+def test_the_wait_returns_the_rollout_it_judged() -> None:
+    clock, answers = Clock(), [STEP_1, ABORTED]
+
+    def get():
+        if not answers:
+            raise argo_status.ClusterError("read after the decision")
+        return copy.deepcopy(answers.pop(0))
+
+    code, seen = wait(get, 1000.0, 10.0, [].append, clock=clock, sleep=clock.sleep)
+    assert (code, seen) == (EXIT_ABORTED, ABORTED)
+    error = argo_status.ClusterError("kubectl get rollout modelship/model-server: connection refused")
+
+    def refused():
+        raise error
+
+    other = Clock()
+    assert wait(refused, 30.0, 10.0, [].append, clock=other, sleep=other.sleep) == (EXIT_UNREACHABLE, None)
 
 
 def test_the_wait_follows_the_steps_to_the_promotion() -> None:
@@ -238,3 +257,34 @@ print((pathlib.Path({str(states)!r}) / (kind + ".json")).read_text())
     assert code == EXIT_ABORTED
     report = json.loads(out.read_text())
     assert (report["rejected"], report["serving"], report["engine"]) == ("1.3.0", "1.2.0", "argo-rollouts")
+
+
+def test_the_abort_report_is_built_from_the_rollout_the_wait_judged(tmp_path: Path) -> None:
+    """The Rollout is read once more by nobody: a cluster that stops answering for it after the abort
+    still gets a report naming the model, the rejected and the serving version (the alias move back)."""
+    states = tmp_path / "answers"
+    states.mkdir()
+    (states / "replicasets.json").write_text(json.dumps(STABLE_SET))
+    (states / "analysisruns.argoproj.io.json").write_text(json.dumps(RUN))
+    (states / "logs.json").write_text(JOB_LOG)
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f"""#!{sys.executable}
+import pathlib, sys
+answers = pathlib.Path({str(states)!r})
+if sys.argv[2] == "rollouts.argoproj.io":
+    seen = answers / "rollout-read"
+    if seen.exists():
+        sys.exit("error: the server is currently unable to handle the request")
+    seen.write_text("")
+    print({json.dumps(json.dumps(ABORTED_SPEC))})
+    sys.exit(0)
+kind = "logs" if sys.argv[1] == "logs" else sys.argv[2]
+print((answers / (kind + ".json")).read_text())
+""")
+    kubectl.chmod(kubectl.stat().st_mode | stat.S_IXUSR)
+    out = tmp_path / "abort.json"
+    code = argo_status.main(["--namespace", "modelship", "--rollout", "model-server", "--interval", "0",
+                             "--timeout", "60", "--kubectl", str(kubectl), "--abort-report", str(out)])
+    assert code == EXIT_ABORTED
+    report = json.loads(out.read_text())
+    assert (report["model"], report["rejected"], report["serving"]) == ("digits", "1.3.0", "1.2.0")
