@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.build_spec import make_build_spec
+from components.build_spec import make_build_spec, stage_contract
 from delivery import build, cli, engine
 from delivery.settings import DeliveryError, LocalSettings
 from modelship_contract.signature import sign
@@ -37,6 +37,7 @@ def built(docker_engine, signing_keys, tmp_path_factory: pytest.TempPathFactory)
     instance = f"mst-{uuid.uuid4().hex[:8]}"
     settings = LocalSettings(state_dir=base / "state", context=context, instance=instance,
                              repository=f"modelship-test/{instance}")
+    stage_contract(context)  # as every build does (delivery/build.py, the Pulumi program)
     spec = make_build_spec(context, revision="oomtest", base_image=build.choose_base_image(settings))
     tag = f"modelship-test/{instance}:oom"
     iid = engine.build(spec.context, spec.dockerfile, spec.build_args, [tag], echo=False)
